@@ -1,0 +1,210 @@
+"""Canonical encodings: RFC 8785 JSON for signed payloads, canonical msgpack for records.
+
+Signed bytes are produced once and kept as bytes (spec/format.md §2). A reader
+accepts a document only if re-encoding its parsed value gives back the very same
+bytes, which rejects every non-canonical variant (key order, duplicate keys, number
+spelling, float widths) with one rule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import msgpack
+import rfc8785
+
+from .errors import FormatError
+from .limits import DEFAULT_LIMITS, Limits
+
+# Integers at or beyond 2^53 lose precision in many JSON readers; the spec writes
+# them as decimal strings (spec/format.md §2.2), so the canonical JSON writer refuses them.
+JSON_SAFE_INT = 2**53 - 1
+
+
+def _check_json_value(value: Any, where: str, depth: int, limits: Limits) -> None:
+    if depth > limits.json_depth_max:
+        raise FormatError(f"{where}: nesting deeper than {limits.json_depth_max}")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if abs(value) > JSON_SAFE_INT:
+            raise FormatError(
+                f"{where}: integer {value} exceeds 2^53-1; write it as a decimal string"
+            )
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FormatError(f"{where}: expected a finite number, got {value!r}")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise FormatError(f"{where}: expected string object keys, got {type(k).__name__}")
+            _check_json_value(v, f"{where}.{k}", depth + 1, limits)
+        return
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_json_value(v, f"{where}[{i}]", depth + 1, limits)
+        return
+    raise FormatError(f"{where}: expected a JSON value, got {type(value).__name__}")
+
+
+def canonical_json(value: Any, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Encode ``value`` as RFC 8785 canonical JSON bytes.
+
+    Raises FormatError for values JSON cannot carry exactly (NaN, big integers, bytes).
+    """
+    _check_json_value(value, "$", 0, limits)
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
+        raise FormatError(f"$: cannot canonicalize: {e}") from e
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise FormatError(f"duplicate JSON object key {k!r}")
+        out[k] = v
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise FormatError(f"expected a finite JSON number, got {name}")
+
+
+def _json_depth_ok(data: bytes | str, limit: int) -> bool:
+    # Python's json module recurses per nesting level; bound the depth before it
+    # parses, so 100,000 nested brackets give a FormatError, not a RecursionError.
+    depth = 0
+    in_str = False
+    esc = False
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def parse_json(data: bytes | str, *, where: str = "$", limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Parse strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, bounded depth.
+
+    Raises FormatError.
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FormatError(f"{where}: expected UTF-8 JSON, got invalid byte at {e.start}") from e
+    else:
+        text = data
+    if not _json_depth_ok(text, limits.json_depth_max):
+        raise FormatError(f"{where}: JSON nested deeper than {limits.json_depth_max}")
+    try:
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except FormatError as e:
+        raise FormatError(f"{where}: {e}") from e
+    except (ValueError, RecursionError) as e:
+        raise FormatError(f"{where}: expected JSON, got {type(e).__name__}: {e}") from e
+
+
+def parse_canonical_json(
+    data: bytes, *, where: str = "$", limits: Limits = DEFAULT_LIMITS
+) -> Any:
+    """Parse JSON bytes and require them to be exactly RFC 8785 canonical.
+
+    Raises FormatError.
+    """
+    value = parse_json(data, where=where, limits=limits)
+    if canonical_json(value, limits=limits) != data:
+        raise FormatError(f"{where}: expected RFC 8785 canonical JSON, got another encoding")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Canonical msgpack (spec/format.md §3)
+#
+# Allowed types: nil, bool, int (-2^63 .. 2^64-1), float64 (finite, not -0.0),
+# str (UTF-8), bin, array, map with str keys sorted by their UTF-8 bytes.
+# Every value uses its shortest msgpack encoding; floats are always float64.
+
+
+def _check_msgpack_value(value: Any, where: str, depth: int, limits: Limits) -> Any:
+    if depth > limits.msgpack_depth_max:
+        raise FormatError(f"{where}: nesting deeper than {limits.msgpack_depth_max}")
+    if value is None or isinstance(value, bool | str | bytes):
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise FormatError(f"{where}: integer {value} out of msgpack range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FormatError(f"{where}: expected a finite float, got {value!r}")
+        if value == 0.0 and math.copysign(1.0, value) < 0:
+            raise FormatError(f"{where}: expected no negative zero, got -0.0")
+        return value
+    if isinstance(value, list | tuple):
+        return [
+            _check_msgpack_value(v, f"{where}[{i}]", depth + 1, limits)
+            for i, v in enumerate(value)
+        ]
+    if isinstance(value, dict):
+        out = {}
+        for k in sorted(value, key=lambda k: k.encode("utf-8") if isinstance(k, str) else b""):
+            if not isinstance(k, str):
+                raise FormatError(f"{where}: expected string map keys, got {type(k).__name__}")
+            out[k] = _check_msgpack_value(value[k], f"{where}.{k}", depth + 1, limits)
+        return out
+    raise FormatError(f"{where}: type {type(value).__name__} has no canonical msgpack form")
+
+
+def canonical_msgpack(value: Any, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Encode ``value`` in canonical msgpack. Raises FormatError."""
+    normalized = _check_msgpack_value(value, "$", 0, limits)
+    return msgpack.packb(normalized, use_bin_type=True, use_single_float=False)
+
+
+def unpack_canonical_msgpack(
+    data: bytes, *, where: str = "$", limits: Limits = DEFAULT_LIMITS
+) -> Any:
+    """Decode one canonical msgpack value occupying all of ``data``. Raises FormatError."""
+    if len(data) > limits.record_max:
+        raise FormatError(f"{where}: record of {len(data)} bytes exceeds {limits.record_max}")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+        )
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as e:
+        raise FormatError(f"{where}: expected one msgpack value, got {type(e).__name__}: {e}") from e
+    require_canonical_msgpack(value, data, where=where, limits=limits)
+    return value
+
+
+def require_canonical_msgpack(
+    value: Any, data: bytes, *, where: str = "$", limits: Limits = DEFAULT_LIMITS
+) -> None:
+    """Raise FormatError unless ``data`` is the canonical encoding of ``value``."""
+    if canonical_msgpack(value, limits=limits) != data:
+        raise FormatError(f"{where}: expected canonical msgpack, got another encoding")

@@ -1,0 +1,66 @@
+"""Salted example commitments (spec/format.md §6).
+
+    salt_i     = HMAC-SHA256(run_secret, "govtune.salt.v1" || u64be(i))
+    commit_i   = SHA-256("govtune.example.v1\\x00" || salt_i || canonical_json(content_i))
+
+The run secret never enters the public bundle, so a consumer holding a known text
+cannot test whether it was trained on; an auditor given the openings (per-example
+salts, or the run secret) checks every commitment. Content is the example's text
+exactly as trained on (after any masking), as a JSON string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import struct
+from dataclasses import dataclass
+
+from .canonical import canonical_json
+from .errors import FormatError
+
+SALT_TAG = b"govtune.salt.v1"
+EXAMPLE_TAG = b"govtune.example.v1\x00"
+
+
+def new_run_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def derive_salt(run_secret: bytes, index: int) -> bytes:
+    if len(run_secret) != 32:
+        raise FormatError(f"run secret: expected 32 bytes, got {len(run_secret)}")
+    return hmac.new(run_secret, SALT_TAG + struct.pack(">Q", index), hashlib.sha256).digest()
+
+
+def commit(salt: bytes, content: str) -> bytes:
+    if len(salt) != 32:
+        raise FormatError(f"salt: expected 32 bytes, got {len(salt)}")
+    return hashlib.sha256(EXAMPLE_TAG + salt + canonical_json(content)).digest()
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What an auditor needs to open commitment ``index``."""
+
+    index: int
+    salt: bytes
+
+    def to_dict(self) -> dict[str, object]:
+        return {"index": self.index, "salt": self.salt.hex()}
+
+    @classmethod
+    def from_dict(cls, d: object, where: str = "opening") -> Opening:
+        if not isinstance(d, dict) or not isinstance(d.get("index"), int):
+            raise FormatError(f"{where}: expected an object with integer index")
+        try:
+            salt = bytes.fromhex(d.get("salt", ""))
+        except (TypeError, ValueError) as e:
+            raise FormatError(f"{where}.salt: expected 64 hex digits") from e
+        if len(salt) != 32:
+            raise FormatError(f"{where}.salt: expected 32 bytes, got {len(salt)}")
+        return cls(d["index"], salt)
+
+    def opens(self, commitment: bytes, content: str) -> bool:
+        return hmac.compare_digest(commit(self.salt, content), commitment)

@@ -1,0 +1,336 @@
+"""The governance policy document (spec/policy.md): model, TOML loading, digest.
+
+The policy is TOML (read with stdlib `tomllib`). It is normalized into frozen
+dataclasses that check themselves; its identity is the SHA-256 of the RFC 8785
+JSON of `Policy.to_dict()`, so whitespace and comments in the TOML do not matter
+but every rule does. Unknown tables or keys are an error: a policy that says
+something this version does not understand must not be applied as if it did not.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .canonical import canonical_json
+from .digest import sha256_hex
+from .errors import PolicyError, UsageError
+from .limits import DEFAULT_LIMITS, Limits
+from .pii import KINDS as PII_KINDS
+
+POLICY_VERSION = "0.1"
+ACTIONS = ("flag", "quarantine", "halt")
+
+
+def _strs(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{where}: expected a list of strings, got {value!r:.80}")
+    return tuple(value)
+
+
+def _take(d: dict[str, Any], where: str, spec: Mapping[str, object]) -> dict[str, Any]:
+    """Pop the keys of ``spec`` (key -> default) from a copy of ``d``; unknown keys are an error."""
+    if not isinstance(d, dict):
+        raise PolicyError(f"{where}: expected a table, got {type(d).__name__}")
+    d = dict(d)
+    out = {k: d.pop(k, default) for k, default in spec.items()}
+    if d:
+        raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(d))}")
+    return out
+
+
+def _num(value: object, where: str, *, lo: float = 0.0, integer: bool = False) -> Any:
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or value < lo:  # type: ignore[operator]
+        kind = "an integer" if integer else "a number"
+        raise PolicyError(f"{where}: expected {kind} >= {lo:g}, got {value!r}")
+    return value if integer else float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A depth profile: the parameter-name glob patterns an example may change."""
+
+    name: str
+    patterns: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+    def matches(self, param: str) -> bool:
+        return any(fnmatch.fnmatchcase(param, p) for p in self.patterns) and not any(
+            fnmatch.fnmatchcase(param, p) for p in self.exclude
+        )
+
+    def resolve(self, names: Iterable[str]) -> tuple[str, ...]:
+        """The parameter names this profile allows, sorted."""
+        return tuple(sorted(n for n in names if self.matches(n)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"patterns": list(self.patterns), "exclude": list(self.exclude)}
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """First matching rule gives the profile. Keys of ``when`` compare to metadata."""
+
+    when: Mapping[str, str]
+    profile: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"when": dict(self.when), "profile": self.profile}
+
+
+ASSIGN_KEYS = ("license_class", "data_class", "source", "license")
+
+
+@dataclass(frozen=True)
+class Memorization:
+    action: str = "flag"  # flag | quarantine | halt
+    loss_drop_max: float = 0.0  # nats between two visits of one example; 0 disables
+    reference_quantile: float = 0.0  # flag below this quantile of held-out losses; 0 disables
+    holdout: int = 0  # admitted examples held out as the reference distribution
+    exposure_max: float = 0.0  # bits of canary exposure (Carlini et al. 2019); 0 disables
+    eval_every: int = 0  # steps between canary exposure evaluations; 0 = at the end only
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "loss_drop_max": self.loss_drop_max,
+            "reference_quantile": self.reference_quantile,
+            "holdout": self.holdout,
+            "exposure_max": self.exposure_max,
+            "eval_every": self.eval_every,
+        }
+
+
+@dataclass(frozen=True)
+class Canaries:
+    """Canaries the policy plants (secret random digits in a template) to measure exposure."""
+
+    count: int = 0
+    repeats: int = 1  # copies of each canary in the training set
+    template: str = "the secret code is {secret}"
+    digits: int = 6  # the candidate space R has 10**digits members
+    candidates: int = 1000  # sampled members of R used to estimate the rank
+    profile: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "repeats": self.repeats,
+            "template": self.template,
+            "digits": self.digits,
+            "candidates": self.candidates,
+            "profile": self.profile,
+        }
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    license_classes: Mapping[str, str]  # SPDX id -> class
+    license_allow: tuple[str, ...]  # classes
+    license_deny: tuple[str, ...]
+    consent_required: tuple[str, ...]  # data classes needing consent = true
+    source_allow: tuple[str, ...]  # glob patterns
+    source_deny: tuple[str, ...]
+    pii_detect: tuple[str, ...]
+    pii_action: str  # reject | mask
+    optout_digests: frozenset[str]
+    duplicates: str  # reject | allow
+    length_min: int
+    length_max: int
+    profiles: Mapping[str, Profile]
+    assign: tuple[Assignment, ...]
+    memorization: Memorization = field(default_factory=Memorization)
+    canaries: Canaries = field(default_factory=Canaries)
+
+    def __post_init__(self) -> None:
+        if not self.profiles:
+            raise PolicyError("profiles: expected at least one depth profile, got none")
+        if not self.assign:
+            raise PolicyError("assign: expected at least one assignment rule, got none")
+        for i, a in enumerate(self.assign):
+            if a.profile not in self.profiles:
+                raise PolicyError(f"assign[{i}].profile: unknown profile {a.profile!r}")
+        if self.canaries.count and self.canaries.profile not in self.profiles:
+            raise PolicyError(f"canaries.profile: unknown profile {self.canaries.profile!r}")
+        overlap = set(self.license_allow) & set(self.license_deny)
+        if overlap:
+            raise PolicyError(f"licenses: classes both allowed and denied: {', '.join(sorted(overlap))}")
+        if self.length_min > self.length_max:
+            raise PolicyError(f"length: min {self.length_min} exceeds max {self.length_max}")
+
+    # -- identity -------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": POLICY_VERSION,
+            "name": self.name,
+            "licenses": {
+                "classes": dict(sorted(self.license_classes.items())),
+                "allow": list(self.license_allow),
+                "deny": list(self.license_deny),
+            },
+            "consent": {"required": list(self.consent_required)},
+            "sources": {"allow": list(self.source_allow), "deny": list(self.source_deny)},
+            "pii": {"detect": list(self.pii_detect), "action": self.pii_action},
+            "optout": {"digests": sorted(self.optout_digests)},
+            "duplicates": {"action": self.duplicates},
+            "length": {"min": self.length_min, "max": self.length_max},
+            "profiles": {n: p.to_dict() for n, p in sorted(self.profiles.items())},
+            "assign": [a.to_dict() for a in self.assign],
+            "memorization": self.memorization.to_dict(),
+            "canaries": self.canaries.to_dict(),
+        }
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the canonical JSON of the normalized policy."""
+        return sha256_hex(canonical_json(self.to_dict()))
+
+    def license_class(self, license_id: str) -> str | None:
+        return self.license_classes.get(license_id)
+
+    def resolve_profiles(self, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Profile name -> sorted parameter names it allows, out of ``names``."""
+        return {n: p.resolve(names) for n, p in sorted(self.profiles.items())}
+
+    # -- loading --------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Policy:
+        """Build from the parsed TOML (or from `to_dict` output). Raises PolicyError."""
+        top = _take(
+            doc, "policy",
+            {"version": POLICY_VERSION, "name": None, "licenses": {}, "consent": {}, "sources": {},
+             "pii": {}, "optout": {}, "duplicates": {}, "length": {}, "profiles": None,
+             "assign": None, "memorization": {}, "canaries": {}},
+        )  # fmt: skip
+        if top["version"] != POLICY_VERSION:
+            raise PolicyError(f"version: expected {POLICY_VERSION!r}, got {top['version']!r}")
+        if not isinstance(top["name"], str) or not top["name"]:
+            raise PolicyError("name: expected a non-empty string")
+        lic = _take(top["licenses"], "licenses", {"classes": {}, "allow": [], "deny": []})
+        if not isinstance(lic["classes"], dict) or not all(
+            isinstance(v, str) for v in lic["classes"].values()
+        ):
+            raise PolicyError("licenses.classes: expected a table of SPDX id -> class name")
+        if not lic["allow"]:
+            raise PolicyError("licenses.allow: expected at least one allowed license class")
+        consent = _take(top["consent"], "consent", {"required": []})
+        src = _take(top["sources"], "sources", {"allow": ["*"], "deny": []})
+        pii = _take(top["pii"], "pii", {"detect": list(PII_KINDS), "action": "reject"})
+        detect = _strs(pii["detect"], "pii.detect")
+        for k in detect:
+            if k not in PII_KINDS:
+                raise PolicyError(f"pii.detect: expected kinds from {', '.join(PII_KINDS)}, got {k!r}")
+        if pii["action"] not in ("reject", "mask"):
+            raise PolicyError(f"pii.action: expected 'reject' or 'mask', got {pii['action']!r}")
+        optout = _take(top["optout"], "optout", {"digests": []})
+        digests = _strs(optout["digests"], "optout.digests")
+        for i, dg in enumerate(digests):
+            if len(dg) != 64 or any(c not in "0123456789abcdef" for c in dg):
+                raise PolicyError(f"optout.digests[{i}]: expected 64 lowercase hex digits")
+        dup = _take(top["duplicates"], "duplicates", {"action": "reject"})
+        if dup["action"] not in ("reject", "allow"):
+            raise PolicyError(f"duplicates.action: expected 'reject' or 'allow', got {dup['action']!r}")
+        length = _take(top["length"], "length", {"min": 1, "max": 1 << 20})
+        profiles_doc = top["profiles"]
+        if not isinstance(profiles_doc, dict) or not profiles_doc:
+            raise PolicyError("profiles: expected at least one [profiles.NAME] table")
+        profiles = {}
+        for pname, pdoc in profiles_doc.items():
+            p = _take(pdoc, f"profiles.{pname}", {"patterns": None, "exclude": []})
+            pats = _strs(p["patterns"], f"profiles.{pname}.patterns")
+            if not pats:
+                raise PolicyError(f"profiles.{pname}.patterns: expected at least one pattern")
+            profiles[pname] = Profile(pname, pats, _strs(p["exclude"], f"profiles.{pname}.exclude"))
+        if not isinstance(top["assign"], list):
+            raise PolicyError("assign: expected an array of [[assign]] tables")
+        assign = []
+        for i, a in enumerate(top["assign"]):
+            a = _take(a, f"assign[{i}]", {"when": {}, "profile": None})
+            when = a["when"]
+            if not isinstance(when, dict) or not all(
+                k in ASSIGN_KEYS and isinstance(v, str) for k, v in when.items()
+            ):
+                raise PolicyError(f"assign[{i}].when: expected string values for keys among {', '.join(ASSIGN_KEYS)}")
+            if not isinstance(a["profile"], str):
+                raise PolicyError(f"assign[{i}].profile: expected a profile name")
+            assign.append(Assignment(dict(when), a["profile"]))
+        m = _take(top["memorization"], "memorization", Memorization().to_dict())
+        if m["action"] not in ACTIONS:
+            raise PolicyError(f"memorization.action: expected one of {', '.join(ACTIONS)}, got {m['action']!r}")
+        q = _num(m["reference_quantile"], "memorization.reference_quantile")
+        if q >= 1:
+            raise PolicyError(f"memorization.reference_quantile: expected a value below 1, got {q}")
+        mem = Memorization(
+            m["action"],
+            _num(m["loss_drop_max"], "memorization.loss_drop_max"),
+            q,
+            _num(m["holdout"], "memorization.holdout", integer=True),
+            _num(m["exposure_max"], "memorization.exposure_max"),
+            _num(m["eval_every"], "memorization.eval_every", integer=True),
+        )
+        c = _take(top["canaries"], "canaries", Canaries().to_dict())
+        if not isinstance(c["template"], str) or c["template"].count("{secret}") != 1:
+            raise PolicyError("canaries.template: expected a string with one {secret}")
+        can = Canaries(
+            _num(c["count"], "canaries.count", integer=True),
+            _num(c["repeats"], "canaries.repeats", lo=1, integer=True),
+            c["template"],
+            _num(c["digits"], "canaries.digits", lo=1, integer=True),
+            _num(c["candidates"], "canaries.candidates", lo=1, integer=True),
+            c["profile"] if isinstance(c["profile"], str) else "",
+        )
+        if can.digits > 18:
+            raise PolicyError(f"canaries.digits: expected at most 18, got {can.digits}")
+        return cls(
+            name=top["name"],
+            license_classes=dict(lic["classes"]),
+            license_allow=_strs(lic["allow"], "licenses.allow"),
+            license_deny=_strs(lic["deny"], "licenses.deny"),
+            consent_required=_strs(consent["required"], "consent.required"),
+            source_allow=_strs(src["allow"], "sources.allow"),
+            source_deny=_strs(src["deny"], "sources.deny"),
+            pii_detect=detect,
+            pii_action=pii["action"],
+            optout_digests=frozenset(digests),
+            duplicates=dup["action"],
+            length_min=_num(length["min"], "length.min", integer=True),
+            length_max=_num(length["max"], "length.max", integer=True),
+            profiles=profiles,
+            assign=tuple(assign),
+            memorization=mem,
+            canaries=can,
+        )
+
+    @classmethod
+    def from_toml(cls, data: bytes, *, where: str = "policy") -> Policy:
+        try:
+            doc = tomllib.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise PolicyError(f"{where}: expected UTF-8 TOML, got an invalid byte at {e.start}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise PolicyError(f"{where}: expected TOML, got {e}") from e
+        try:
+            return cls.from_dict(doc)
+        except PolicyError as e:
+            raise PolicyError(f"{where}: {e}") from e
+
+
+def load_policy(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Policy, bytes]:
+    """Read a policy TOML file. Returns (policy, the file's bytes). Raises UsageError/PolicyError."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > limits.policy_max:
+            raise PolicyError(f"{path.name}: larger than {limits.policy_max} bytes")
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise UsageError(f"{path}: policy file not found") from e
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read policy: {e.strerror or e}") from e
+    return Policy.from_toml(data, where=path.name), data

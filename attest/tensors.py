@@ -1,0 +1,215 @@
+"""Tensor leaf hashes and state roots, computed straight from safetensors bytes.
+
+The safetensors layout (its README, "Format"): an 8-byte little-endian header
+length N, N bytes of JSON header, then one byte buffer. Each header entry names a
+dtype, a shape and ``data_offsets`` [begin, end) into the buffer. This module reads
+that layout with hashlib alone (no torch, no numpy) and streams the buffer, so a
+model larger than memory hashes in constant space (spec/format.md §5).
+
+Leaf hash of one tensor (spec/format.md §5.1)::
+
+    meta = canonical_json({"dtype": D, "name": NAME, "shape": [..]})
+    leaf = SHA-256("govtune.tensor.v1\\x00" || u64be(len(meta)) || meta || raw bytes)
+
+State root: the RFC 9162 Merkle root over the leaf hashes sorted by tensor name
+(UTF-8 byte order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .canonical import canonical_json, parse_json
+from .digest import CHUNK, sha256_file
+from .errors import FormatError
+from .limits import DEFAULT_LIMITS, Limits
+from .merkle import MerkleBuilder
+
+TENSOR_TAG = b"govtune.tensor.v1\x00"
+
+# Bytes per element for the dtypes of the safetensors spec.
+DTYPE_SIZES: dict[str, int] = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int  # offset into the data buffer, bytes
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+
+def leaf_prefix(name: str, dtype: str, shape: Sequence[int]) -> bytes:
+    meta = canonical_json({"dtype": dtype, "name": name, "shape": list(shape)})
+    return TENSOR_TAG + struct.pack(">Q", len(meta)) + meta
+
+
+def tensor_leaf_hash(name: str, dtype: str, shape: Sequence[int], data: bytes | memoryview) -> bytes:
+    """Leaf hash of one tensor from its raw little-endian bytes."""
+    h = hashlib.sha256(leaf_prefix(name, dtype, shape))
+    h.update(data)
+    return h.digest()
+
+
+def state_root(leaves: Mapping[str, bytes]) -> bytes:
+    """Merkle root over tensor leaf hashes sorted by name (UTF-8 byte order)."""
+    b = MerkleBuilder()
+    for name in sorted(leaves, key=lambda n: n.encode("utf-8")):
+        b.add(leaves[name])
+    return b.root()
+
+
+def read_header(f, file_size: int, *, where: str, limits: Limits = DEFAULT_LIMITS) -> tuple[int, list[TensorInfo]]:  # type: ignore[no-untyped-def]
+    """Parse and check a safetensors header. Returns (buffer offset, tensors by offset).
+
+    Every check of the safetensors README "Notes" is enforced: JSON header, known
+    dtypes, offsets matching shape x dtype size, no overlaps, no holes, and a buffer
+    that ends exactly at the end of the file. Raises FormatError.
+    """
+    raw = f.read(8)
+    if len(raw) != 8:
+        raise FormatError(f"{where}: expected an 8-byte header length, got {len(raw)} bytes")
+    (n,) = struct.unpack("<Q", raw)
+    if n > limits.safetensors_header_max:
+        raise FormatError(
+            f"{where}: header of {n} bytes exceeds the cap of {limits.safetensors_header_max}"
+        )
+    if 8 + n > file_size:
+        raise FormatError(f"{where}: header claims {n} bytes but the file has {file_size - 8}")
+    header_bytes = f.read(n)
+    if len(header_bytes) != n:
+        raise FormatError(f"{where}: expected {n} header bytes, got {len(header_bytes)}")
+    if not header_bytes.startswith(b"{"):
+        raise FormatError(f"{where}: expected the header to start with '{{'")
+    header = parse_json(header_bytes, where=f"{where}:header", limits=limits)
+    if not isinstance(header, dict):
+        raise FormatError(f"{where}: expected a JSON object header")
+    if len(header) > limits.safetensors_tensors_max:
+        raise FormatError(f"{where}: {len(header)} header entries exceed {limits.safetensors_tensors_max}")
+    tensors: list[TensorInfo] = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(
+                isinstance(v, str) for v in entry.values()
+            ):
+                raise FormatError(f"{where}: __metadata__ must map strings to strings")
+            continue
+        tensors.append(_tensor_info(name, entry, f"{where}:{name!r}", limits))
+    tensors.sort(key=lambda t: (t.begin, t.end))
+    pos = 0
+    for t in tensors:
+        if t.begin != pos:
+            kind = "overlaps" if t.begin < pos else "leaves a hole before"
+            raise FormatError(f"{where}: tensor {t.name!r} {kind} offset {pos}")
+        pos = t.end
+    buffer_start = 8 + n
+    if buffer_start + pos != file_size:
+        raise FormatError(
+            f"{where}: tensors cover {pos} buffer bytes, the file has {file_size - buffer_start}"
+        )
+    return buffer_start, tensors
+
+
+def _tensor_info(name: str, entry: object, where: str, limits: Limits) -> TensorInfo:
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise FormatError(f"{where}: expected keys dtype, shape, data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in DTYPE_SIZES:
+        raise FormatError(f"{where}: unknown dtype {dtype!r}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > limits.tensor_ndim_max
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise FormatError(f"{where}: expected shape as a list of non-negative ints, got {shape!r:.80}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise FormatError(f"{where}: expected data_offsets [begin, end], got {offsets!r:.80}")
+    count = 1
+    for d in shape:
+        count *= d
+    if offsets[1] - offsets[0] != count * DTYPE_SIZES[dtype]:
+        raise FormatError(
+            f"{where}: shape {shape} of {dtype} needs {count * DTYPE_SIZES[dtype]} bytes, "
+            f"data_offsets give {offsets[1] - offsets[0]}"
+        )
+    return TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
+
+
+@dataclass(frozen=True)
+class SafetensorsDigest:
+    """What the verifier learns from one safetensors file."""
+
+    sha256: str  # of the whole file
+    size: int  # bytes
+    leaves: dict[str, bytes]  # tensor name -> leaf hash
+    tensors: tuple[TensorInfo, ...]
+
+
+def hash_safetensors(
+    path: Path, *, with_file_digest: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> SafetensorsDigest:
+    """Stream a safetensors file once for leaf hashes and (in a second thread) its sha256.
+
+    hashlib releases the GIL on large updates, so on two cores the whole-file digest
+    costs no extra wall time. Raises FormatError (also for unreadable files).
+    """
+    where = str(path.name)
+    file_digest: list[str] = []
+    errors: list[BaseException] = []
+
+    def digest_file() -> None:
+        try:
+            file_digest.append(sha256_file(path))
+        except OSError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=digest_file) if with_file_digest else None
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start, tensors = read_header(f, size, where=where, limits=limits)
+            if thread:  # only once the header holds: garbage is refused without a full read
+                thread.start()
+            leaves: dict[str, bytes] = {}
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            f.seek(start)
+            for t in tensors:
+                h = hashlib.sha256(leaf_prefix(t.name, t.dtype, t.shape))
+                remaining = t.nbytes
+                while remaining:
+                    got = f.readinto(view[: min(CHUNK, remaining)])
+                    if not got:
+                        raise FormatError(f"{where}: tensor {t.name!r} truncated")
+                    h.update(view[:got])
+                    remaining -= got
+                leaves[t.name] = h.digest()
+    except OSError as e:
+        raise FormatError(f"{where}: cannot read: {e.strerror or e}") from e
+    finally:
+        if thread and thread.is_alive():
+            thread.join()
+    if errors:
+        raise FormatError(f"{where}: cannot read: {errors[0]}") from errors[0]
+    return SafetensorsDigest(file_digest[0] if file_digest else "", size, leaves, tuple(tensors))

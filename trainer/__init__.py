@@ -1,0 +1,1 @@
+"""trainer: the governed PyTorch trainer."""

@@ -1,0 +1,168 @@
+"""The `govtune` command line: a thin shell over attest, trainer and verifier.
+
+Exit codes (stable, documented in README.md):
+    0  success / verification PASS
+    1  verification FAIL (any defect in the evidence)
+    2  could not run (bad flags, missing key file, nonexistent path, missing extra)
+
+Every project error is caught here, in one place, and printed as one line.
+torch is imported only by the `train` and `demo` commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+EPILOG = """\
+exit codes: 0 pass/success, 1 verification failed, 2 could not run.
+See README.md for the run folder layout and spec/ for the format."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its one-line style
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"govtune: error: {message}\n")
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from attest import keys
+
+    priv, pub = keys.write_keypair(Path(args.prefix), args.type, force=args.force)
+    print(f"OK: wrote {priv} (private, mode 0600) and {pub} (public)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise UsageError(
+                f"`govtune {name}` needs PyTorch: install govtune[train] (found no module 'torch')"
+            ) from e
+        from trainer import commands
+
+        return int(getattr(commands, name)(args))
+
+    return run
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from verifier import commands
+
+    return commands.verify(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from verifier import commands
+
+    return commands.report(args)
+
+
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="a run folder or a release folder")
+    p.add_argument("--key", action="append", required=True, metavar="PUB",
+                   help="trusted producer public key (PEM); repeat for several keys")
+    p.add_argument("--threshold", type=int, default=1, metavar="N",
+                   help="distinct trusted keys that must sign each statement (default 1)")
+    p.add_argument("--base", metavar="DIR", help="base model folder (safetensors): check the base state root")
+    p.add_argument("--data", metavar="FILE", help="the training dataset (JSONL): re-check content rules")
+    p.add_argument("--openings", metavar="DIR", help="the run's private openings folder (with --data)")
+    p.add_argument("--replay", type=int, default=0, metavar="N",
+                   help="re-execute N sampled steps (needs torch, --data and --openings)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="json: machine-readable result on stdout (the verdict stays on stderr)")
+    p.add_argument("--quiet", action="store_true", help="print only the verdict line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="govtune",
+        description="Governed fine-tuning with verifiable provenance.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("keygen", help="create a producer signing key pair",
+                       description="Write PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (PEM).")
+    p.add_argument("prefix", help="path prefix of the two key files")
+    p.add_argument("--type", choices=("ecdsa", "ed25519"), default="ecdsa",
+                   help="ecdsa = ECDSA P-256 (default, as OpenSSF model signing), or ed25519")
+    p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    p.set_defaults(func=_cmd_keygen)
+
+    p = sub.add_parser("train", help="fine-tune under a policy and write signed provenance",
+                       description="Run a governed fine-tune described by CONFIG (TOML).")
+    p.add_argument("config", help="training config (TOML); see README.md")
+    p.add_argument("--out", required=True, help="output run folder")
+    p.add_argument("--key", required=True, help="producer private key (from `govtune keygen`)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last durable step")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_trainer_command("train"))
+
+    p = sub.add_parser("demo", help="the embedded end-to-end example: admit, train, sign, verify",
+                       description="Build a governed corpus from installed packages' docstrings, "
+                                   "train the built-in model under the shipped policy, sign and verify.")
+    p.add_argument("--out", required=True, help="output folder (run, keys, dataset)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the demo's own)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_trainer_command("demo"))
+
+    p = sub.add_parser("verify", help="verify a run or release: PASS or FAIL",
+                       description="Check signatures, policy conformance, the step chain and the weights.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_verify_arguments(p)
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("report", help="render the compliance audit report",
+                       description="Verify, then render the audit report from the verification result.")
+    add_verify_arguments(p)
+    p.set_defaults(format="html")
+    for action in p._actions:
+        if action.dest == "format":
+            action.choices = ("html", "md", "json")
+            action.help = "report format (default html)"
+    p.add_argument("--output", required=True, metavar="FILE", help="where to write the report")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VerificationError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except (UsageError, FormatError, GovtuneError) as e:
+        print(f"govtune: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("govtune: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(argv, build_parser())
+
+
+def verify_main(argv: Sequence[str] | None = None) -> int:
+    """`govtune-verify`: the same as `govtune verify`."""
+    parser = _Parser(prog="govtune-verify", description="Verify a govtune run or release.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_verify_arguments(parser)
+    parser.set_defaults(func=_cmd_verify)
+    return run(argv, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
