@@ -37,6 +37,13 @@ def _check_json_value(value: Any, where: str, depth: int, limits: Limits) -> Non
     if isinstance(value, float):
         if not math.isfinite(value):
             raise FormatError(f"{where}: expected a finite number, got {value!r}")
+        # RFC 8785 writes integral floats below 1e21 without a fraction or exponent,
+        # so 2.0**53 would come back as an integer past 2^53 that readers refuse.
+        if value.is_integer() and JSON_SAFE_INT < abs(value) < 1e21:
+            raise FormatError(
+                f"{where}: number {value!r} is integral and exceeds 2^53-1; "
+                "write it as a decimal string"
+            )
         return
     if isinstance(value, dict):
         for k, v in value.items():
@@ -134,7 +141,11 @@ def parse_canonical_json(
     Raises FormatError.
     """
     value = parse_json(data, where=where, limits=limits)
-    if canonical_json(value, limits=limits) != data:
+    try:
+        encoded = canonical_json(value, limits=limits)
+    except FormatError as e:  # e.g. an integer past 2^53: name the document, not "$"
+        raise FormatError(f"{where}{str(e).removeprefix('$')}") from e
+    if encoded != data:
         raise FormatError(f"{where}: expected RFC 8785 canonical JSON, got another encoding")
     return value
 
@@ -206,5 +217,9 @@ def require_canonical_msgpack(
     value: Any, data: bytes, *, where: str = "$", limits: Limits = DEFAULT_LIMITS
 ) -> None:
     """Raise FormatError unless ``data`` is the canonical encoding of ``value``."""
-    if canonical_msgpack(value, limits=limits) != data:
+    try:
+        encoded = canonical_msgpack(value, limits=limits)
+    except FormatError as e:  # e.g. a NaN inside record 7: name the record, not "$"
+        raise FormatError(f"{where}{str(e).removeprefix('$')}") from e
+    if encoded != data:
         raise FormatError(f"{where}: expected canonical msgpack, got another encoding")

@@ -29,8 +29,10 @@ def new_run_secret() -> bytes:
 
 
 def derive_salt(run_secret: bytes, index: int) -> bytes:
-    if len(run_secret) != 32:
-        raise FormatError(f"run secret: expected 32 bytes, got {len(run_secret)}")
+    if not isinstance(run_secret, bytes) or len(run_secret) != 32:
+        raise FormatError(f"run secret: expected 32 bytes, got {run_secret!r:.20}")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**64:
+        raise FormatError(f"salt index: expected an integer in [0, 2^64), got {index!r:.40}")
     return hmac.new(run_secret, SALT_TAG + struct.pack(">Q", index), hashlib.sha256).digest()
 
 

@@ -15,8 +15,20 @@ Messages say where, what was expected and what was found, on one line.
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other non-printable characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class GovtuneError(Exception):
     """Root of every error govtune raises on purpose."""
+
+    def __init__(self, *args: object) -> None:
+        # Messages are one line (STYLE §4) even when they quote untrusted text (a TOML
+        # key, a tensor name): no forged extra lines or terminal escapes in the output.
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (one_line(args[0]),)
+        super().__init__(*args)
 
 
 class FormatError(GovtuneError):
@@ -36,7 +48,7 @@ class VerificationError(GovtuneError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
-        self.message = message
+        self.message = one_line(message)
 
 
 class AdmissionError(GovtuneError):

@@ -72,7 +72,13 @@ def load_public_key(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> SSlibKey:
     data = _read_key_file(path, limits)
     try:
         crypto_key = serialization.load_pem_public_key(data)
+        # Fail closed on other algorithms (RSA, DSA...): securesystemslib would accept them.
+        if not isinstance(crypto_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+            found = type(crypto_key).__name__
+            raise FormatError(f"{path}: expected an ECDSA or ed25519 public key, got {found}")
         return SSlibKey.from_crypto(crypto_key)
+    except FormatError:
+        raise
     except (ValueError, TypeError) as e:
         raise FormatError(f"{path}: expected a PEM public key (ECDSA or ed25519), got {e}") from e
     except Exception as e:  # noqa: BLE001 - cryptography raises library-specific types
@@ -89,7 +95,7 @@ def load_signer(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> CryptoSigner:
         return CryptoSigner(private)
     except FormatError:
         raise
-    except (ValueError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - cryptography also raises UnsupportedAlgorithm, InternalError
         # Never echo key material: the message names the file, not its content.
         raise FormatError(f"{path}: expected an unencrypted PKCS#8 PEM private key") from e
 

@@ -158,7 +158,8 @@ def iter_log(
         raw=False,
         strict_map_key=True,
         use_list=True,
-        max_buffer_size=limits.record_max,
+        # One whole record plus one read chunk: the buffer bound is not the record bound.
+        max_buffer_size=limits.record_max + CHUNK,
     )
     buf = bytearray()
     base = 0  # file offset of buf[0]
@@ -181,6 +182,9 @@ def iter_log(
             try:
                 for value in unpacker:
                     end = unpacker.tell()
+                    if end - last > limits.record_max:
+                        msg = f"record {index} at byte {last} exceeds {limits.record_max} bytes"
+                        raise FormatError(f"{where}: {msg}")
                     raw = bytes(buf[last - base : end - base])
                     rec = _check_record(value, raw, prev, f"{where}: record {index}", limits)
                     yield LogRecord(index, raw, prev := record_hash(raw), rec, end)
@@ -192,6 +196,10 @@ def iter_log(
                 raise FormatError(f"{where}: record {index} at byte {last}: malformed msgpack ({e})") from e
             del buf[: last - base]
             base = last
+            if len(buf) > limits.record_max:  # an unfinished record already over the bound
+                raise FormatError(
+                    f"{where}: record {index} at byte {last} exceeds {limits.record_max} bytes"
+                )
             if not chunk:
                 break
     if buf:

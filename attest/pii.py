@@ -14,9 +14,12 @@ from dataclasses import dataclass
 KINDS = ("email", "phone", "credit-card")
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}(?![\w-])")
-# International (+CC ...) or North-American style numbers; 10-15 digits in all.
+# International (+CC ...) or North-American style numbers; 10-15 digits in all. Not part of
+# a longer run of digit groups (a Luhn-invalid card number is not a phone number); a
+# sentence-ending period may follow, a dotted continuation (a version string) may not.
 _PHONE = re.compile(
-    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}(?![\w.-])"
+    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?|(?<!\d ))(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}"
+    r"(?![\w-]|\.\w)(?! \d)"
 )
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 

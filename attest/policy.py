@@ -10,13 +10,14 @@ something this version does not understand must not be applied as if it did not.
 from __future__ import annotations
 
 import fnmatch
+import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .canonical import canonical_json
+from .canonical import JSON_SAFE_INT, canonical_json
 from .digest import sha256_hex
 from .errors import PolicyError, UsageError
 from .limits import DEFAULT_LIMITS, Limits
@@ -45,9 +46,18 @@ def _take(d: dict[str, Any], where: str, spec: Mapping[str, object]) -> dict[str
 
 def _num(value: object, where: str, *, lo: float = 0.0, integer: bool = False) -> Any:
     ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok or value < lo:  # type: ignore[operator]
-        kind = "an integer" if integer else "a number"
+    # NaN compares false with everything and numbers past 2^53 cannot be digested
+    # (canonical JSON), so both are refused here, not later in `Policy.digest()`.
+    kind = "an integer" if integer else "a number"
+    if (
+        isinstance(value, bool)
+        or not ok
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value < lo  # type: ignore[operator]
+    ):
         raise PolicyError(f"{where}: expected {kind} >= {lo:g}, got {value!r}")
+    if value > JSON_SAFE_INT:  # type: ignore[operator]
+        raise PolicyError(f"{where}: expected {kind} below 2^53, got {value!r:.40}")
     return value if integer else float(value)  # type: ignore[arg-type]
 
 
@@ -316,6 +326,8 @@ class Policy:
             raise PolicyError(f"{where}: expected UTF-8 TOML, got an invalid byte at {e.start}") from e
         except tomllib.TOMLDecodeError as e:
             raise PolicyError(f"{where}: expected TOML, got {e}") from e
+        except RecursionError as e:  # tomllib recurses per nested array/inline table
+            raise PolicyError(f"{where}: expected TOML nested at most a few hundred deep") from e
         try:
             return cls.from_dict(doc)
         except PolicyError as e:

@@ -130,8 +130,8 @@ def _tensor_info(name: str, entry: object, where: str, limits: Limits) -> Tensor
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise FormatError(f"{where}: expected keys dtype, shape, data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_SIZES:
-        raise FormatError(f"{where}: unknown dtype {dtype!r}")
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:  # a list/dict dtype is unhashable
+        raise FormatError(f"{where}: unknown dtype {dtype!r:.40}")
     if (
         not isinstance(shape, list)
         or len(shape) > limits.tensor_ndim_max

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
@@ -26,7 +27,7 @@ See README.md for the run folder layout and spec/ for the format."""
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its one-line style
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its one-line style
         self.print_usage(sys.stderr)
         self.exit(EXIT_ERROR, f"govtune: error: {message}\n")
 
@@ -47,8 +48,9 @@ def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
             raise UsageError(
                 f"`govtune {name}` needs PyTorch: install govtune[train] (found no module 'torch')"
             ) from e
-        from trainer import commands
+        import importlib
 
+        commands = importlib.import_module("trainer.commands")
         return int(getattr(commands, name)(args))
 
     return run
@@ -57,13 +59,13 @@ def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from verifier import commands
 
-    return commands.verify(args)
+    return int(commands.verify(args))
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from verifier import commands
 
-    return commands.report(args)
+    return int(commands.report(args))
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:

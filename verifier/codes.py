@@ -69,7 +69,12 @@ CHECKS: tuple[Check, ...] = (
     Check("GT-DATA-FORMAT", "data", "the dataset and openings are readable and complete"),
     Check("GT-DATA-COMMITMENT", "data", "every example commitment opens to the dataset content"),
     Check("GT-DATA-METADATA", "data", "committed metadata matches the dataset"),
-    Check("GT-DATA-FINDINGS", "data", "content rules (PII, opt-out, duplicates) re-evaluate to the recorded findings"),
+    Check("GT-DATA-FINDINGS", "data",
+          "content rules (PII, opt-out, duplicates) re-evaluate to the recorded findings"),
+    # V9 replay (--replay N; needs torch, --data and --openings)
+    Check("GT-REPLAY-SELECT", "replay", "replayed steps are chosen from the signed chain head"),
+    Check("GT-REPLAY-CHECKPOINT", "replay", "the checkpoint each replay starts from exists and matches its digest"),
+    Check("GT-REPLAY-STEP", "replay", "re-executed steps reproduce the recorded tensors and state root"),
 )
 
 BY_CODE: dict[str, Check] = {c.code: c for c in CHECKS}

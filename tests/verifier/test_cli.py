@@ -1,0 +1,186 @@
+"""The verify/report commands: exit codes 0/1/2, JSON on stdout, no traceback on bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from vector_helpers import KEY, UNTRUSTED_KEY, VECTORS, cli_args
+
+from verifier.cli import main
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_verify_pass_exit_0(basic: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["verify", *cli_args(basic)], capsys)
+    assert code == 0
+    assert out == ""
+    assert err.strip().splitlines()[-1].startswith("OK: PASS")
+    assert "GT-STATE-FINAL" in err
+
+
+def test_verify_fail_exit_1_names_code_and_message(capsys: pytest.CaptureFixture[str]) -> None:
+    v = VECTORS / "invalid" / "route-violation"
+    code, _, err = _run(["verify", *cli_args(v)], capsys)
+    assert code == 1
+    assert (
+        "GT-ROUTE-VIOLATION: step 5: tensor 'h.0.attn.w' changed but no example in the batch may "
+        "touch it" in err
+    )
+    assert err.strip().splitlines()[-1].startswith("FAIL:")
+
+
+def test_verify_json_on_stdout(basic: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["verify", *cli_args(basic), "--format", "json", "--quiet"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["verdict"] == "PASS"
+    assert {"verified", "attested", "scope", "findings", "target"} <= set(doc)
+    assert doc["verified"]["steps"] == 6
+    assert all(f["status"] in ("pass", "skip") for f in doc["findings"])
+
+
+def test_json_of_a_failing_run(capsys: pytest.CaptureFixture[str]) -> None:
+    v = VECTORS / "invalid" / "sig-untrusted"
+    code, out, _ = _run(["verify", *cli_args(v), "--format", "json"], capsys)
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["verdict"] == "FAIL"
+    assert [f["code"] for f in doc["findings"] if f["status"] == "fail"] == ["GT-SIG-UNTRUSTED"]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["verify", "/nonexistent/run", "--key", str(KEY)], "expected a run or release folder"),
+        (
+            ["verify", str(VECTORS / "valid" / "basic" / "run"), "--key", "/nonexistent.pub"],
+            "key file not found",
+        ),
+        (
+            [
+                "verify",
+                str(VECTORS / "valid" / "basic" / "run"),
+                "--key",
+                str(VECTORS / "valid" / "basic" / "dataset.jsonl"),
+            ],
+            "expected a PEM public key",
+        ),
+        (
+            [
+                "verify",
+                str(VECTORS / "valid" / "basic" / "run"),
+                "--key",
+                str(KEY),
+                "--data",
+                "x.jsonl",
+            ],
+            "go together",
+        ),
+        (["verify", str(VECTORS / "valid" / "basic" / "run")], "--key"),
+        (
+            [
+                "verify",
+                str(VECTORS / "valid" / "basic" / "run"),
+                "--key",
+                str(KEY),
+                "--threshold",
+                "x",
+            ],
+            "invalid int",
+        ),
+    ],
+    ids=[
+        "no-path",
+        "no-key",
+        "bad-key",
+        "data-without-openings",
+        "key-flag-missing",
+        "bad-threshold",
+    ],
+)
+def test_could_not_run_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse errors exit through the parser
+        code = int(e.code or 0)
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_wrong_key_is_a_fail_not_an_error(basic: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["verify", str(basic / "run"), "--key", str(UNTRUSTED_KEY)], capsys)
+    assert code == 1
+    assert "GT-SIG-UNTRUSTED" in err
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncate-steps", "garbage-bundle", "empty-run", "steps-is-dir"]
+)
+def test_damaged_evidence_fails_without_traceback(damage: str, tmp_path: Path, basic: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(basic / "run", run)
+    prov = run / "provenance"
+    if damage == "truncate-steps":
+        data = (prov / "steps.msgpack").read_bytes()
+        (prov / "steps.msgpack").write_bytes(data[: len(data) // 2])
+    elif damage == "garbage-bundle":
+        (prov / "bundle.intoto.jsonl").write_bytes(b"\x00\xff" * 100)
+    elif damage == "empty-run":
+        shutil.rmtree(run)
+        run.mkdir()
+    else:
+        (prov / "steps.msgpack").unlink()
+        (prov / "steps.msgpack").mkdir()
+    p = subprocess.run(
+        [sys.executable, "-m", "verifier.cli", "verify", str(run), "--key", str(KEY)],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    assert "FAIL:" in p.stderr
+
+
+def test_govtune_verify_entry_point(basic: Path) -> None:
+    from verifier.cli import verify_main
+
+    assert verify_main([str(basic / "run"), "--key", str(KEY), "--quiet"]) == 0
+
+
+def test_report_writes_file_and_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("verifier.report")
+    ok = tmp_path / "ok.json"
+    assert (
+        main(
+            [
+                "report",
+                *cli_args(VECTORS / "valid" / "basic"),
+                "--format",
+                "json",
+                "--output",
+                str(ok),
+            ]
+        )
+        == 0
+    )
+    assert ok.is_file() and ok.stat().st_size > 0
+    bad = tmp_path / "bad.md"
+    v = VECTORS / "invalid" / "batch-refused"
+    assert main(["report", *cli_args(v), "--format", "md", "--output", str(bad)]) == 1
+    assert "GT-BATCH-REFUSED" in bad.read_text()

@@ -1,0 +1,165 @@
+"""`verify(path, keys)`: the verifier's one entry point; the CLI is a thin shell around it.
+
+Layers run in the order of spec/verification.md (V1 bundle .. V8 data). Every
+finding is collected (pypa/packaging style); a layer whose inputs failed earlier
+reports its checks as "skip" with the reason instead of piling up consequences.
+An unexpected exception inside a layer becomes a FAIL finding naming the exception
+type (never a crash, never silence).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.signer import Key
+
+from attest.errors import UsageError
+from attest.keys import load_public_key
+from attest.limits import DEFAULT_LIMITS, Limits
+
+from . import checks_admissions, checks_bundle, checks_chain, checks_data, checks_weights
+from .codes import CHECKS
+from .context import Context, skip_all
+from .result import Result
+
+log = logging.getLogger(__name__)
+
+VERIFIED_KEYS = (
+    "runId",
+    "keyids",
+    "policy",
+    "weights",
+    "finalStateRoot",
+    "baseStateRoot",
+    "admissions",
+    "steps",
+    "routing",
+    "memorization",
+    "checkpoints",
+)
+ATTESTED_KEYS = (
+    "environment",
+    "config",
+    "builder",
+    "startedOn",
+    "finishedOn",
+    "baseModel",
+    "dataset",
+    "lossCurve",
+    "canaries",
+    "reference",
+)
+
+
+def _load_keys(keys: Sequence[Key | str | Path], limits: Limits) -> list[Key]:
+    out: list[Key] = []
+    for k in keys:
+        out.append(load_public_key(Path(k), limits=limits) if isinstance(k, str | Path) else k)
+    return out
+
+
+def verify(
+    path: str | Path,
+    keys: Sequence[Key | str | Path],
+    threshold: int = 1,
+    base: str | Path | None = None,
+    data: str | Path | None = None,
+    openings: str | Path | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    replay: int = 0,
+) -> Result:
+    """Verify a run or release folder under the trusted ``keys``. ``bool(result)`` is the verdict.
+
+    ``keys`` are securesystemslib keys or paths of PEM public keys. ``replay`` > 0
+    re-executes that many sampled steps (verifier/replay.py; needs torch, ``data``
+    and ``openings``). Raises UsageError
+    when the request cannot be carried out (no such folder, missing key file, --data
+    without --openings) and FormatError for a malformed key file; every defect in the
+    evidence itself is a FAIL finding in the result, not an exception.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(
+            f"{root}: expected a run or release folder, found "
+            f"{'a file' if root.exists() else 'nothing'}"
+        )
+    if (data is None) != (openings is None):
+        raise UsageError(
+            "--data and --openings go together: the openings are needed to check commitments"
+        )
+    base_p = Path(base) if base is not None else None
+    data_p = Path(data) if data is not None else None
+    open_p = Path(openings) if openings is not None else None
+    if base_p is not None and not base_p.is_dir():
+        raise UsageError(f"{base_p}: expected a folder of base *.safetensors files")
+    if data_p is not None and not data_p.is_file():
+        raise UsageError(f"{data_p}: expected the dataset file (JSONL)")
+    if open_p is not None and not open_p.is_dir():
+        raise UsageError(f"{open_p}: expected the run's openings folder")
+    if replay > 0:
+        from . import replay as replay_mod  # light at import; torch only inside
+
+        replay_mod.require_torch()
+    trusted = _load_keys(keys, limits)
+    result = Result(str(root))
+    result.scope = {
+        "layers": [],
+        "flags": {
+            "replay": replay,
+            "keys": len(trusted),
+            "threshold": threshold,
+            "base": str(base_p) if base_p else None,
+            "data": str(data_p) if data_p else None,
+            "openings": str(open_p) if open_p else None,
+        },
+    }
+    ctx = Context(root, root / "provenance", trusted, threshold, limits, result)
+    layers: list[tuple[str, Callable[[], Any]]] = [
+        ("bundle", lambda: checks_bundle.check_bundle(ctx)),
+        ("policy", lambda: checks_admissions.check_policy(ctx)),
+        ("admissions", lambda: checks_admissions.check_admissions(ctx)),
+        ("chain", lambda: checks_chain.check_chain(ctx)),
+        ("memorization", lambda: checks_chain.check_memorization(ctx)),
+        ("weights", lambda: checks_weights.check_weights(ctx)),
+        ("base", lambda: checks_weights.check_base(ctx, base_p)),
+        ("data", lambda: checks_data.check_data(ctx, data_p, open_p)),
+    ]
+    if replay > 0:
+        layers.append(
+            ("replay", lambda: replay_mod.check_replay(ctx, replay, data_p, open_p, base_p))
+        )
+    for name, run in layers:
+        before = len(result.findings)
+        try:
+            run()
+        except Exception as e:  # noqa: BLE001 - a bug in one check must not crash the verdict
+            log.debug("verifier layer %s raised", name, exc_info=True)
+            _internal_error(result, name, e)
+        if any(f.status != "skip" for f in result.findings[before:]):
+            result.scope["layers"].append(name)
+    if replay <= 0:
+        skip_all(result, [c.code for c in CHECKS if c.layer == "replay"], "no --replay given")
+    result.attested.update(checks_chain.attested_from_training(ctx))
+    # Stable shape for the report: a key whose layer did not run is present as None.
+    for key in VERIFIED_KEYS:
+        result.verified.setdefault(key, None)
+    for key in ATTESTED_KEYS:
+        result.attested.setdefault(key, None)
+    return result
+
+
+def _internal_error(result: Result, layer: str, e: BaseException) -> None:
+    reported = {f.code for f in result.findings}
+    codes = [c.code for c in CHECKS if c.layer == layer and c.code not in reported]
+    if not codes:
+        codes = [next(c.code for c in CHECKS if c.layer == layer)]
+    result.fail(
+        codes[0],
+        f"internal error in the {layer} checks ({type(e).__name__}: {e}); "
+        "treated as FAIL, please report it",
+    )
+    for c in codes[1:]:
+        result.add(c, "skip", f"not run: internal error in the {layer} checks")

@@ -1,0 +1,118 @@
+"""`govtune verify` and `govtune report`: parse, call `verifier.api.verify`, print, exit.
+
+Exit codes (verifier/cli.py): 0 PASS, 1 FAIL, 2 could not run. The human verdict
+goes to stderr; ``--format json`` puts `Result.to_dict()` on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from attest.atomic import write_atomic
+from attest.errors import UsageError
+
+from .api import verify as api_verify
+from .result import Result
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+
+
+def _run(args: argparse.Namespace) -> Result:
+    if not args.key:
+        raise UsageError("--key: expected at least one trusted public key")
+    for k in args.key:
+        if not Path(k).is_file():
+            raise UsageError(f"{k}: key file not found")
+    return api_verify(
+        Path(args.path),
+        [Path(k) for k in args.key],
+        threshold=args.threshold,
+        base=args.base,
+        data=args.data,
+        openings=args.openings,
+        replay=getattr(args, "replay", 0) or 0,
+    )
+
+
+def _verdict_line(result: Result) -> str:
+    n_pass = sum(f.status == "pass" for f in result.findings)
+    n_skip = sum(f.status == "skip" for f in result.findings)
+    if result:
+        return f"OK: PASS {result.target} ({n_pass} checks passed, {n_skip} skipped)"
+    codes = sorted({f.code for f in result.failures})
+    if not codes:
+        return f"FAIL: {result.target}: no check passed"
+    return f"FAIL: {result.target}: {len(result.failures)} failure(s): {', '.join(codes)}"
+
+
+def print_human(result: Result, stream: TextIO, quiet: bool = False) -> None:
+    """The verdict on ``stream``: each check with its code and status, each failure in full."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    if not quiet:
+        table = Table(title=f"govtune verify {result.target}", show_lines=False, expand=False)
+        for col in ("layer", "code", "status", "detail"):
+            table.add_column(col, overflow="fold")
+        for f in result.findings:
+            table.add_row(
+                f.layer,
+                f.code,
+                Text(f.status.upper(), style=STATUS_STYLE[f.status]),
+                f.message if f.status != "fail" else "",
+            )
+        console.print(table)
+        for f in result.failures:
+            console.print(Text(f"{f.code}: {f.message}", style="red"))
+        ignored = result.scope.get("ignored") or []
+        for item in ignored:
+            console.print(
+                f"note: bundle line {item['line']}: ignored {item['predicateType']} "
+                f"({item['reason']})"
+            )
+    console.print(Text(_verdict_line(result), style="bold green" if result else "bold red"))
+
+
+def verify(args: argparse.Namespace) -> int:
+    result = _run(args)
+    print_human(result, sys.stderr, quiet=getattr(args, "quiet", False))
+    if args.format == "json":
+        text = json.dumps(result.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n"
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `| head`: the reader left; the verdict stands
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_PASS if result else EXIT_FAIL
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, set | frozenset | tuple):
+        return sorted(v)
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+def report(args: argparse.Namespace) -> int:
+    result = _run(args)
+    try:
+        from . import report as report_mod  # written in parallel; imported lazily
+    except ImportError as e:
+        raise UsageError(f"report rendering is not available ({e})") from e
+    text = report_mod.render(result, args.format)
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: output folder does not exist")
+    write_atomic(out, text.encode("utf-8") if isinstance(text, str) else text)
+    print(f"wrote {args.format} report to {out}", file=sys.stderr)
+    print(_verdict_line(result), file=sys.stderr)
+    return EXIT_PASS if result else EXIT_FAIL
