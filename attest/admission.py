@@ -23,7 +23,17 @@ from .errors import FormatError
 from .pii import find_pii, mask_pii
 from .policy import Policy
 
-RULES = ("canary", "license", "consent", "source", "length", "pii", "optout", "duplicate", "profile")
+RULES = (
+    "canary",
+    "license",
+    "consent",
+    "source",
+    "length",
+    "pii",
+    "optout",
+    "duplicate",
+    "profile",
+)
 OUTCOMES = ("pass", "fail", "masked")
 
 
@@ -50,7 +60,9 @@ class Metadata:
 
     def __post_init__(self) -> None:
         if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 0:
-            raise FormatError(f"metadata.length: expected a non-negative integer, got {self.length!r}")
+            raise FormatError(
+                f"metadata.length: expected a non-negative integer, got {self.length!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,7 +80,9 @@ class Metadata:
             raise FormatError(f"{where}: expected a map")
         keys = {"license", "source", "dataClass", "consent", "length", "canary"}
         if set(d) != keys:
-            raise FormatError(f"{where}: expected keys {', '.join(sorted(keys))}, got {', '.join(sorted(d))}")
+            raise FormatError(
+                f"{where}: expected keys {', '.join(sorted(keys))}, got {', '.join(sorted(d))}"
+            )
         return cls(
             _str(d["license"], f"{where}.license"),
             _str(d["source"], f"{where}.source"),
@@ -93,13 +107,21 @@ class Findings:
         if not isinstance(d, dict) or set(d) != {"pii", "optout", "duplicate"}:
             raise FormatError(f"{where}: expected keys duplicate, optout, pii")
         pii = d["pii"]
-        if not isinstance(pii, list) or not all(isinstance(k, str) for k in pii) or pii != sorted(set(pii)):
+        if (
+            not isinstance(pii, list)
+            or not all(isinstance(k, str) for k in pii)
+            or pii != sorted(set(pii))
+        ):
             raise FormatError(f"{where}.pii: expected a sorted list of distinct kinds")
-        return cls(tuple(pii), _bool(d["optout"], f"{where}.optout"), _bool(d["duplicate"], f"{where}.duplicate"))
+        return cls(
+            tuple(pii),
+            _bool(d["optout"], f"{where}.optout"),
+            _bool(d["duplicate"], f"{where}.duplicate"),
+        )
 
 
 def content_digest(text: str) -> str:
-    """Unsalted digest used for opt-out lists and duplicate detection (never published per example)."""
+    """Unsalted content digest for opt-out lists and duplicates (never published per example)."""
     return hashlib.sha256(canonical_json(text)).hexdigest()
 
 
@@ -131,7 +153,11 @@ class Outcome:
     def from_dict(cls, d: object, where: str = "outcome") -> Outcome:
         if not isinstance(d, dict) or set(d) != {"rule", "outcome", "detail"}:
             raise FormatError(f"{where}: expected keys detail, outcome, rule")
-        o = cls(_str(d["rule"], f"{where}.rule"), _str(d["outcome"], f"{where}.outcome"), _str(d["detail"], f"{where}.detail"))
+        o = cls(
+            _str(d["rule"], f"{where}.rule"),
+            _str(d["outcome"], f"{where}.outcome"),
+            _str(d["detail"], f"{where}.detail"),
+        )
         if o.rule not in RULES or o.outcome not in OUTCOMES:
             raise FormatError(f"{where}: unknown rule/outcome {o.rule!r}/{o.outcome!r}")
         return o
@@ -170,7 +196,13 @@ def decide(policy: Policy, meta: Metadata, findings: Findings) -> Decision:
     out: list[Outcome] = []
 
     def rule(name: str, ok: bool, detail: str = "", masked: bool = False) -> None:
-        out.append(Outcome(name, "masked" if ok and masked else ("pass" if ok else "fail"), "" if ok and not masked else detail))
+        out.append(
+            Outcome(
+                name,
+                "masked" if ok and masked else ("pass" if ok else "fail"),
+                "" if ok and not masked else detail,
+            )
+        )
 
     if meta.canary:
         # Canaries are planted by the policy itself; only their number is checked
@@ -196,7 +228,9 @@ def decide(policy: Policy, meta: Metadata, findings: Findings) -> Decision:
     rule(
         "source",
         allowed and not denied,
-        f"source matches deny pattern {denied[0]!r}" if denied else "source matches no allow pattern",
+        f"source matches deny pattern {denied[0]!r}"
+        if denied
+        else "source matches no allow pattern",
     )
     rule(
         "length",
@@ -209,7 +243,11 @@ def decide(policy: Policy, meta: Metadata, findings: Findings) -> Decision:
     else:
         rule("pii", not findings.pii, f"contains {kinds}")
     rule("optout", not findings.optout, "content is on the opt-out list")
-    rule("duplicate", not (findings.duplicate and policy.duplicates == "reject"), "exact duplicate of an earlier example")
+    rule(
+        "duplicate",
+        not (findings.duplicate and policy.duplicates == "reject"),
+        "exact duplicate of an earlier example",
+    )
     ok = all(o.outcome != "fail" for o in out)
     profile = _match_assign(policy, meta)
     rule("profile", profile is not None, "no assignment rule matches")

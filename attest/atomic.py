@@ -5,6 +5,7 @@ A reader never sees a half-written file, and an earlier version survives a crash
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -39,8 +40,6 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except OSError as e:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise UsageError(f"{path}: cannot write: {e.strerror or e}") from e

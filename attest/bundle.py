@@ -65,7 +65,9 @@ def read_bundle(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> list[BundleLi
                     f"{path.name}:{n}: line longer than {limits.bundle_line_max} bytes"
                 )
             if not raw.endswith(b"\n"):
-                raise FormatError(f"{path.name}:{n}: expected a newline-terminated line (truncated?)")
+                raise FormatError(
+                    f"{path.name}:{n}: expected a newline-terminated line (truncated?)"
+                )
             if not raw.strip():
                 raise FormatError(f"{path.name}:{n}: expected an envelope, got an empty line")
             if n > limits.bundle_lines_max:

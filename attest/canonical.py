@@ -133,9 +133,7 @@ def parse_json(data: bytes | str, *, where: str = "$", limits: Limits = DEFAULT_
         raise FormatError(f"{where}: expected JSON, got {type(e).__name__}: {e}") from e
 
 
-def parse_canonical_json(
-    data: bytes, *, where: str = "$", limits: Limits = DEFAULT_LIMITS
-) -> Any:
+def parse_canonical_json(data: bytes, *, where: str = "$", limits: Limits = DEFAULT_LIMITS) -> Any:
     """Parse JSON bytes and require them to be exactly RFC 8785 canonical.
 
     Raises FormatError.
@@ -175,8 +173,7 @@ def _check_msgpack_value(value: Any, where: str, depth: int, limits: Limits) -> 
         return value
     if isinstance(value, list | tuple):
         return [
-            _check_msgpack_value(v, f"{where}[{i}]", depth + 1, limits)
-            for i, v in enumerate(value)
+            _check_msgpack_value(v, f"{where}[{i}]", depth + 1, limits) for i, v in enumerate(value)
         ]
     if isinstance(value, dict):
         out = {}
@@ -208,7 +205,9 @@ def unpack_canonical_msgpack(
             use_list=True,
         )
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as e:
-        raise FormatError(f"{where}: expected one msgpack value, got {type(e).__name__}: {e}") from e
+        raise FormatError(
+            f"{where}: expected one msgpack value, got {type(e).__name__}: {e}"
+        ) from e
     require_canonical_msgpack(value, data, where=where, limits=limits)
     return value
 

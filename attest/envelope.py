@@ -84,14 +84,18 @@ def verify_envelope(
     keys is an error, never a pass. Raises VerificationError (GT-SIG-*) or FormatError.
     """
     if threshold < 1:
-        raise VerificationError("GT-SIG-THRESHOLD", f"{where}: expected threshold >= 1, got {threshold}")
+        raise VerificationError(
+            "GT-SIG-THRESHOLD", f"{where}: expected threshold >= 1, got {threshold}"
+        )
     if len(keys) < threshold:
         raise VerificationError(
-            "GT-SIG-THRESHOLD", f"{where}: threshold {threshold} exceeds the {len(keys)} trusted keys"
+            "GT-SIG-THRESHOLD",
+            f"{where}: threshold {threshold} exceeds the {len(keys)} trusted keys",
         )
     if env.payload_type != PAYLOAD_TYPE:
         raise VerificationError(
-            "GT-SIG-PAYLOAD-TYPE", f"{where}: expected payloadType {PAYLOAD_TYPE}, got {env.payload_type!r:.80}"
+            "GT-SIG-PAYLOAD-TYPE",
+            f"{where}: expected payloadType {PAYLOAD_TYPE}, got {env.payload_type!r:.80}",
         )
     if not env.signatures:
         raise VerificationError("GT-SIG-NONE", f"{where}: envelope carries no signatures")
@@ -103,10 +107,12 @@ def verify_envelope(
         if not trusted & set(present):
             raise VerificationError(
                 "GT-SIG-UNTRUSTED",
-                f"{where}: expected a signature by a trusted key, got keyids {', '.join(k[:16] for k in present)}",
+                f"{where}: expected a signature by a trusted key, "
+                f"got keyids {', '.join(k[:16] for k in present)}",
             ) from e
         raise VerificationError(
-            "GT-SIG-INVALID", f"{where}: expected {threshold} valid signature(s) by trusted keys, got fewer"
+            "GT-SIG-INVALID",
+            f"{where}: expected {threshold} valid signature(s) by trusted keys, got fewer",
         ) from e
     except (ValueError, sslib_exceptions.FormatError) as e:
         raise VerificationError("GT-SIG-INVALID", f"{where}: signature check failed ({e})") from e

@@ -35,7 +35,9 @@ def public_pem(key: SSlibKey) -> bytes:
     )
 
 
-def write_keypair(prefix: Path, key_type: str = "ecdsa", *, force: bool = False) -> tuple[Path, Path]:
+def write_keypair(
+    prefix: Path, key_type: str = "ecdsa", *, force: bool = False
+) -> tuple[Path, Path]:
     """Write ``PREFIX.key`` (PKCS#8 PEM, 0600) and ``PREFIX.pub``. Returns both paths.
 
     Raises UsageError if either exists (unless ``force``) or cannot be written.

@@ -45,7 +45,12 @@ class LogSummary:
             check_hex32(getattr(self, name), f"log.{name}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "head": self.head, "merkleRoot": self.merkle_root, "sha256": self.sha256}
+        return {
+            "count": self.count,
+            "head": self.head,
+            "merkleRoot": self.merkle_root,
+            "sha256": self.sha256,
+        }
 
     @classmethod
     def from_dict(cls, d: object, where: str = "log") -> LogSummary:
@@ -66,7 +71,9 @@ class LogWriter:
     record left by a crash is cut off, and appending continues after the last whole one.
     """
 
-    def __init__(self, path: Path, *, resume: bool = False, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, path: Path, *, resume: bool = False, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self.path = Path(path)
         self.limits = limits
         self.count = 0
@@ -122,7 +129,9 @@ class LogWriter:
             raise UsageError(f"{self.path}: cannot write: {e.strerror or e}") from e
 
     def summary(self) -> LogSummary:
-        return LogSummary(self.count, self.head.hex(), self._merkle.root().hex(), self._sha.hexdigest())
+        return LogSummary(
+            self.count, self.head.hex(), self._merkle.root().hex(), self._sha.hexdigest()
+        )
 
     def close(self) -> None:
         self.sync()
@@ -178,7 +187,9 @@ def iter_log(
                 try:
                     unpacker.feed(chunk)
                 except msgpack.BufferFull as e:
-                    raise FormatError(f"{where}: record at byte {last} exceeds {limits.record_max} bytes") from e
+                    raise FormatError(
+                        f"{where}: record at byte {last} exceeds {limits.record_max} bytes"
+                    ) from e
             try:
                 for value in unpacker:
                     end = unpacker.tell()
@@ -193,7 +204,9 @@ def iter_log(
                         raise FormatError(f"{where}: more than {limits.records_max} records")
                     last = end
             except (ValueError, TypeError, msgpack.UnpackException) as e:
-                raise FormatError(f"{where}: record {index} at byte {last}: malformed msgpack ({e})") from e
+                raise FormatError(
+                    f"{where}: record {index} at byte {last}: malformed msgpack ({e})"
+                ) from e
             del buf[: last - base]
             base = last
             if len(buf) > limits.record_max:  # an unfinished record already over the bound
@@ -205,10 +218,14 @@ def iter_log(
     if buf:
         if allow_torn_tail:
             return
-        raise FormatError(f"{where}: record {index} at byte {last} is truncated ({len(buf)} bytes of it)")
+        raise FormatError(
+            f"{where}: record {index} at byte {last} is truncated ({len(buf)} bytes of it)"
+        )
 
 
-def _check_record(value: Any, raw: bytes, prev: bytes, where: str, limits: Limits) -> dict[str, Any]:
+def _check_record(
+    value: Any, raw: bytes, prev: bytes, where: str, limits: Limits
+) -> dict[str, Any]:
     require_canonical_msgpack(value, raw, where=where, limits=limits)
     if not isinstance(value, dict):
         raise FormatError(f"{where}: expected a map, got {type(value).__name__}")

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 KINDS = ("email", "phone", "credit-card")
 
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}(?![\w-])")
+_EMAIL = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}(?![\w-])"
+)
 # International (+CC ...) or North-American style numbers; 10-15 digits in all. Not part of
 # a longer run of digit groups (a Luhn-invalid card number is not a phone number); a
 # sentence-ending period may follow, a dotted continuation (a version string) may not.

@@ -170,7 +170,9 @@ class Policy:
             raise PolicyError(f"canaries.profile: unknown profile {self.canaries.profile!r}")
         overlap = set(self.license_allow) & set(self.license_deny)
         if overlap:
-            raise PolicyError(f"licenses: classes both allowed and denied: {', '.join(sorted(overlap))}")
+            raise PolicyError(
+                f"licenses: classes both allowed and denied: {', '.join(sorted(overlap))}"
+            )
         if self.length_min > self.length_max:
             raise PolicyError(f"length: min {self.length_min} exceeds max {self.length_max}")
 
@@ -236,7 +238,9 @@ class Policy:
         detect = _strs(pii["detect"], "pii.detect")
         for k in detect:
             if k not in PII_KINDS:
-                raise PolicyError(f"pii.detect: expected kinds from {', '.join(PII_KINDS)}, got {k!r}")
+                raise PolicyError(
+                    f"pii.detect: expected kinds from {', '.join(PII_KINDS)}, got {k!r}"
+                )
         if pii["action"] not in ("reject", "mask"):
             raise PolicyError(f"pii.action: expected 'reject' or 'mask', got {pii['action']!r}")
         optout = _take(top["optout"], "optout", {"digests": []})
@@ -246,7 +250,9 @@ class Policy:
                 raise PolicyError(f"optout.digests[{i}]: expected 64 lowercase hex digits")
         dup = _take(top["duplicates"], "duplicates", {"action": "reject"})
         if dup["action"] not in ("reject", "allow"):
-            raise PolicyError(f"duplicates.action: expected 'reject' or 'allow', got {dup['action']!r}")
+            raise PolicyError(
+                f"duplicates.action: expected 'reject' or 'allow', got {dup['action']!r}"
+            )
         length = _take(top["length"], "length", {"min": 1, "max": 1 << 20})
         profiles_doc = top["profiles"]
         if not isinstance(profiles_doc, dict) or not profiles_doc:
@@ -267,13 +273,18 @@ class Policy:
             if not isinstance(when, dict) or not all(
                 k in ASSIGN_KEYS and isinstance(v, str) for k, v in when.items()
             ):
-                raise PolicyError(f"assign[{i}].when: expected string values for keys among {', '.join(ASSIGN_KEYS)}")
+                raise PolicyError(
+                    f"assign[{i}].when: expected string values for keys among "
+                    f"{', '.join(ASSIGN_KEYS)}"
+                )
             if not isinstance(a["profile"], str):
                 raise PolicyError(f"assign[{i}].profile: expected a profile name")
             assign.append(Assignment(dict(when), a["profile"]))
         m = _take(top["memorization"], "memorization", Memorization().to_dict())
         if m["action"] not in ACTIONS:
-            raise PolicyError(f"memorization.action: expected one of {', '.join(ACTIONS)}, got {m['action']!r}")
+            raise PolicyError(
+                f"memorization.action: expected one of {', '.join(ACTIONS)}, got {m['action']!r}"
+            )
         q = _num(m["reference_quantile"], "memorization.reference_quantile")
         if q >= 1:
             raise PolicyError(f"memorization.reference_quantile: expected a value below 1, got {q}")
@@ -323,7 +334,9 @@ class Policy:
         try:
             doc = tomllib.loads(data.decode("utf-8"))
         except UnicodeDecodeError as e:
-            raise PolicyError(f"{where}: expected UTF-8 TOML, got an invalid byte at {e.start}") from e
+            raise PolicyError(
+                f"{where}: expected UTF-8 TOML, got an invalid byte at {e.start}"
+            ) from e
         except tomllib.TOMLDecodeError as e:
             raise PolicyError(f"{where}: expected TOML, got {e}") from e
         except RecursionError as e:  # tomllib recurses per nested array/inline table
@@ -335,7 +348,7 @@ class Policy:
 
 
 def load_policy(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Policy, bytes]:
-    """Read a policy TOML file. Returns (policy, the file's bytes). Raises UsageError/PolicyError."""
+    """Read a policy TOML file; returns (policy, file bytes). Raises UsageError/PolicyError."""
     path = Path(path)
     try:
         if path.stat().st_size > limits.policy_max:

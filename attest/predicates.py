@@ -45,7 +45,9 @@ def _get(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: st
 
 
 def _ints(v: object, where: str) -> tuple[int, ...]:
-    if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
+    if not isinstance(v, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v
+    ):
         raise FormatError(f"{where}: expected a list of non-negative integers")
     return tuple(v)
 
@@ -57,7 +59,11 @@ class PolicyPredicate:
     policy: Mapping[str, Any]  # `Policy.to_dict()`
 
     def to_dict(self) -> dict[str, Any]:
-        return {"runId": self.run_id, "policyDigest": self.policy_digest, "policy": dict(self.policy)}
+        return {
+            "runId": self.run_id,
+            "policyDigest": self.policy_digest,
+            "policy": dict(self.policy),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "policy") -> PolicyPredicate:
@@ -107,7 +113,12 @@ class Checkpoint:
     state_root: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "file": self.file, "sha256": self.sha256, "stateRoot": self.state_root}
+        return {
+            "step": self.step,
+            "file": self.file,
+            "sha256": self.sha256,
+            "stateRoot": self.state_root,
+        }
 
     @classmethod
     def from_dict(cls, d: object, where: str = "checkpoint") -> Checkpoint:
@@ -181,14 +192,20 @@ class TrainingPredicate:
             policy_digest=check_hex32(_get(d, "policyDigest", str, where), f"{where}.policyDigest"),
             base_model=_get(d, "baseModel", dict, where),
             dataset=_get(d, "dataset", dict, where),
-            admission_head=check_hex32(_get(d, "admissionHead", str, where), f"{where}.admissionHead"),
+            admission_head=check_hex32(
+                _get(d, "admissionHead", str, where), f"{where}.admissionHead"
+            ),
             config=_get(d, "config", dict, where),
             config_digest=check_hex32(_get(d, "configDigest", str, where), f"{where}.configDigest"),
             environment=_get(d, "environment", dict, where),
             step_log=LogSummary.from_dict(_get(d, "stepLog", dict, where), f"{where}.stepLog"),
             steps=steps,
-            base_state_root=check_hex32(_get(d, "baseStateRoot", str, where), f"{where}.baseStateRoot"),
-            final_state_root=check_hex32(_get(d, "finalStateRoot", str, where), f"{where}.finalStateRoot"),
+            base_state_root=check_hex32(
+                _get(d, "baseStateRoot", str, where), f"{where}.baseStateRoot"
+            ),
+            final_state_root=check_hex32(
+                _get(d, "finalStateRoot", str, where), f"{where}.finalStateRoot"
+            ),
             weights=tuple(weights),
             checkpoints=tuple(
                 Checkpoint.from_dict(c, f"{where}.checkpoints[{i}]")

@@ -21,7 +21,13 @@ RECORD_VERSION = 1
 EVENT_KINDS = ("memorization-flag", "quarantine", "halt", "canary-exposure", "checkpoint")
 
 
-def _fields(d: object, where: str, kind: str, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+def _fields(
+    d: object,
+    where: str,
+    kind: str,
+    required: set[str],
+    optional: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise FormatError(f"{where}: expected a map, got {type(d).__name__}")
     d = dict(d)
@@ -88,9 +94,16 @@ class AdmissionRecord:
 
     @classmethod
     def from_record(cls, d: object, where: str = "admission") -> AdmissionRecord:
-        d = _fields(d, where, "admission", {"index", "commitment", "metadata", "findings", "outcomes", "decision", "profile"})
+        d = _fields(
+            d,
+            where,
+            "admission",
+            {"index", "commitment", "metadata", "findings", "outcomes", "decision", "profile"},
+        )
         if d["decision"] not in ("admit", "refuse"):
-            raise FormatError(f"{where}.decision: expected 'admit' or 'refuse', got {d['decision']!r:.40}")
+            raise FormatError(
+                f"{where}.decision: expected 'admit' or 'refuse', got {d['decision']!r:.40}"
+            )
         if d["profile"] is not None and not isinstance(d["profile"], str):
             raise FormatError(f"{where}.profile: expected a string or nil")
         if not isinstance(d["outcomes"], list):
@@ -100,7 +113,9 @@ class AdmissionRecord:
             _b32(d["commitment"], f"{where}.commitment"),
             Metadata.from_dict(d["metadata"], f"{where}.metadata"),
             Findings.from_dict(d["findings"], f"{where}.findings"),
-            tuple(Outcome.from_dict(o, f"{where}.outcomes[{i}]") for i, o in enumerate(d["outcomes"])),
+            tuple(
+                Outcome.from_dict(o, f"{where}.outcomes[{i}]") for i, o in enumerate(d["outcomes"])
+            ),
             d["decision"] == "admit",
             d["profile"],
         )
@@ -119,7 +134,9 @@ class Event:
 
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
-            raise FormatError(f"event.kind: expected one of {', '.join(EVENT_KINDS)}, got {self.kind!r:.40}")
+            raise FormatError(
+                f"event.kind: expected one of {', '.join(EVENT_KINDS)}, got {self.kind!r:.40}"
+            )
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -181,7 +198,22 @@ class StartRecord:
 
     @classmethod
     def from_record(cls, d: object, where: str = "start") -> StartRecord:
-        d = _fields(d, where, "start", {"configDigest", "policyDigest", "baseLeaves", "baseStateRoot", "tensors", "profiles", "trainable", "heldout", "extra"})
+        d = _fields(
+            d,
+            where,
+            "start",
+            {
+                "configDigest",
+                "policyDigest",
+                "baseLeaves",
+                "baseStateRoot",
+                "tensors",
+                "profiles",
+                "trainable",
+                "heldout",
+                "extra",
+            },
+        )
         leaves: dict[str, bytes] = {}
         if not isinstance(d["baseLeaves"], list):
             raise FormatError(f"{where}.baseLeaves: expected a list")
@@ -195,9 +227,18 @@ class StartRecord:
         if not isinstance(d["tensors"], list):
             raise FormatError(f"{where}.tensors: expected a list")
         for i, item in enumerate(d["tensors"]):
-            if not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str) or not isinstance(item[1], str) or not isinstance(item[2], list):
+            if (
+                not isinstance(item, list)
+                or len(item) != 3
+                or not isinstance(item[0], str)
+                or not isinstance(item[1], str)
+                or not isinstance(item[2], list)
+            ):
                 raise FormatError(f"{where}.tensors[{i}]: expected [name, dtype, shape]")
-            tensors[item[0]] = (item[1], tuple(_int(x, f"{where}.tensors[{i}].shape") for x in item[2]))
+            tensors[item[0]] = (
+                item[1],
+                tuple(_int(x, f"{where}.tensors[{i}].shape") for x in item[2]),
+            )
         if not isinstance(d["profiles"], dict):
             raise FormatError(f"{where}.profiles: expected a map")
         profiles = {p: _strlist(ns, f"{where}.profiles.{p}") for p, ns in d["profiles"].items()}
@@ -236,7 +277,9 @@ class StepRecord:
     def __post_init__(self) -> None:
         n = len(self.batch)
         if not (len(self.profiles) == len(self.loss) == len(self.grad_norm) == n):
-            raise FormatError(f"step {self.step}: batch, profiles, loss and gradNorm differ in length")
+            raise FormatError(
+                f"step {self.step}: batch, profiles, loss and gradNorm differ in length"
+            )
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -257,7 +300,24 @@ class StepRecord:
 
     @classmethod
     def from_record(cls, d: object, where: str = "step") -> StepRecord:
-        d = _fields(d, where, "step", {"step", "batch", "profiles", "loss", "gradNorm", "lr", "changed", "stateRoot", "events", "checkpoint", "rng"})
+        d = _fields(
+            d,
+            where,
+            "step",
+            {
+                "step",
+                "batch",
+                "profiles",
+                "loss",
+                "gradNorm",
+                "lr",
+                "changed",
+                "stateRoot",
+                "events",
+                "checkpoint",
+                "rng",
+            },
+        )
         for k in ("batch", "loss", "gradNorm", "changed", "events"):
             if not isinstance(d[k], list):
                 raise FormatError(f"{where}.{k}: expected a list")
@@ -267,7 +327,10 @@ class StepRecord:
             if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str):
                 raise FormatError(f"{where}.changed[{i}]: expected [name, leaf]")
             if prev_name is not None and item[0].encode() <= prev_name.encode():
-                raise FormatError(f"{where}.changed[{i}]: expected names sorted and distinct, got {item[0]!r} after {prev_name!r}")
+                raise FormatError(
+                    f"{where}.changed[{i}]: expected names sorted and distinct, "
+                    f"got {item[0]!r} after {prev_name!r}"
+                )
             prev_name = item[0]
             changed[item[0]] = _b32(item[1], f"{where}.changed[{i}]")
         cp = d["checkpoint"]

@@ -34,7 +34,9 @@ class Subject:
             raise FormatError(f"subject {self.name!r}: expected a non-empty digest set")
         for alg, value in self.digest.items():
             if not isinstance(alg, str) or not isinstance(value, str) or not value:
-                raise FormatError(f"subject {self.name!r}.digest: expected algorithm -> hex strings")
+                raise FormatError(
+                    f"subject {self.name!r}.digest: expected algorithm -> hex strings"
+                )
         object.__setattr__(self, "digest", MappingProxyType(dict(self.digest)))
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import struct
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .canonical import canonical_json, parse_json
-from .digest import CHUNK, sha256_file
+from .digest import CHUNK
 from .errors import FormatError
 from .limits import DEFAULT_LIMITS, Limits
 from .merkle import MerkleBuilder
@@ -60,7 +62,9 @@ def leaf_prefix(name: str, dtype: str, shape: Sequence[int]) -> bytes:
     return TENSOR_TAG + struct.pack(">Q", len(meta)) + meta
 
 
-def tensor_leaf_hash(name: str, dtype: str, shape: Sequence[int], data: bytes | memoryview) -> bytes:
+def tensor_leaf_hash(
+    name: str, dtype: str, shape: Sequence[int], data: bytes | memoryview
+) -> bytes:
     """Leaf hash of one tensor from its raw little-endian bytes."""
     h = hashlib.sha256(leaf_prefix(name, dtype, shape))
     h.update(data)
@@ -75,7 +79,9 @@ def state_root(leaves: Mapping[str, bytes]) -> bytes:
     return b.root()
 
 
-def read_header(f, file_size: int, *, where: str, limits: Limits = DEFAULT_LIMITS) -> tuple[int, list[TensorInfo]]:  # type: ignore[no-untyped-def]
+def read_header(
+    f, file_size: int, *, where: str, limits: Limits = DEFAULT_LIMITS
+) -> tuple[int, list[TensorInfo]]:  # type: ignore[no-untyped-def]
     """Parse and check a safetensors header. Returns (buffer offset, tensors by offset).
 
     Every check of the safetensors README "Notes" is enforced: JSON header, known
@@ -101,13 +107,13 @@ def read_header(f, file_size: int, *, where: str, limits: Limits = DEFAULT_LIMIT
     if not isinstance(header, dict):
         raise FormatError(f"{where}: expected a JSON object header")
     if len(header) > limits.safetensors_tensors_max:
-        raise FormatError(f"{where}: {len(header)} header entries exceed {limits.safetensors_tensors_max}")
+        raise FormatError(
+            f"{where}: {len(header)} header entries exceed {limits.safetensors_tensors_max}"
+        )
     tensors: list[TensorInfo] = []
     for name, entry in header.items():
         if name == "__metadata__":
-            if not isinstance(entry, dict) or not all(
-                isinstance(v, str) for v in entry.values()
-            ):
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
                 raise FormatError(f"{where}: __metadata__ must map strings to strings")
             continue
         tensors.append(_tensor_info(name, entry, f"{where}:{name!r}", limits))
@@ -137,7 +143,9 @@ def _tensor_info(name: str, entry: object, where: str, limits: Limits) -> Tensor
         or len(shape) > limits.tensor_ndim_max
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
-        raise FormatError(f"{where}: expected shape as a list of non-negative ints, got {shape!r:.80}")
+        raise FormatError(
+            f"{where}: expected shape as a list of non-negative ints, got {shape!r:.80}"
+        )
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
@@ -169,47 +177,63 @@ class SafetensorsDigest:
 def hash_safetensors(
     path: Path, *, with_file_digest: bool = True, limits: Limits = DEFAULT_LIMITS
 ) -> SafetensorsDigest:
-    """Stream a safetensors file once for leaf hashes and (in a second thread) its sha256.
+    """Read a safetensors file once for its tensor leaf hashes and its whole-file sha256.
 
-    hashlib releases the GIL on large updates, so on two cores the whole-file digest
-    costs no extra wall time. Raises FormatError (also for unreadable files).
+    Both digests come from the very same bytes (no second read that a concurrent
+    writer could make disagree). The file digest runs in a second thread fed the
+    chunks the leaf hashing reads: hashlib releases the GIL on large updates, so on
+    two free cores it adds little wall time. Raises FormatError (also when unreadable).
     """
     where = str(path.name)
-    file_digest: list[str] = []
-    errors: list[BaseException] = []
-
-    def digest_file() -> None:
-        try:
-            file_digest.append(sha256_file(path))
-        except OSError as e:
-            errors.append(e)
-
-    thread = threading.Thread(target=digest_file) if with_file_digest else None
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             start, tensors = read_header(f, size, where=where, limits=limits)
-            if thread:  # only once the header holds: garbage is refused without a full read
-                thread.start()
-            leaves: dict[str, bytes] = {}
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
-            f.seek(start)
-            for t in tensors:
-                h = hashlib.sha256(leaf_prefix(t.name, t.dtype, t.shape))
-                remaining = t.nbytes
-                while remaining:
-                    got = f.readinto(view[: min(CHUNK, remaining)])
-                    if not got:
-                        raise FormatError(f"{where}: tensor {t.name!r} truncated")
-                    h.update(view[:got])
-                    remaining -= got
-                leaves[t.name] = h.digest()
+            f.seek(0)
+            file_hasher = _FileHasher(f.read(start)) if with_file_digest else None
+            f.seek(start)  # tensors start here, whether or not the header went to the file digest
+            try:
+                leaves = {t.name: _leaf_from_file(f, t, where, file_hasher) for t in tensors}
+            finally:
+                file_sha = file_hasher.finish() if file_hasher else ""
     except OSError as e:
         raise FormatError(f"{where}: cannot read: {e.strerror or e}") from e
-    finally:
-        if thread and thread.is_alive():
-            thread.join()
-    if errors:
-        raise FormatError(f"{where}: cannot read: {errors[0]}") from errors[0]
-    return SafetensorsDigest(file_digest[0] if file_digest else "", size, leaves, tuple(tensors))
+    return SafetensorsDigest(file_sha, size, leaves, tuple(tensors))
+
+
+def _leaf_from_file(
+    f: BinaryIO, t: TensorInfo, where: str, file_hasher: _FileHasher | None
+) -> bytes:
+    h = hashlib.sha256(leaf_prefix(t.name, t.dtype, t.shape))
+    remaining = t.nbytes
+    while remaining:
+        chunk = f.read(min(CHUNK, remaining))  # a fresh bytes object: safe to share with the thread
+        if not chunk:
+            raise FormatError(f"{where}: tensor {t.name!r} truncated")
+        if file_hasher:
+            file_hasher.feed(chunk)
+        h.update(chunk)
+        remaining -= len(chunk)
+    return h.digest()
+
+
+class _FileHasher:
+    """SHA-256 over chunks handed over through a bounded queue (at most 8 chunks in flight)."""
+
+    def __init__(self, first: bytes) -> None:
+        self._h = hashlib.sha256(first)
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while (chunk := self._q.get()) is not None:
+            self._h.update(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        self._q.put(chunk)
+
+    def finish(self) -> str:
+        self._q.put(None)
+        self._t.join()
+        return self._h.hexdigest()

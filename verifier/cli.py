@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
 
@@ -70,17 +70,42 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a run folder or a release folder")
-    p.add_argument("--key", action="append", required=True, metavar="PUB",
-                   help="trusted producer public key (PEM); repeat for several keys")
-    p.add_argument("--threshold", type=int, default=1, metavar="N",
-                   help="distinct trusted keys that must sign each statement (default 1)")
-    p.add_argument("--base", metavar="DIR", help="base model folder (safetensors): check the base state root")
-    p.add_argument("--data", metavar="FILE", help="the training dataset (JSONL): re-check content rules")
-    p.add_argument("--openings", metavar="DIR", help="the run's private openings folder (with --data)")
-    p.add_argument("--replay", type=int, default=0, metavar="N",
-                   help="re-execute N sampled steps (needs torch, --data and --openings)")
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="json: machine-readable result on stdout (the verdict stays on stderr)")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="trusted producer public key (PEM); repeat for several keys",
+    )
+    p.add_argument(
+        "--threshold",
+        type=int,
+        default=1,
+        metavar="N",
+        help="distinct trusted keys that must sign each statement (default 1)",
+    )
+    p.add_argument(
+        "--base", metavar="DIR", help="base model folder (safetensors): check the base state root"
+    )
+    p.add_argument(
+        "--data", metavar="FILE", help="the training dataset (JSONL): re-check content rules"
+    )
+    p.add_argument(
+        "--openings", metavar="DIR", help="the run's private openings folder (with --data)"
+    )
+    p.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-execute N sampled steps (needs torch, --data and --openings)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: machine-readable result on stdout (the verdict stays on stderr)",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
 
@@ -94,39 +119,65 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("keygen", help="create a producer signing key pair",
-                       description="Write PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (PEM).")
+    p = sub.add_parser(
+        "keygen",
+        help="create a producer signing key pair",
+        description="Write PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (PEM).",
+    )
     p.add_argument("prefix", help="path prefix of the two key files")
-    p.add_argument("--type", choices=("ecdsa", "ed25519"), default="ecdsa",
-                   help="ecdsa = ECDSA P-256 (default, as OpenSSF model signing), or ed25519")
+    p.add_argument(
+        "--type",
+        choices=("ecdsa", "ed25519"),
+        default="ecdsa",
+        help="ecdsa = ECDSA P-256 (default, as OpenSSF model signing), or ed25519",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
     p.set_defaults(func=_cmd_keygen)
 
-    p = sub.add_parser("train", help="fine-tune under a policy and write signed provenance",
-                       description="Run a governed fine-tune described by CONFIG (TOML).")
+    p = sub.add_parser(
+        "train",
+        help="fine-tune under a policy and write signed provenance",
+        description="Run a governed fine-tune described by CONFIG (TOML).",
+    )
     p.add_argument("config", help="training config (TOML); see README.md")
     p.add_argument("--out", required=True, help="output run folder")
     p.add_argument("--key", required=True, help="producer private key (from `govtune keygen`)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last durable step")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its last durable step",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_trainer_command("train"))
 
-    p = sub.add_parser("demo", help="the embedded end-to-end example: admit, train, sign, verify",
-                       description="Build a governed corpus from installed packages' docstrings, "
-                                   "train the built-in model under the shipped policy, sign and verify.")
+    p = sub.add_parser(
+        "demo",
+        help="the embedded end-to-end example: admit, train, sign, verify",
+        description="Build a governed corpus from installed packages' docstrings, "
+        "train the built-in model under the shipped policy, sign and verify.",
+    )
     p.add_argument("--out", required=True, help="output folder (run, keys, dataset)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the demo's own)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps (default: the demo's own)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_trainer_command("demo"))
 
-    p = sub.add_parser("verify", help="verify a run or release: PASS or FAIL",
-                       description="Check signatures, policy conformance, the step chain and the weights.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "verify",
+        help="verify a run or release: PASS or FAIL",
+        description="Check signatures, policy conformance, the step chain and the weights.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_verify_arguments(p)
     p.set_defaults(func=_cmd_verify)
 
-    p = sub.add_parser("report", help="render the compliance audit report",
-                       description="Verify, then render the audit report from the verification result.")
+    p = sub.add_parser(
+        "report",
+        help="render the compliance audit report",
+        description="Verify, then render the audit report from the verification result.",
+    )
     add_verify_arguments(p)
     p.set_defaults(format="html")
     for action in p._actions:
@@ -159,8 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def verify_main(argv: Sequence[str] | None = None) -> int:
     """`govtune-verify`: the same as `govtune verify`."""
-    parser = _Parser(prog="govtune-verify", description="Verify a govtune run or release.",
-                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="govtune-verify",
+        description="Verify a govtune run or release.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_verify_arguments(parser)
     parser.set_defaults(func=_cmd_verify)
     return run(argv, parser)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Check:
     code: str
-    layer: str  # bundle | policy | admissions | chain | memorization | weights | base | data | replay
+    layer: (
+        str  # bundle | policy | admissions | chain | memorization | weights | base | data | replay
+    )
     title: str
 
 
@@ -21,29 +23,51 @@ CHECKS: tuple[Check, ...] = (
     # V1 bundle and signatures
     Check("GT-BUNDLE-MISSING", "bundle", "the provenance bundle exists"),
     Check("GT-BUNDLE-FORMAT", "bundle", "every bundle line is a well-formed DSSE envelope"),
-    Check("GT-SIG-THRESHOLD", "bundle", "the trust threshold is satisfiable (>= 1, <= number of keys)"),
+    Check(
+        "GT-SIG-THRESHOLD", "bundle", "the trust threshold is satisfiable (>= 1, <= number of keys)"
+    ),
     Check("GT-SIG-PAYLOAD-TYPE", "bundle", "envelopes carry the in-toto payload type"),
     Check("GT-SIG-NONE", "bundle", "envelopes carry signatures"),
     Check("GT-SIG-UNTRUSTED", "bundle", "signatures are by trusted keys"),
     Check("GT-SIG-INVALID", "bundle", "signatures verify over the DSSE PAE"),
-    Check("GT-STMT-FORMAT", "bundle", "payloads are canonical in-toto Statements with valid predicates"),
+    Check(
+        "GT-STMT-FORMAT",
+        "bundle",
+        "payloads are canonical in-toto Statements with valid predicates",
+    ),
     Check("GT-STMT-MISSING", "bundle", "every required predicate type is present"),
     Check("GT-STMT-DUPLICATE", "bundle", "every required predicate type is present exactly once"),
     Check("GT-STMT-BINDING", "bundle", "all statements name the same run and policy"),
-    Check("GT-FILE-UNCOVERED", "bundle", "every file of provenance/ is covered by a signed statement"),
+    Check(
+        "GT-FILE-UNCOVERED", "bundle", "every file of provenance/ is covered by a signed statement"
+    ),
     Check("GT-FILE-DIGEST", "bundle", "sidecar files match their signed digests"),
     # V2 policy
     Check("GT-POLICY-FORMAT", "policy", "the policy document is valid"),
     Check("GT-POLICY-DIGEST", "policy", "the policy matches the signed policy digest"),
     # V3 admissions
-    Check("GT-LOG-FORMAT", "admissions", "sidecar logs are canonical msgpack with an unbroken prev chain"),
-    Check("GT-LOG-SUMMARY", "admissions", "log count, head and Merkle root match the signed summary"),
+    Check(
+        "GT-LOG-FORMAT",
+        "admissions",
+        "sidecar logs are canonical msgpack with an unbroken prev chain",
+    ),
+    Check(
+        "GT-LOG-SUMMARY", "admissions", "log count, head and Merkle root match the signed summary"
+    ),
     Check("GT-ADMIT-ORDER", "admissions", "admission records cover examples 0..n-1 in order"),
-    Check("GT-ADMIT-DECISION", "admissions", "every admission decision re-evaluates identically under the policy"),
+    Check(
+        "GT-ADMIT-DECISION",
+        "admissions",
+        "every admission decision re-evaluates identically under the policy",
+    ),
     Check("GT-ADMIT-COUNTS", "admissions", "signed admission counts match the log"),
-    Check("GT-ADMIT-CANARIES", "admissions", "canary examples number exactly what the policy plants"),
+    Check(
+        "GT-ADMIT-CANARIES", "admissions", "canary examples number exactly what the policy plants"
+    ),
     # V4 step chain
-    Check("GT-CHAIN-START", "chain", "the step log starts with a valid start record bound to the run"),
+    Check(
+        "GT-CHAIN-START", "chain", "the step log starts with a valid start record bound to the run"
+    ),
     Check("GT-CHAIN-PROFILES", "chain", "profiles resolve to the recorded parameter names"),
     Check("GT-CHAIN-GAP", "chain", "steps are numbered 1..n without gaps or repeats"),
     Check("GT-BATCH-REFUSED", "chain", "batches use only admitted examples"),
@@ -51,30 +75,53 @@ CHECKS: tuple[Check, ...] = (
     Check("GT-BATCH-QUARANTINED", "chain", "quarantined examples are never used again"),
     Check("GT-BATCH-PROFILE", "chain", "each batch example carries its admitted profile"),
     Check("GT-ROUTE-UNKNOWN", "chain", "changed tensors exist in the model"),
-    Check("GT-ROUTE-VIOLATION", "chain", "every changed tensor is allowed by some batch example's profile"),
-    Check("GT-STATE-ROOT", "chain", "each recorded state root equals the root recomputed from the chain"),
+    Check(
+        "GT-ROUTE-VIOLATION",
+        "chain",
+        "every changed tensor is allowed by some batch example's profile",
+    ),
+    Check(
+        "GT-STATE-ROOT",
+        "chain",
+        "each recorded state root equals the root recomputed from the chain",
+    ),
     Check("GT-STATE-FINAL", "chain", "the chain ends at the signed final state root"),
     Check("GT-STATE-BASE", "chain", "the chain starts at the signed base state root"),
     # V5 memorization
-    Check("GT-MEM-EVENTS", "memorization", "the memorization report lists exactly the logged events"),
+    Check(
+        "GT-MEM-EVENTS", "memorization", "the memorization report lists exactly the logged events"
+    ),
     Check("GT-MEM-ACTION", "memorization", "the policy's memorization action was carried out"),
     # V6 weights
     Check("GT-WEIGHTS-MISSING", "weights", "the released weight files are present"),
     Check("GT-WEIGHTS-FORMAT", "weights", "weight files are valid safetensors"),
     Check("GT-WEIGHTS-DIGEST", "weights", "weight files match the signed sha256 subjects"),
-    Check("GT-WEIGHTS-ROOT", "weights", "the weights' state root equals the signed final state root"),
+    Check(
+        "GT-WEIGHTS-ROOT", "weights", "the weights' state root equals the signed final state root"
+    ),
     # V7 base (--base)
     Check("GT-BASE-ROOT", "base", "the base model's state root equals the signed base state root"),
     # V8 data (--data, --openings)
     Check("GT-DATA-FORMAT", "data", "the dataset and openings are readable and complete"),
     Check("GT-DATA-COMMITMENT", "data", "every example commitment opens to the dataset content"),
     Check("GT-DATA-METADATA", "data", "committed metadata matches the dataset"),
-    Check("GT-DATA-FINDINGS", "data",
-          "content rules (PII, opt-out, duplicates) re-evaluate to the recorded findings"),
+    Check(
+        "GT-DATA-FINDINGS",
+        "data",
+        "content rules (PII, opt-out, duplicates) re-evaluate to the recorded findings",
+    ),
     # V9 replay (--replay N; needs torch, --data and --openings)
     Check("GT-REPLAY-SELECT", "replay", "replayed steps are chosen from the signed chain head"),
-    Check("GT-REPLAY-CHECKPOINT", "replay", "the checkpoint each replay starts from exists and matches its digest"),
-    Check("GT-REPLAY-STEP", "replay", "re-executed steps reproduce the recorded tensors and state root"),
+    Check(
+        "GT-REPLAY-CHECKPOINT",
+        "replay",
+        "the checkpoint each replay starts from exists and matches its digest",
+    ),
+    Check(
+        "GT-REPLAY-STEP",
+        "replay",
+        "re-executed steps reproduce the recorded tensors and state root",
+    ),
 )
 
 BY_CODE: dict[str, Check] = {c.code: c for c in CHECKS}

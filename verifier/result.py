@@ -37,7 +37,13 @@ class Finding:
         return BY_CODE[self.code].title
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "layer": self.layer, "status": self.status, "title": self.title, "message": self.message}
+        return {
+            "code": self.code,
+            "layer": self.layer,
+            "status": self.status,
+            "title": self.title,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -48,7 +54,9 @@ class Result:
     findings: list[Finding] = field(default_factory=list)
     verified: dict[str, Any] = field(default_factory=dict)
     attested: dict[str, Any] = field(default_factory=dict)
-    scope: dict[str, Any] = field(default_factory=dict)  # which layers ran, flags, insecure_* relaxations
+    scope: dict[str, Any] = field(
+        default_factory=dict
+    )  # which layers ran, flags, insecure_* relaxations
 
     def add(self, code: str, status: str, message: str = "") -> None:
         self.findings.append(Finding(code, status, message))
