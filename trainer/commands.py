@@ -1,0 +1,196 @@
+"""`govtune train` and `govtune demo`: thin shells over trainer.loop (exit codes: verifier.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import nullcontext
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attest.atomic import write_atomic
+from attest.errors import UsageError
+from attest.keys import load_signer, write_keypair
+from attest.policy import Policy
+
+from .checkpoint import save_weights
+from .config import ModelConfig, TrainConfig
+from .demo import build_corpus
+from .loop import RunResult, builtin_loss, run, set_determinism
+from .model import TinyLM
+
+EXIT_OK, EXIT_FAIL = 0, 1
+DEMO_STEPS = 250
+DEMO_MODEL = ModelConfig(vocab=256, d_model=96, n_layers=4, n_heads=4, seq_len=96)
+
+
+def builtin_model(config: TrainConfig) -> TinyLM:
+    """The built-in model, initialized from ``config.seed`` or loaded from ``config.base``."""
+    set_determinism(config)
+    model = TinyLM(config.model)
+    if config.base:
+        from safetensors.torch import load_file
+
+        path = config.path("base")
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise UsageError(f"{path}: cannot load base weights: {e}") from e
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise UsageError(f"{path}: base weights do not fit model {config.model}: {e}") from e
+    return model
+
+
+def _progress(quiet: bool, total: int) -> Any:
+    if quiet:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), transient=False,
+    )  # fmt: skip
+
+
+def _train(
+    config: TrainConfig,
+    out: Path,
+    signer: Any,
+    quiet: bool,
+    base_name: str = "",
+    resume: bool = False,
+) -> RunResult:
+    model = builtin_model(config)
+    with _progress(quiet, config.steps) as bar:
+        task = bar.add_task("train", total=config.steps, loss=0.0) if bar else None
+
+        def progress(step: int, total: int, loss: float) -> None:
+            if bar is not None:
+                bar.update(task, completed=step, loss=loss)
+
+        return run(
+            model,
+            builtin_loss(config.model.seq_len),
+            config,
+            out,
+            signer,
+            base_name=base_name or (config.base or "govtune:tinylm-init"),
+            progress=progress,
+            resume=resume,
+        )
+
+
+def _summary(r: RunResult) -> str:
+    c = r.counts
+    lines = [
+        f"run:         {r.run}",
+        f"examples:    {c['total']} ({c['admitted']} admitted, {c['refused']} refused, "
+        f"{c['canaries']} canary copies)",
+        f"steps:       {r.steps}  final mean loss {r.mean_loss:.3f}"
+        + ("  HALTED by policy" if r.halted else ""),
+        f"events:      {r.events} (quarantined: {len(r.quarantined)})",
+        f"weights:     model.safetensors sha256 {r.weights_sha256[:16]}…",
+        f"state root:  {r.final_state_root[:16]}…",
+    ]
+    for e in r.exposures[-1:]:
+        lines.append(f"canary:      exposure {e['exposure']:.2f} bits at step {e['step']}")
+    return "\n".join(lines)
+
+
+def train(args: argparse.Namespace) -> int:
+    """`govtune train CONFIG --out DIR --key KEY`. Raises the project's errors (cli prints them)."""
+    config = TrainConfig.load(Path(args.config))
+    signer = load_signer(Path(args.key))
+    try:
+        result = _train(config, Path(args.out), signer, args.quiet, resume=args.resume)
+    except OSError as e:  # a disk or permission failure not already named by attest
+        raise UsageError(f"{args.out}: cannot write: {e.strerror or e}") from e
+    if not args.quiet:
+        print(_summary(result), file=sys.stderr)
+    print(
+        f"OK: trained {result.steps} steps, signed {Path(args.out) / 'provenance'}", file=sys.stderr
+    )
+    return EXIT_OK
+
+
+def _demo_policy_bytes() -> bytes:
+    return resources.files("trainer").joinpath("data/demo-policy.toml").read_bytes()
+
+
+def demo(args: argparse.Namespace) -> int:
+    """`govtune demo --out DIR`: corpus, key, policy, base weights, train, sign, verify."""
+    out = Path(args.out)
+    steps = args.steps if args.steps is not None else DEMO_STEPS
+    if steps < 1:
+        raise UsageError(f"--steps: expected a positive integer, got {steps}")
+    if (out / "run").exists():
+        raise UsageError(f"{out / 'run'}: already exists; choose a new --out folder")
+    out.mkdir(parents=True, exist_ok=True)
+    say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+
+    policy_bytes = _demo_policy_bytes()
+    policy = Policy.from_toml(policy_bytes, where="demo-policy.toml")
+    write_atomic(out / "policy.toml", policy_bytes)
+    corpus = build_corpus(policy.license_classes)
+    write_atomic(
+        out / "dataset.jsonl",
+        b"".join(json.dumps(x, sort_keys=True).encode() + b"\n" for x in corpus),
+    )
+    say(f"corpus: {len(corpus)} docstrings from installed packages -> {out / 'dataset.jsonl'}")
+    key, pub = out / "producer.key", out / "producer.pub"
+    if not key.exists():
+        write_keypair(out / "producer")
+    signer = load_signer(key)
+
+    config = TrainConfig(
+        dataset="dataset.jsonl", policy="policy.toml", base="base/model.safetensors",
+        model=DEMO_MODEL, steps=steps, batch_size=16, lr=2e-3, weight_decay=0.01,
+        seed=0, threads=min(2, os.cpu_count() or 1), deterministic=True, checkpoint_every=100,
+        base_dir=str(out.resolve()),
+    )  # fmt: skip
+    (out / "base").mkdir(exist_ok=True)
+    set_determinism(config)
+    save_weights(out / "base" / "model.safetensors", TinyLM(config.model).state_dict())
+    write_atomic(out / "config.toml", _config_toml(config))
+    try:
+        result = _train(
+            config, out / "run", signer, args.quiet, base_name="govtune:tinylm-init(seed=0)"
+        )
+    except OSError as e:  # a disk or permission failure not already named by attest
+        raise UsageError(f"{out}: cannot write: {e.strerror or e}") from e
+    say(_summary(result))
+
+    try:
+        from verifier import api  # type: ignore[attr-defined]
+    except ImportError:
+        say("verify:      skipped (verifier.api is not available in this install)")
+        print(f"OK: demo run in {out / 'run'} (not verified)", file=sys.stderr)
+        return EXIT_OK
+    verdict = api.verify(out / "run", keys=[pub])
+    if not verdict:
+        print(f"FAIL: demo run {out / 'run'} did not verify: {verdict}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"OK: demo run in {out / 'run'} verified with {pub}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _config_toml(c: TrainConfig) -> bytes:
+    """The demo's config as TOML, so `govtune train config.toml` re-runs it."""
+    d = c.to_dict()
+    m = d.pop("model")
+    lines = [
+        f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
+        for k, v in d.items()
+    ]
+    lines += ["", "[model]"] + [f"{k} = {json.dumps(v)}" for k, v in m.items()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+__all__ = ["builtin_model", "demo", "train", "torch"]

@@ -1,0 +1,143 @@
+"""The trainer configuration: one frozen dataclass, loaded from TOML, digested into record 0.
+
+Paths in the TOML are relative to the TOML file. The digest covers `to_dict()`
+(RFC 8785 JSON), so comments and key order in the file do not change it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from attest.canonical import canonical_json
+from attest.digest import sha256_hex
+from attest.errors import FormatError, UsageError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The built-in byte-level causal transformer (trainer.model.TinyLM)."""
+
+    vocab: int = 256  # bytes
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    seq_len: int = 64  # tokens per example (longer texts are cut, shorter padded)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise FormatError(f"model.{f.name}: expected a positive integer, got {v!r}")
+        if self.d_model % self.n_heads:
+            raise FormatError(
+                f"model.d_model: expected a multiple of n_heads={self.n_heads}, got {self.d_model}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str  # JSONL path
+    policy: str  # TOML path
+    base: str = (
+        ""  # safetensors of the base weights; "" = the built-in model initialized from `seed`
+    )
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 100
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    seed: int = 0  # model init, data order, canary secrets' sampling of candidates
+    threads: int = 1  # torch intra-op threads (fixed for reproducibility)
+    deterministic: bool = True  # strict mode: CPU + torch.use_deterministic_algorithms(True)
+    checkpoint_every: int = 50  # steps; 0 = only the final weights
+    tolerance: float = 0.0  # replay tolerance recorded for tolerant mode (max abs diff)
+    # Folder that relative paths resolve against; not digested (no local paths in public files).
+    base_dir: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise FormatError(f"config.{name}: expected a positive integer, got {v!r}")
+        for name in ("seed", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise FormatError(f"config.{name}: expected a non-negative integer, got {v!r}")
+        for name in ("lr", "weight_decay", "tolerance"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                raise FormatError(f"config.{name}: expected a non-negative number, got {v!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise FormatError(f"config.betas: expected two numbers in [0, 1), got {self.betas!r}")
+
+    @property
+    def mode(self) -> str:
+        return "strict" if self.deterministic else "tolerant"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["base_dir"]
+        d["betas"] = list(self.betas)
+        d["lr"], d["weight_decay"], d["tolerance"] = (
+            float(self.lr),
+            float(self.weight_decay),
+            float(self.tolerance),
+        )
+        return d
+
+    def path(self, name: str) -> Path:
+        """The file named by field ``name`` ("dataset", "policy", "base"), resolved."""
+        return Path(self.base_dir or ".") / getattr(self, name)
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the RFC 8785 JSON of `to_dict()` (StartRecord.configDigest)."""
+        return sha256_hex(canonical_json(self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, base_dir: Path | None = None) -> TrainConfig:
+        """Raises FormatError on unknown keys or bad values. Paths stay relative to base_dir."""
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise FormatError(f"config: unknown key(s) {', '.join(sorted(unknown))}")
+        for name in ("dataset", "policy"):
+            if not isinstance(d.get(name), str) or not d[name]:
+                raise FormatError(f"config.{name}: expected a path string")
+        d.pop("base_dir", None)
+        if base_dir is not None:
+            d["base_dir"] = str(Path(base_dir).resolve())
+        m = d.pop("model", {})
+        if not isinstance(m, dict):
+            raise FormatError("config.model: expected a table")
+        mk = {f.name for f in fields(ModelConfig)}
+        if set(m) - mk:
+            raise FormatError(f"config.model: unknown key(s) {', '.join(sorted(set(m) - mk))}")
+        if "betas" in d:
+            if not isinstance(d["betas"], list | tuple) or len(d["betas"]) != 2:
+                raise FormatError(f"config.betas: expected two numbers, got {d['betas']!r}")
+            d["betas"] = tuple(float(b) for b in d["betas"])
+        return cls(model=ModelConfig(**m), **d)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        """Read a config TOML. Raises UsageError (unreadable) or FormatError (invalid)."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise UsageError(f"{path}: cannot read config: {e.strerror or e}") from e
+        try:
+            doc = tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise FormatError(f"{path.name}: expected UTF-8 TOML, got {e}") from e
+        try:
+            return cls.from_dict(doc, base_dir=path.parent)
+        except FormatError as e:
+            raise FormatError(f"{path.name}: {e}") from e
+        except TypeError as e:
+            raise FormatError(f"{path.name}: {e}") from e

@@ -1,0 +1,128 @@
+"""Resume an interrupted run from its last checkpoint and its durable step records.
+
+The step log is cut back to the record of the last checkpoint (records after it
+describe states that cannot be restored), the checkpoint's weights, AdamW state and
+RNG are loaded, and everything else the loop keeps in memory is re-derived from the
+records: the data order (re-drawn and compared batch by batch), quarantines, flags,
+last losses, canary exposures, checkpoints and the current tensor leaves.
+
+Known approximation: the held-out reference is re-measured on the checkpoint's model,
+so a resume that does not fall on an evaluation step may flag differently than an
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from attest.errors import FormatError, GovtuneError, UsageError
+from attest.log import LogWriter, iter_log
+from attest.predicates import STEPS_FILE, Checkpoint
+from attest.records import Event, StartRecord, StepRecord, parse_step_log_record
+from attest.tensors import state_root
+
+from . import leaves as lv
+from .checkpoint import load_checkpoint
+from .memorization import LossFn, Monitor
+from .order import DataOrder
+
+
+@dataclass
+class Restored:
+    log: LogWriter
+    step: int  # last step whose state is restored (0 = the base)
+    run_id: str
+    current: dict[str, bytes]
+    checkpoints: list[Checkpoint]
+    events: list[tuple[int, Event]]
+
+
+def resumable(out: Path) -> bool:
+    """True when the step log holds at least its whole start record and the secret exists."""
+    path = Path(out) / "provenance" / STEPS_FILE
+    if not path.exists() or not (Path(out) / "private" / "run-secret").exists():
+        return False
+    try:
+        return any(True for _ in iter_log(path, allow_torn_tail=True))
+    except FormatError:
+        return True  # a damaged log: let restore() report it rather than overwrite evidence
+
+
+def read_run_secret(out: Path) -> bytes:
+    try:
+        return bytes.fromhex((Path(out) / "private" / "run-secret").read_text().strip())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{out}: cannot resume: no readable private/run-secret") from e
+
+
+def restore(
+    out: Path,
+    fresh: StartRecord,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    names_by_id: dict[int, str],
+    order: DataOrder,
+    monitor: Monitor,
+    loss_fn: LossFn,
+    eval_every: int,
+) -> Restored:
+    """Raises UsageError (nothing to resume) or GovtuneError (the run does not match)."""
+    path = Path(out) / "provenance" / STEPS_FILE
+    if not path.exists():
+        raise UsageError(f"{out}: cannot resume: no {STEPS_FILE}")
+    records: list[tuple[Any, int]] = []
+    for rec in iter_log(path, allow_torn_tail=True):
+        records.append((parse_step_log_record(rec.value, rec.index), rec.end))
+    if not records:
+        raise UsageError(f"{out}: cannot resume: the step log is empty")
+    start = records[0][0]
+    assert isinstance(start, StartRecord)
+    for field in ("config_digest", "policy_digest", "base_state_root", "heldout", "profiles"):
+        if getattr(start, field) != getattr(fresh, field):
+            raise GovtuneError(f"resume: start record {field} differs from this config and model")
+    steps: list[StepRecord] = [r for r, _ in records[1:]]
+    last_cp = max((s.step for s in steps if s.checkpoint is not None), default=0)
+    if bundle_exists(out):
+        raise UsageError(f"{out}: the run is already finished and signed; nothing to resume")
+    keep_end = records[last_cp][1]
+    for stale in (Path(out) / "checkpoints").glob(".*.tmp"):  # a checkpoint write cut short
+        stale.unlink()
+    with open(path, "r+b") as f:  # cut records past the last checkpoint: their states are lost
+        f.truncate(keep_end)
+        os.fsync(f.fileno())
+    current = dict(start.base_leaves)
+    checkpoints: list[Checkpoint] = []
+    events: list[tuple[int, Event]] = []
+    for s in steps[:last_cp]:
+        batch = order.next_batch(monitor.quarantined)
+        if tuple(batch) != s.batch:
+            raise GovtuneError(f"resume: step {s.step}: re-derived batch differs from the record")
+        current.update(s.changed)
+        for ex, loss in zip(s.batch, s.loss, strict=True):
+            monitor.last_loss[ex] = loss
+        for e in s.events:
+            events.append((s.step, e))
+            monitor.replay_event(s.step, e)
+        if eval_every and s.step % eval_every == 0:
+            monitor.skip_candidates()
+        if s.checkpoint is not None:
+            cp = s.checkpoint
+            checkpoints.append(Checkpoint(s.step, cp["file"], cp["sha256"], cp["stateRoot"]))
+    if last_cp:
+        load_checkpoint(Path(out) / checkpoints[-1].file, model, optimizer, names_by_id)
+        root = state_root(lv.leaves(model.state_dict()))
+        if root != steps[last_cp - 1].state_root or root != state_root(current):
+            raise GovtuneError(f"resume: checkpoint of step {last_cp} does not match its record")
+    monitor.evaluate_reference(model, loss_fn)
+    log = LogWriter(path, resume=True)
+    return Restored(log, last_cp, str(start.extra.get("runId", "")), current, checkpoints, events)
+
+
+def bundle_exists(out: Path) -> bool:
+    return (Path(out) / "provenance" / "bundle.intoto.jsonl").exists()
