@@ -24,6 +24,7 @@ from .admission import Decision, Findings, Metadata, Outcome, decide, inspect_co
 from .bundle import read_bundle, write_bundle
 from .canonical import canonical_json, canonical_msgpack, parse_canonical_json, parse_json
 from .commitment import Opening, commit, derive_salt, new_run_secret
+from .dataset import Example, read_dataset
 from .envelope import PAYLOAD_TYPE, SignedStatement, parse_envelope, sign_statement, verify_envelope
 from .errors import (
     AdmissionError,
@@ -55,6 +56,7 @@ __all__ = [
     "AdmissionsPredicate",
     "Decision",
     "Event",
+    "Example",
     "Findings",
     "FormatError",
     "GovtuneError",
@@ -94,6 +96,7 @@ __all__ = [
     "parse_json",
     "parse_predicate",
     "read_bundle",
+    "read_dataset",
     "sign_statement",
     "state_root",
     "summarize_log",

@@ -171,6 +171,9 @@ def _check_msgpack_value(value: Any, where: str, depth: int, limits: Limits) -> 
         if value == 0.0 and math.copysign(1.0, value) < 0:
             raise FormatError(f"{where}: expected no negative zero, got -0.0")
         return value
+    if isinstance(value, msgpack.ExtType):
+        # ExtType is a namedtuple: without this it would silently encode as an array.
+        raise FormatError(f"{where}: type ExtType has no canonical msgpack form (no ext types)")
     if isinstance(value, list | tuple):
         return [
             _check_msgpack_value(v, f"{where}[{i}]", depth + 1, limits) for i, v in enumerate(value)

@@ -52,17 +52,28 @@ class Opening:
     def to_dict(self) -> dict[str, object]:
         return {"index": self.index, "salt": self.salt.hex()}
 
+    def __post_init__(self) -> None:
+        # bool is an int in Python: True would silently open commitment 1
+        if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
+            raise FormatError(
+                f"opening.index: expected a non-negative integer, got {self.index!r:.40}"
+            )
+
     @classmethod
     def from_dict(cls, d: object, where: str = "opening") -> Opening:
+        """One ``{"index", "salt"}`` line of openings.jsonl. Raises FormatError."""
         if not isinstance(d, dict) or not isinstance(d.get("index"), int):
             raise FormatError(f"{where}: expected an object with integer index")
+        index = d["index"]
+        if isinstance(index, bool) or index < 0:
+            raise FormatError(f"{where}.index: expected a non-negative integer, got {index!r}")
         try:
             salt = bytes.fromhex(d.get("salt", ""))
         except (TypeError, ValueError) as e:
             raise FormatError(f"{where}.salt: expected 64 hex digits") from e
         if len(salt) != 32:
             raise FormatError(f"{where}.salt: expected 32 bytes, got {len(salt)}")
-        return cls(d["index"], salt)
+        return cls(index, salt)
 
     def opens(self, commitment: bytes, content: str) -> bool:
         return hmac.compare_digest(commit(self.salt, content), commitment)

@@ -16,7 +16,11 @@ class Limits:
     record_max: int = 4 * 1024 * 1024  # bytes, one msgpack record
     records_max: int = 10_000_000  # records in one sidecar log
     msgpack_depth_max: int = 16  # nesting inside one record
-    safetensors_header_max: int = 100 * 1024 * 1024  # bytes (the safetensors crate's cap)
+    # Deliberately below the safetensors crate's 100 MB (MAX_HEADER_SIZE) cap: a Python
+    # reader decodes the header to str and parses it, and a 100 MiB header of 4-byte UTF-8
+    # characters peaks at ~633 MiB RSS. 16 MiB keeps that peak near 100 MiB and still
+    # holds ~100,000 tensor entries, far more than any model this project trains.
+    safetensors_header_max: int = 16 * 1024 * 1024  # bytes
     safetensors_tensors_max: int = 1_000_000  # entries in one header
     tensor_ndim_max: int = 16
     policy_max: int = 4 * 1024 * 1024  # bytes of policy TOML

@@ -193,6 +193,13 @@ def iter_log(
             try:
                 for value in unpacker:
                     end = unpacker.tell()
+                    # Refuse record number records_max + 1 before yielding it: a caller
+                    # must never act on a record past the bound.
+                    if index >= limits.records_max:
+                        raise FormatError(
+                            f"{where}: record {index} at byte {last}: expected at most "
+                            f"{limits.records_max} records, found more"
+                        )
                     if end - last > limits.record_max:
                         msg = f"record {index} at byte {last} exceeds {limits.record_max} bytes"
                         raise FormatError(f"{where}: {msg}")
@@ -200,8 +207,6 @@ def iter_log(
                     rec = _check_record(value, raw, prev, f"{where}: record {index}", limits)
                     yield LogRecord(index, raw, prev := record_hash(raw), rec, end)
                     index += 1
-                    if index > limits.records_max:
-                        raise FormatError(f"{where}: more than {limits.records_max} records")
                     last = end
             except (ValueError, TypeError, msgpack.UnpackException) as e:
                 raise FormatError(

@@ -85,6 +85,10 @@ class InclusionProof:
     path: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
+        for name in ("index", "size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):  # True is an int in Python
+                raise FormatError(f"proof.{name}: expected an integer, got {v!r:.40}")
         if not 0 <= self.index < self.size:
             raise FormatError(f"proof: expected 0 <= index < size, got {self.index}/{self.size}")
         for i, h in enumerate(self.path):
@@ -98,8 +102,15 @@ class InclusionProof:
     def from_dict(cls, d: dict[str, object]) -> InclusionProof:
         try:
             index, size, path = d["index"], d["size"], d["path"]
-            if not isinstance(index, int) or not isinstance(size, int):
-                raise FormatError("proof: expected integer index and size")
+            if (
+                isinstance(index, bool)
+                or isinstance(size, bool)
+                or not isinstance(index, int)
+                or not isinstance(size, int)
+            ):
+                raise FormatError(
+                    f"proof: expected integer index and size, got {index!r:.20}/{size!r:.20}"
+                )
             return cls(index, size, tuple(bytes.fromhex(h) for h in path))  # type: ignore[attr-defined]
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"proof: malformed ({e})") from e

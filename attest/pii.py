@@ -19,14 +19,19 @@ _EMAIL = re.compile(
 # International (+CC ...) or North-American style numbers; 10-15 digits in all. Not part of
 # a longer run of digit groups (a Luhn-invalid card number is not a phone number); a
 # sentence-ending period may follow, a dotted continuation (a version string) may not.
+# Card and phone patterns are ASCII-only (re.ASCII: \d is [0-9], \w is [A-Za-z0-9_]):
+# Unicode \d also matches e.g. Arabic-Indic or fullwidth digits, which luhn_ok's
+# ord(c) - 48 would misread as other values (spec/policy.md §4.2).
 _PHONE = re.compile(
     r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?|(?<!\d ))(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}"
-    r"(?![\w-]|\.\w)(?! \d)"
+    r"(?![\w-]|\.\w)(?! \d)",
+    re.ASCII,
 )
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])", re.ASCII)
 
 
 def luhn_ok(digits: str) -> bool:
+    """Luhn check over ASCII digits ``0-9`` (the only digits _CARD matches)."""
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48

@@ -35,12 +35,13 @@ def _strs(value: object, where: str) -> tuple[str, ...]:
 
 def _take(d: dict[str, Any], where: str, spec: Mapping[str, object]) -> dict[str, Any]:
     """Pop the keys of ``spec`` (key -> default) from a copy of ``d``; unknown keys are an error."""
+    at = f"{where}: " if where else ""  # "" is the top level: from_dict names the document
     if not isinstance(d, dict):
-        raise PolicyError(f"{where}: expected a table, got {type(d).__name__}")
+        raise PolicyError(f"{at}expected a table, got {type(d).__name__}")
     d = dict(d)
     out = {k: d.pop(k, default) for k, default in spec.items()}
     if d:
-        raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(d))}")
+        raise PolicyError(f"{at}unknown key(s) {', '.join(sorted(d))}")
     return out
 
 
@@ -213,10 +214,21 @@ class Policy:
     # -- loading --------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Policy:
-        """Build from the parsed TOML (or from `to_dict` output). Raises PolicyError."""
+    def from_dict(cls, doc: dict[str, Any], *, where: str = "policy") -> Policy:
+        """Build from the parsed TOML (or from `to_dict` output).
+
+        Raises PolicyError, its message prefixed once with ``where`` (the document).
+        """
+        try:
+            return cls._from_dict(doc)
+        except PolicyError as e:
+            raise PolicyError(f"{where}: {e}") from e
+
+    @classmethod
+    def _from_dict(cls, doc: dict[str, Any]) -> Policy:
+        # Messages name the key path inside the document; from_dict adds the document.
         top = _take(
-            doc, "policy",
+            doc, "",
             {"version": POLICY_VERSION, "name": None, "licenses": {}, "consent": {}, "sources": {},
              "pii": {}, "optout": {}, "duplicates": {}, "length": {}, "profiles": None,
              "assign": None, "memorization": {}, "canaries": {}},
@@ -299,13 +311,17 @@ class Policy:
         c = _take(top["canaries"], "canaries", Canaries().to_dict())
         if not isinstance(c["template"], str) or c["template"].count("{secret}") != 1:
             raise PolicyError("canaries.template: expected a string with one {secret}")
+        if not isinstance(c["profile"], str):  # never coerced: 1 is not "" nor "1"
+            raise PolicyError(
+                f"canaries.profile: expected a profile name, got {type(c['profile']).__name__}"
+            )
         can = Canaries(
             _num(c["count"], "canaries.count", integer=True),
             _num(c["repeats"], "canaries.repeats", lo=1, integer=True),
             c["template"],
             _num(c["digits"], "canaries.digits", lo=1, integer=True),
             _num(c["candidates"], "canaries.candidates", lo=1, integer=True),
-            c["profile"] if isinstance(c["profile"], str) else "",
+            c["profile"],
         )
         if can.digits > 18:
             raise PolicyError(f"canaries.digits: expected at most 18, got {can.digits}")
@@ -331,6 +347,7 @@ class Policy:
 
     @classmethod
     def from_toml(cls, data: bytes, *, where: str = "policy") -> Policy:
+        """Parse policy TOML bytes. Raises PolicyError: ``{where}: {key path}: ...``."""
         try:
             doc = tomllib.loads(data.decode("utf-8"))
         except UnicodeDecodeError as e:
@@ -341,10 +358,7 @@ class Policy:
             raise PolicyError(f"{where}: expected TOML, got {e}") from e
         except RecursionError as e:  # tomllib recurses per nested array/inline table
             raise PolicyError(f"{where}: expected TOML nested at most a few hundred deep") from e
-        try:
-            return cls.from_dict(doc)
-        except PolicyError as e:
-            raise PolicyError(f"{where}: {e}") from e
+        return cls.from_dict(doc, where=where)
 
 
 def load_policy(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Policy, bytes]:

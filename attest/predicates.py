@@ -1,13 +1,17 @@
 """govtune's predicate types (spec/predicates/*.md), one frozen dataclass each.
 
-All four share ``runId`` (binds the statements of one run together) and
-``policyDigest``. `parse_predicate` maps a Statement to its dataclass or raises
+All four share ``runId`` (32 lowercase hex digits; binds the statements of one run
+together) and ``policyDigest``. Each ``from_dict`` copies its input, pops the fields it
+knows and keeps the rest as ``unrecognized`` (spec/README.md "Unknown fields":
+consumers ignore them, producers may add them); ``to_dict`` writes them back, so a
+predicate round-trips. `parse_predicate` maps a Statement to its dataclass or raises
 FormatError; an unknown predicate type returns None (the in-toto bundle rules say
 consumers ignore what they do not understand; the verifier decides what is required).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,17 +34,41 @@ POLICY_FILE = "policy.toml"
 ADMISSIONS_FILE = "admissions.msgpack"
 STEPS_FILE = "steps.msgpack"
 BUNDLE_FILE = "bundle.intoto.jsonl"
+COUNT_KEYS = ("total", "admitted", "refused", "canaries")
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def _get(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
+def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
+    """Pop ``key`` from ``d`` (the caller's copy) and type-check it. Raises FormatError."""
     if key not in d:
         raise FormatError(f"{where}: missing {key}")
-    v = d[key]
+    v = d.pop(key)
     if isinstance(v, bool) and typ in (int, float):
         raise FormatError(f"{where}.{key}: expected {typ.__name__}, got a boolean")  # type: ignore[union-attr]
     if not isinstance(v, typ):
         name = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
         raise FormatError(f"{where}.{key}: expected {name}, got {type(v).__name__}")
+    return v
+
+
+def _copy(d: object, where: str) -> dict[str, Any]:
+    """A copy to pop known keys from: never mutate the caller's dict (STYLE 5)."""
+    if not isinstance(d, Mapping):
+        raise FormatError(f"{where}: expected an object, got {type(d).__name__}")
+    return dict(d)
+
+
+def _run_id(v: object, where: str) -> str:
+    # 128 random bits as hex (trainer); the one identifier binding the four statements.
+    if not isinstance(v, str) or not _RUN_ID.fullmatch(v):
+        raise FormatError(f"{where}: expected 32 lowercase hex digits, got {v!r:.40}")
+    return v
+
+
+def _count(v: object, where: str, lo: int = 0) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        kind = "a non-negative integer" if lo == 0 else f"an integer >= {lo}"
+        raise FormatError(f"{where}: expected {kind}, got {v!r:.40}")
     return v
 
 
@@ -57,9 +85,14 @@ class PolicyPredicate:
     run_id: str
     policy_digest: str
     policy: Mapping[str, Any]  # `Policy.to_dict()`
+    unrecognized: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _run_id(self.run_id, "policy.runId")
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.unrecognized,
             "runId": self.run_id,
             "policyDigest": self.policy_digest,
             "policy": dict(self.policy),
@@ -67,10 +100,12 @@ class PolicyPredicate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "policy") -> PolicyPredicate:
+        d = _copy(d, where)
         return cls(
-            _get(d, "runId", str, where),
+            _run_id(_get(d, "runId", str, where), f"{where}.runId"),
             check_hex32(_get(d, "policyDigest", str, where), f"{where}.policyDigest"),
             _get(d, "policy", dict, where),
+            d,
         )
 
 
@@ -81,9 +116,16 @@ class AdmissionsPredicate:
     log: LogSummary
     counts: Mapping[str, int]  # total, admitted, refused, canaries
     dataset: Mapping[str, Any]  # {"sha256": hex of the dataset file, "examples": n}
+    unrecognized: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _run_id(self.run_id, "admissions.runId")
+        for k in COUNT_KEYS:
+            _count(self.counts.get(k), f"admissions.counts.{k}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.unrecognized,
             "runId": self.run_id,
             "policyDigest": self.policy_digest,
             "log": self.log.to_dict(),
@@ -93,27 +135,36 @@ class AdmissionsPredicate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "admissions") -> AdmissionsPredicate:
+        d = _copy(d, where)
         counts = _get(d, "counts", dict, where)
-        for k in ("total", "admitted", "refused", "canaries"):
-            _get(counts, k, int, f"{where}.counts")
+        for k in COUNT_KEYS:
+            if k not in counts:
+                raise FormatError(f"{where}.counts: missing {k}")
+            _count(counts[k], f"{where}.counts.{k}")
         return cls(
-            _get(d, "runId", str, where),
+            _run_id(_get(d, "runId", str, where), f"{where}.runId"),
             check_hex32(_get(d, "policyDigest", str, where), f"{where}.policyDigest"),
             LogSummary.from_dict(_get(d, "log", dict, where), f"{where}.log"),
             counts,
             _get(d, "dataset", dict, where),
+            d,
         )
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    step: int
+    step: int  # >= 1: the step after which it was written
     file: str  # relative to the run folder
     sha256: str
     state_root: str
+    unrecognized: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _count(self.step, "checkpoint.step", 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.unrecognized,
             "step": self.step,
             "file": self.file,
             "sha256": self.sha256,
@@ -122,13 +173,13 @@ class Checkpoint:
 
     @classmethod
     def from_dict(cls, d: object, where: str = "checkpoint") -> Checkpoint:
-        if not isinstance(d, dict):
-            raise FormatError(f"{where}: expected an object")
+        d = _copy(d, where)
         return cls(
-            _get(d, "step", int, where),
+            _count(_get(d, "step", int, where), f"{where}.step", 1),
             _get(d, "file", str, where),
             check_hex32(_get(d, "sha256", str, where), f"{where}.sha256"),
             check_hex32(_get(d, "stateRoot", str, where), f"{where}.stateRoot"),
+            d,
         )
 
 
@@ -154,9 +205,15 @@ class TrainingPredicate:
     finished_on: str = ""
     builder: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    unrecognized: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _run_id(self.run_id, "training.runId")
+        _count(self.steps, "training.steps")
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.unrecognized,
             "runId": self.run_id,
             "policyDigest": self.policy_digest,
             "baseModel": dict(self.base_model),
@@ -179,16 +236,15 @@ class TrainingPredicate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "training") -> TrainingPredicate:
+        d = _copy(d, where)
         weights = _get(d, "weights", list, where)
         for i, w in enumerate(weights):
             if not isinstance(w, dict) or not isinstance(w.get("name"), str):
                 raise FormatError(f"{where}.weights[{i}]: expected {{name, sha256}}")
             check_hex32(w.get("sha256"), f"{where}.weights[{i}].sha256")
-        steps = _get(d, "steps", int, where)
-        if steps < 0:
-            raise FormatError(f"{where}.steps: expected a non-negative integer")
+        steps = _count(_get(d, "steps", int, where), f"{where}.steps")
         return cls(
-            run_id=_get(d, "runId", str, where),
+            run_id=_run_id(_get(d, "runId", str, where), f"{where}.runId"),
             policy_digest=check_hex32(_get(d, "policyDigest", str, where), f"{where}.policyDigest"),
             base_model=_get(d, "baseModel", dict, where),
             dataset=_get(d, "dataset", dict, where),
@@ -215,6 +271,7 @@ class TrainingPredicate:
             finished_on=_get(d, "finishedOn", str, where),
             builder=_get(d, "builder", str, where),
             extra=_get(d, "extra", dict, where),
+            unrecognized=d,  # what the keyword arguments above did not pop
         )
 
 
@@ -228,9 +285,14 @@ class MemorizationPredicate:
     halted: bool
     canaries: tuple[Mapping[str, Any], ...]  # [{"index", "exposure", "step"}] (no secrets)
     reference: Mapping[str, Any]  # {"count", "quantiles": {...}} of held-out losses
+    unrecognized: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _run_id(self.run_id, "memorization.runId")
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.unrecognized,
             "runId": self.run_id,
             "policyDigest": self.policy_digest,
             "stepLogHead": self.step_log_head,
@@ -243,6 +305,7 @@ class MemorizationPredicate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "memorization") -> MemorizationPredicate:
+        d = _copy(d, where)
         events = _get(d, "events", list, where)
         if not all(isinstance(e, dict) for e in events):
             raise FormatError(f"{where}.events: expected a list of objects")
@@ -250,7 +313,7 @@ class MemorizationPredicate:
         if not all(isinstance(c, dict) for c in canaries):
             raise FormatError(f"{where}.canaries: expected a list of objects")
         return cls(
-            _get(d, "runId", str, where),
+            _run_id(_get(d, "runId", str, where), f"{where}.runId"),
             check_hex32(_get(d, "policyDigest", str, where), f"{where}.policyDigest"),
             check_hex32(_get(d, "stepLogHead", str, where), f"{where}.stepLogHead"),
             tuple(events),
@@ -258,6 +321,7 @@ class MemorizationPredicate:
             _get(d, "halted", bool, where),
             tuple(canaries),
             _get(d, "reference", dict, where),
+            d,
         )
 
 

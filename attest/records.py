@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .admission import Findings, Metadata, Outcome
+from .digest import check_hex32
 from .errors import FormatError
+from .tensors import DTYPE_SIZES
 
 RECORD_VERSION = 1
 EVENT_KINDS = ("memorization-flag", "quarantine", "halt", "canary-exposure", "checkpoint")
@@ -61,6 +63,57 @@ def _num(v: object, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise FormatError(f"{where}: expected a number, got {v!r:.40}")
     return float(v)
+
+
+def _check_order(names: list[str], where: str) -> None:
+    """Names of a wire list: sorted by UTF-8 bytes and distinct (spec/records.md §4, §5)."""
+    for i in range(1, len(names)):
+        a, b = names[i - 1], names[i]
+        if a == b:
+            raise FormatError(f"{where}[{i}]: duplicate tensor {b!r}")
+        if b.encode() < a.encode():
+            raise FormatError(
+                f"{where}[{i}]: expected names sorted by UTF-8 bytes, got {b!r} after {a!r}"
+            )
+
+
+def _check_start(
+    config_digest: object,
+    policy_digest: object,
+    leaves: Mapping[str, bytes],
+    tensors: Mapping[str, tuple[str, tuple[int, ...]]],
+    where: str,
+) -> None:
+    check_hex32(config_digest, f"{where}.configDigest")
+    check_hex32(policy_digest, f"{where}.policyDigest")
+    for name, (dtype, _) in tensors.items():
+        if dtype not in DTYPE_SIZES:
+            raise FormatError(
+                f"{where}.tensors {name!r}: expected a safetensors dtype "
+                f"({', '.join(DTYPE_SIZES)}), got {dtype!r:.40}"
+            )
+    if set(leaves) != set(tensors):
+        only_t, only_l = sorted(set(tensors) - set(leaves)), sorted(set(leaves) - set(tensors))
+        raise FormatError(
+            f"{where}: expected tensors and baseLeaves to name the same tensors, found "
+            f"only in tensors {only_t!r:.80}, only in baseLeaves {only_l!r:.80}"
+        )
+
+
+CHECKPOINT_KEYS = ("file", "sha256", "stateRoot")
+
+
+def _check_checkpoint(cp: object, where: str) -> None:
+    """nil, or exactly {"file": str, "sha256": hex digest, "stateRoot": hex digest}."""
+    if cp is None:
+        return
+    if not isinstance(cp, Mapping) or set(cp) != set(CHECKPOINT_KEYS):
+        got = sorted(cp) if isinstance(cp, Mapping) else type(cp).__name__
+        raise FormatError(f"{where}: expected nil or a map of file, sha256, stateRoot, got {got}")
+    if not isinstance(cp["file"], str) or not cp["file"]:
+        raise FormatError(f"{where}.file: expected a non-empty string, got {cp['file']!r:.40}")
+    check_hex32(cp["sha256"], f"{where}.sha256")
+    check_hex32(cp["stateRoot"], f"{where}.stateRoot")
 
 
 def _strlist(v: object, where: str) -> tuple[str, ...]:
@@ -181,6 +234,11 @@ class StartRecord:
     heldout: tuple[int, ...] = ()  # admission indices held out as the reference set
     extra: Mapping[str, Any] = field(default_factory=dict)  # replay facts (data order seed, etc.)
 
+    def __post_init__(self) -> None:
+        _check_start(
+            self.config_digest, self.policy_digest, self.base_leaves, self.tensors, "start"
+        )
+
     def to_record(self) -> dict[str, Any]:
         return {
             "v": RECORD_VERSION,
@@ -220,9 +278,8 @@ class StartRecord:
         for i, item in enumerate(d["baseLeaves"]):
             if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str):
                 raise FormatError(f"{where}.baseLeaves[{i}]: expected [name, leaf]")
-            if item[0] in leaves:
-                raise FormatError(f"{where}.baseLeaves[{i}]: duplicate tensor {item[0]!r}")
             leaves[item[0]] = _b32(item[1], f"{where}.baseLeaves[{i}]")
+        _check_order([item[0] for item in d["baseLeaves"]], f"{where}.baseLeaves")
         tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
         if not isinstance(d["tensors"], list):
             raise FormatError(f"{where}.tensors: expected a list")
@@ -235,18 +292,23 @@ class StartRecord:
                 or not isinstance(item[2], list)
             ):
                 raise FormatError(f"{where}.tensors[{i}]: expected [name, dtype, shape]")
+            if item[1] not in DTYPE_SIZES:
+                raise FormatError(
+                    f"{where}.tensors[{i}].dtype: expected a safetensors dtype "
+                    f"({', '.join(DTYPE_SIZES)}), got {item[1]!r:.40}"
+                )
             tensors[item[0]] = (
                 item[1],
                 tuple(_int(x, f"{where}.tensors[{i}].shape") for x in item[2]),
             )
+        # A repeated name would silently collapse in the map above: refuse it.
+        _check_order([item[0] for item in d["tensors"]], f"{where}.tensors")
         if not isinstance(d["profiles"], dict):
             raise FormatError(f"{where}.profiles: expected a map")
         profiles = {p: _strlist(ns, f"{where}.profiles.{p}") for p, ns in d["profiles"].items()}
         if not isinstance(d["heldout"], list) or not isinstance(d["extra"], dict):
             raise FormatError(f"{where}: expected heldout list and extra map")
-        for name in ("configDigest", "policyDigest"):
-            if not isinstance(d[name], str):
-                raise FormatError(f"{where}.{name}: expected a hex string")
+        _check_start(d["configDigest"], d["policyDigest"], leaves, tensors, where)
         return cls(
             d["configDigest"],
             d["policyDigest"],
@@ -271,7 +333,7 @@ class StepRecord:
     changed: Mapping[str, bytes]  # tensor name -> new leaf hash, for tensors this step changed
     state_root: bytes  # Merkle root over all leaves after the step
     events: tuple[Event, ...] = ()
-    checkpoint: Mapping[str, Any] | None = None  # {"file", "sha256", "stateRoot"} when saved
+    checkpoint: Mapping[str, Any] | None = None  # exactly {"file", "sha256", "stateRoot"} or None
     rng: bytes | None = None  # sha256 of the RNG state before the step (replay)
 
     def __post_init__(self) -> None:
@@ -280,6 +342,7 @@ class StepRecord:
             raise FormatError(
                 f"step {self.step}: batch, profiles, loss and gradNorm differ in length"
             )
+        _check_checkpoint(self.checkpoint, f"step {self.step}.checkpoint")
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -334,8 +397,7 @@ class StepRecord:
             prev_name = item[0]
             changed[item[0]] = _b32(item[1], f"{where}.changed[{i}]")
         cp = d["checkpoint"]
-        if cp is not None and not isinstance(cp, dict):
-            raise FormatError(f"{where}.checkpoint: expected a map or nil")
+        _check_checkpoint(cp, f"{where}.checkpoint")
         rng = d["rng"]
         if rng is not None:
             rng = _b32(rng, f"{where}.rng")

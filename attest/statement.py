@@ -19,6 +19,13 @@ from in_toto_attestation.v1.statement import Statement as PbStatement
 from .canonical import parse_canonical_json
 from .errors import FormatError
 
+# Digest algorithms whose value format is checked: name -> hex characters.
+HEX_DIGEST_LENGTHS = {"sha256": 64, "sha512": 128}
+
+
+def _is_lower_hex(value: str, size: int) -> bool:
+    return len(value) == size and all(c in "0123456789abcdef" for c in value)
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -36,6 +43,15 @@ class Subject:
             if not isinstance(alg, str) or not isinstance(value, str) or not value:
                 raise FormatError(
                     f"subject {self.name!r}.digest: expected algorithm -> hex strings"
+                )
+            size = HEX_DIGEST_LENGTHS.get(alg)
+            # in-toto's DigestSet says lowercase hex for the algorithms it names; for
+            # sha256/sha512 it is checked here, other names keep any non-empty string
+            # (e.g. govtune-merkle-sha256 is checked where it is used).
+            if size is not None and not _is_lower_hex(value, size):
+                raise FormatError(
+                    f"subject {self.name!r}.digest.{alg}: expected {size} lowercase hex "
+                    f"digits, got {value!r:.80}"
                 )
         object.__setattr__(self, "digest", MappingProxyType(dict(self.digest)))
 

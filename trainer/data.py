@@ -1,6 +1,6 @@
 """The dataset (JSONL) and its admission under the policy (spec/records.md, admissions).
 
-Each dataset line is ``{"text", "license", "source", "data_class", "consent"}``. Every
+The dataset is read by `attest.dataset.read_dataset` (the verifier's reader too). Every
 line gets one AdmissionRecord, admitted or refused; then the policy's canaries follow
 as indices n.. (one record per repeat). Commitments are salted with salts derived
 from the run secret (attest.commitment), over the text exactly as trained on.
@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from attest.admission import Findings, Metadata, decide, inspect_content
 from attest.commitment import Opening, commit, derive_salt
-from attest.errors import FormatError, UsageError
-from attest.limits import DEFAULT_LIMITS, Limits
+from attest.dataset import Example
 from attest.policy import Policy
 from attest.records import AdmissionRecord
 
@@ -26,60 +24,6 @@ CANARY_LICENSE = "LicenseRef-govtune-canary"
 CANARY_SOURCE = "govtune:canary"
 CANARY_CLASS = "canary"
 _CANARY_TAG = b"govtune.canary.v1"
-FIELDS = {"text": str, "license": str, "source": str, "data_class": str, "consent": bool}
-
-
-@dataclass(frozen=True)
-class Example:
-    text: str
-    license: str
-    source: str
-    data_class: str
-    consent: bool
-
-
-def parse_line(line: bytes, lineno: int) -> Example:
-    """One JSONL line. Raises FormatError naming the line number."""
-    where = f"dataset line {lineno}"
-    try:
-        d = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise FormatError(f"{where}: expected a JSON object, got invalid JSON ({e})") from e
-    if not isinstance(d, dict):
-        raise FormatError(f"{where}: expected a JSON object, got {type(d).__name__}")
-    missing = set(FIELDS) - set(d)
-    if missing:
-        raise FormatError(f"{where}: missing {', '.join(sorted(missing))}")
-    unknown = set(d) - set(FIELDS)
-    if unknown:
-        raise FormatError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    for k, typ in FIELDS.items():
-        if not isinstance(d[k], typ):
-            raise FormatError(f"{where}.{k}: expected {typ.__name__}, got {type(d[k]).__name__}")
-    return Example(d["text"], d["license"], d["source"], d["data_class"], d["consent"])
-
-
-def read_dataset(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> tuple[list[Example], str]:
-    """All examples in file order and the file's sha256. Raises UsageError or FormatError."""
-    path = Path(path)
-    out: list[Example] = []
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                h.update(line)
-                if len(line) > limits.dataset_line_max:
-                    raise FormatError(
-                        f"dataset line {lineno}: longer than {limits.dataset_line_max} bytes"
-                    )
-                if not line.strip():
-                    raise FormatError(
-                        f"dataset line {lineno}: expected a JSON object, got an empty line"
-                    )
-                out.append(parse_line(line, lineno))
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read dataset: {e.strerror or e}") from e
-    return out, h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -140,7 +84,7 @@ def _record(
         adm.profiles[index] = decision.profile or ""
 
 
-def admit(policy: Policy, examples: list[Example], run_secret: bytes) -> Admission:
+def admit(policy: Policy, examples: Sequence[Example], run_secret: bytes) -> Admission:
     """Judge every example in order, then plant the policy's canaries. Never raises on content."""
     adm = Admission()
     seen: set[str] = set()

@@ -24,6 +24,7 @@ from torch import nn
 from attest.atomic import write_atomic
 from attest.canonical import canonical_msgpack
 from attest.commitment import new_run_secret
+from attest.dataset import read_dataset
 from attest.digest import sha256_file
 from attest.errors import GovtuneError, UsageError
 from attest.log import GENESIS, LogWriter, record_hash, summarize_log
@@ -35,7 +36,7 @@ from attest.tensors import hash_safetensors, state_root
 from . import leaves as lv
 from .checkpoint import checkpoint_name, save_checkpoint, save_weights
 from .config import TrainConfig
-from .data import admit, read_dataset
+from .data import admit
 from .memorization import LossFn, Monitor, _f
 from .order import DataOrder
 from .provenance import WEIGHTS_FILE, RunFacts, sign_bundle, write_private

@@ -20,6 +20,7 @@ from attest.records import StartRecord, StepRecord
 from attest.tensors import state_root
 
 from .context import ChainFacts, Context, Tally, skip_all
+from .loss_drop import LossDropCheck
 
 CHAIN_CODES = (
     "GT-LOG-FORMAT",
@@ -37,7 +38,7 @@ CHAIN_CODES = (
     "GT-STATE-BASE",
     "GT-STATE-FINAL",
 )
-MEM_CODES = ("GT-MEM-EVENTS", "GT-MEM-ACTION")
+MEM_CODES = ("GT-MEM-EVENTS", "GT-MEM-SIGNAL", "GT-MEM-ACTION")
 BATCH_CODES = ("GT-BATCH-REFUSED", "GT-BATCH-HELDOUT", "GT-BATCH-QUARANTINED", "GT-BATCH-PROFILE")
 CURVE_POINTS = 200
 
@@ -83,6 +84,8 @@ def check_chain(ctx: Context) -> None:
     heldout: frozenset[int] = frozenset()
     quarantined: set[int] = set()
     facts = ChainFacts(complete=False, steps=0, final_root=None, base_root=None, events=[])
+    if policy is not None:
+        facts.loss_drop = LossDropCheck(policy.memorization)
     curve = _Curve()
     expect = 1
     root_ok = True
@@ -102,6 +105,7 @@ def check_chain(ctx: Context) -> None:
                 heldout = frozenset(start.heldout)
                 _check_start(ctx, t, start)
                 facts.base_root = start.base_state_root
+                facts.tensors = frozenset(start.base_leaves)
                 if policy is not None:
                     resolved = policy.resolve_profiles(start.trainable)
                     recorded = {p: tuple(ns) for p, ns in start.profiles.items()}
@@ -204,6 +208,10 @@ def check_chain(ctx: Context) -> None:
                     f"step {s}: expected state root {got.hex()} (recomputed), found "
                     f"{step.state_root.hex()}",
                 )
+            if step.checkpoint is not None:
+                facts.checkpoints.append((s, dict(step.checkpoint), got.hex()))
+            if facts.loss_drop is not None:  # before this step's quarantines count
+                facts.loss_drop.step(step, quarantined)
             for ev in step.events:
                 facts.events.append({**ev.to_record(), "step": s})
                 if ev.kind == "quarantine" and ev.example is not None:
@@ -375,6 +383,11 @@ def check_memorization(ctx: Context) -> None:
             "GT-MEM-EVENTS",
             f"memorization-report halted: expected {bool(chain.halt_steps)}, found {mem.halted}",
         )
+    ld = chain.loss_drop
+    if policy is None or ld is None:
+        t.skip("GT-MEM-SIGNAL", "no verified policy")
+    else:
+        t.fail_all("GT-MEM-SIGNAL", ld.messages, ld.count)
     if policy is None:
         t.skip("GT-MEM-ACTION", "no verified policy")
     else:
@@ -385,6 +398,25 @@ def check_memorization(ctx: Context) -> None:
             ]
             quarantined = {e.example for e in events if e.kind == "quarantine"}
             halted = any(e.kind == "halt" for e in events)
+            # An action event is the policy's answer to a flag of the same step (records.md
+            # §5.1): never another action, never without its flag.
+            flags = {(e.example, e.signal) for e in events if e.kind == "memorization-flag"}
+            for e in events:
+                if e.kind not in ("quarantine", "halt"):
+                    continue
+                if e.kind != action:
+                    t.fail(
+                        "GT-MEM-ACTION",
+                        f"step {s}: {e.kind} event for example {e.example}: expected only "
+                        f"the policy action {action!r}, found {e.kind!r}",
+                    )
+                elif (e.example, e.signal) not in flags:
+                    t.fail(
+                        "GT-MEM-ACTION",
+                        f"step {s}: {e.kind} event for example {e.example}: expected a "
+                        f"memorization-flag of example {e.example} by signal {e.signal!r} in the "
+                        f"same step, found none",
+                    )
             if action == "quarantine":
                 for x in flagged:
                     if x not in quarantined:
@@ -409,6 +441,9 @@ def check_memorization(ctx: Context) -> None:
     t.flush(
         {
             "GT-MEM-EVENTS": f"{len(logged)} event(s)",
+            "GT-MEM-SIGNAL": f"{ld.flags} loss-drop flag(s) re-derived from the recorded losses"
+            if ld is not None
+            else "",
             "GT-MEM-ACTION": f"action {policy.memorization.action!r} carried out" if policy else "",
         }
     )

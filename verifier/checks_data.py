@@ -1,7 +1,7 @@
 """V8 data (auditor, ``--data FILE --openings DIR``): commitments open, content rules re-run.
 
-The dataset is JSON Lines, one example per line: ``{"text", "license", "source",
-"data_class" (or "dataClass"), "consent"}``. The openings folder holds the run's
+The dataset is read with `attest.dataset.read_dataset`, the trainer's reader (one
+example per line, strict; spec/README.md "Dataset file"). The openings folder holds the run's
 ``openings.jsonl`` ({"index", "salt"} per example). Content findings are re-derived
 with `attest.admission.inspect_content` in dataset order (duplicates depend on
 order), which also gives the text as trained on (PII masked where the policy says),
@@ -12,14 +12,14 @@ and said so.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from attest.admission import Metadata, inspect_content
 from attest.canonical import parse_json
 from attest.commitment import Opening
-from attest.errors import FormatError
+from attest.dataset import read_dataset
+from attest.errors import FormatError, UsageError
 from attest.log import iter_log
 from attest.predicates import ADMISSIONS_FILE
 from attest.records import AdmissionRecord
@@ -42,24 +42,6 @@ def _read_jsonl(path: Path, ctx: Context, where: str) -> list[Any]:
             if line.strip():
                 out.append(parse_json(line, where=f"{where}:{n}", limits=ctx.limits))
     return out
-
-
-def _example(obj: object, where: str) -> tuple[str, dict[str, Any]]:
-    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-        raise FormatError(f"{where}: expected an object with a string 'text'")
-    dc = obj.get("data_class", obj.get("dataClass"))
-    fields = {
-        "license": obj.get("license"),
-        "source": obj.get("source"),
-        "dataClass": dc,
-        "consent": obj.get("consent", False),
-    }
-    for k in ("license", "source", "dataClass"):
-        if not isinstance(fields[k], str):
-            raise FormatError(f"{where}.{k}: expected a string, found {fields[k]!r:.40}")
-    if not isinstance(fields["consent"], bool):
-        raise FormatError(f"{where}.consent: expected a boolean")
-    return obj["text"], fields
 
 
 def check_data(ctx: Context, data: Path | None, openings: Path | None) -> None:
@@ -87,36 +69,19 @@ def check_data(ctx: Context, data: Path | None, openings: Path | None) -> None:
                 ):
                     raise FormatError(f"{CANARIES_FILE}:{i + 1}: expected {{index, text}}")
                 canary_texts[c["index"]] = c["text"]
-        sha = hashlib.sha256()
-        lines: list[Any] = []
-        with open(data, "rb") as f:
-            for n, line in enumerate(
-                iter(lambda: f.readline(ctx.limits.dataset_line_max + 1), b""), 1
-            ):
-                sha.update(line)
-                if len(line) > ctx.limits.dataset_line_max:
-                    raise FormatError(
-                        f"{data.name}:{n}: line longer than {ctx.limits.dataset_line_max} bytes"
-                    )
-                if line.strip():
-                    lines.append(
-                        _example(
-                            parse_json(line, where=f"{data.name}:{n}", limits=ctx.limits),
-                            f"{data.name}:{n}",
-                        )
-                    )
-    except (OSError, FormatError) as e:
+        lines, sha = read_dataset(data, limits=ctx.limits)
+    except (OSError, FormatError, UsageError) as e:
         msg = f"{e.filename}: cannot read: {e.strerror}" if isinstance(e, OSError) else str(e)
         t.fail("GT-DATA-FORMAT", msg)
         for c in DATA_CODES[1:]:
             t.skip(c, "the dataset or openings are unreadable")
         t.flush()
         return
-    if sha.hexdigest() != pred.dataset.get("sha256"):
+    if sha != pred.dataset.get("sha256"):
         t.fail(
             "GT-DATA-COMMITMENT",
             f"{data.name}: expected sha256:{pred.dataset.get('sha256')} (signed), found "
-            f"sha256:{sha.hexdigest()}",
+            f"sha256:{sha}",
         )
     seen: set[str] = set()
     checked = canaries_checked = canaries_skipped = 0
@@ -136,10 +101,12 @@ def check_data(ctx: Context, data: Path | None, openings: Path | None) -> None:
                     f"{where}: expected a dataset line, found only {len(lines)} lines",
                 )
                 continue
-            text, fields = lines[a.index]
-            findings, trained = inspect_content(policy, text, seen)
-            meta = {**fields, "length": len(trained), "canary": False}
-            if Metadata.from_dict(meta).to_dict() != a.metadata.to_dict():
+            ex = lines[a.index]
+            findings, trained = inspect_content(policy, ex.text, seen)
+            meta = Metadata(
+                ex.license, ex.source, ex.data_class, ex.consent, len(trained)
+            ).to_dict()
+            if meta != a.metadata.to_dict():
                 diff = {
                     k: (v, a.metadata.to_dict()[k])
                     for k, v in meta.items()
@@ -181,5 +148,5 @@ def check_data(ctx: Context, data: Path | None, openings: Path | None) -> None:
         "examples": checked,
         "canariesOpened": canaries_checked,
         "canariesNotOpened": canaries_skipped,
-        "sha256": sha.hexdigest(),
+        "sha256": sha,
     }

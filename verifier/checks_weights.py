@@ -1,20 +1,33 @@
-"""V6 released weights and V7 base weights: sha256 per file and state roots, hashlib only.
+"""V6 released weights and checkpoints, V7 base weights: sha256 per file and state roots.
 
 Weights are required for a PASS of a run or release folder (fail closed): without
 them nothing binds the verified chain to the model a consumer would load.
+Checkpoints are optional in a release (only replay, V9, needs them): the signed list
+is always checked against the step log, and every checkpoint file that is shipped
+must be the signed one; an absent one is reported as not shipped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from attest.digest import sha256_file
 from attest.errors import FormatError
+from attest.predicates import Checkpoint
 from attest.tensors import hash_safetensors, state_root
 
 from .context import Context, Tally, skip_all
 
-WEIGHT_CODES = ("GT-WEIGHTS-MISSING", "GT-WEIGHTS-FORMAT", "GT-WEIGHTS-DIGEST", "GT-WEIGHTS-ROOT")
+WEIGHT_CODES = (
+    "GT-WEIGHTS-MISSING",
+    "GT-WEIGHTS-FORMAT",
+    "GT-WEIGHTS-DIGEST",
+    "GT-WEIGHTS-ROOT",
+    "GT-CHECKPOINT-DIGEST",
+)
+CHECKPOINT = "GT-CHECKPOINT-DIGEST"
 
 
 def _safe_name(name: str) -> bool:
@@ -28,7 +41,7 @@ def check_weights(ctx: Context) -> None:
     if tr is None:
         skip_all(r, WEIGHT_CODES, "no usable training-run statement")
         return
-    t = Tally(r, WEIGHT_CODES)
+    t = Tally(r, WEIGHT_CODES[:-1])
     leaves: dict[str, bytes] = {}
     facts = []
     readable = True
@@ -111,6 +124,136 @@ def check_weights(ctx: Context) -> None:
         }
     )
     r.verified["weights"] = facts
+    check_checkpoints(ctx)
+
+
+def check_checkpoints(ctx: Context) -> None:
+    """GT-CHECKPOINT-DIGEST: the signed checkpoint list, the step log and the shipped files agree.
+
+    (a) always, from the bundle alone: training ``checkpoints`` lists, in step order,
+    exactly the step records' ``checkpoint`` maps (same file, sha256, stateRoot), and
+    each stateRoot is the chain's recomputed state root at its step; (b) each listed
+    file that is present is streamed once for its sha256 and the state root over the
+    model's tensors in it. An absent file is allowed here (a release may omit
+    checkpoints); replay (V9, GT-REPLAY-CHECKPOINT) fails closed on it.
+    """
+    r = ctx.result
+    tr = ctx.training_pred
+    if tr is None:
+        skip_all(r, (CHECKPOINT,), "no usable training-run statement")
+        return
+    t = Tally(r, (CHECKPOINT,))
+    chain = ctx.chain if ctx.chain is not None and ctx.chain.complete else None
+    if chain is not None:
+        _checkpoints_match_chain(t, tr.checkpoints, chain.checkpoints)
+    shipped: list[str] = []
+    absent: list[str] = []
+    for c in tr.checkpoints:
+        where = f"{c.file} (checkpoint of step {c.step})"
+        if not _safe_name(c.file):
+            t.fail(
+                CHECKPOINT,
+                f"training-run checkpoints: step {c.step}: expected a relative file name, found "
+                f"{c.file!r:.80}",
+            )
+            continue
+        path = ctx.root / c.file
+        if not path.exists():
+            absent.append(c.file)
+            continue
+        try:
+            d = hash_safetensors(path, limits=ctx.limits)
+        except FormatError as e:
+            try:
+                got = sha256_file(path)
+            except OSError as oe:
+                t.fail(CHECKPOINT, f"{where}: cannot read: {oe.strerror or oe}")
+                continue
+            if got != c.sha256:
+                t.fail(CHECKPOINT, f"{where}: expected sha256 {c.sha256}, found {got}")
+            else:
+                t.fail(CHECKPOINT, f"{where}: expected a safetensors checkpoint: {e}")
+            continue
+        if d.sha256 != c.sha256:
+            t.fail(CHECKPOINT, f"{where}: expected sha256 {c.sha256}, found {d.sha256}")
+            continue
+        if chain is not None:
+            # The model's tensors only: a checkpoint also holds optim/* and rng/* tensors.
+            missing = sorted(chain.tensors - set(d.leaves))
+            got_root = state_root({n: d.leaves[n] for n in chain.tensors if n in d.leaves}).hex()
+            if missing:
+                t.fail(
+                    CHECKPOINT,
+                    f"{where}: expected every model tensor, found {len(missing)} missing "
+                    f"(e.g. {missing[0]!r})",
+                )
+                continue
+            if got_root != c.state_root:
+                t.fail(
+                    CHECKPOINT,
+                    f"{where}: expected state root {c.state_root} over its model tensors, found "
+                    f"{got_root}",
+                )
+                continue
+        shipped.append(c.file)
+    if chain is None and not t.failed(CHECKPOINT):
+        t.skip(
+            CHECKPOINT,
+            f"the step log was not verified; {len(shipped)} shipped checkpoint file(s) match "
+            f"their sha256",
+        )
+    msg = f"{len(tr.checkpoints)} checkpoint(s) match the step log; {len(shipped)} shipped"
+    if absent:
+        msg += f", {len(absent)} not shipped ({', '.join(absent[:5])}; allowed without --replay)"
+    t.flush({CHECKPOINT: msg})
+
+
+def _checkpoints_match_chain(
+    t: Tally,
+    signed: Sequence[Checkpoint],
+    recorded: Sequence[tuple[int, dict[str, Any], str]],
+) -> None:
+    by_step = {s: (cp, root) for s, cp, root in recorded}
+    listed: set[int] = set()
+    for i, c in enumerate(signed):
+        where = f"training-run checkpoints[{i}] (step {c.step})"
+        if c.step in listed:
+            t.fail(CHECKPOINT, f"{where}: expected one entry per step, found step {c.step} again")
+            continue
+        listed.add(c.step)
+        if c.step not in by_step:
+            t.fail(
+                CHECKPOINT,
+                f"{where}: expected step {c.step}'s record to name checkpoint {c.file!r}, found "
+                f"no checkpoint in that record",
+            )
+            continue
+        cp, root = by_step[c.step]
+        want = {"file": c.file, "sha256": c.sha256, "stateRoot": c.state_root}
+        got = {k: cp.get(k) for k in want}
+        for k in sorted(want):
+            if got[k] != want[k]:
+                t.fail(
+                    CHECKPOINT,
+                    f"step {c.step}: record checkpoint.{k}: expected {want[k]!r} (signed in "
+                    f"training-run checkpoints[{i}]), found {got[k]!r:.80}",
+                )
+        if c.state_root != root:
+            t.fail(
+                CHECKPOINT,
+                f"{where}: expected stateRoot {root} (the chain's state root at step {c.step}), "
+                f"found {c.state_root}",
+            )
+    for s, cp, _root in recorded:
+        if s not in listed:
+            t.fail(
+                CHECKPOINT,
+                f"step {s}: the record names checkpoint {cp.get('file')!r}, expected a "
+                f"training-run checkpoints entry for it, found none",
+            )
+    steps = [c.step for c in signed]
+    if len(set(steps)) == len(steps) and set(steps) == set(by_step) and steps != sorted(steps):
+        t.fail(CHECKPOINT, f"training-run checkpoints: expected step order, found steps {steps}")
 
 
 def check_base(ctx: Context, base: Path | None) -> None:
@@ -127,12 +270,24 @@ def check_base(ctx: Context, base: Path | None) -> None:
         r.fail("GT-BASE-ROOT", f"{base}: expected *.safetensors base weights, found none")
         return
     leaves: dict[str, bytes] = {}
+    origin: dict[str, str] = {}
     for f in files:
         try:
             d = hash_safetensors(f, with_file_digest=False, limits=ctx.limits)
         except FormatError as e:
             r.fail("GT-BASE-ROOT", f"base {e}")
             return
+        # Same rule as V6 (GT-WEIGHTS-FORMAT): a tensor in two files has no one value,
+        # so the base has no state root; never let one file silently overwrite another.
+        for tn in d.leaves:
+            if tn in origin:
+                r.fail(
+                    "GT-BASE-ROOT",
+                    f"{base}: expected each tensor in one base file, found {tn!r} in both "
+                    f"{origin[tn]} and {f.name}",
+                )
+                return
+            origin[tn] = f.name
         leaves.update(d.leaves)
     got = state_root(leaves).hex()
     if got != tr.base_state_root:

@@ -91,6 +91,11 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "GT-MEM-EVENTS", "memorization", "the memorization report lists exactly the logged events"
     ),
+    Check(
+        "GT-MEM-SIGNAL",
+        "memorization",
+        "loss-drop flags equal those re-derived from the recorded losses",
+    ),
     Check("GT-MEM-ACTION", "memorization", "the policy's memorization action was carried out"),
     # V6 weights
     Check("GT-WEIGHTS-MISSING", "weights", "the released weight files are present"),
@@ -98,6 +103,11 @@ CHECKS: tuple[Check, ...] = (
     Check("GT-WEIGHTS-DIGEST", "weights", "weight files match the signed sha256 subjects"),
     Check(
         "GT-WEIGHTS-ROOT", "weights", "the weights' state root equals the signed final state root"
+    ),
+    Check(
+        "GT-CHECKPOINT-DIGEST",
+        "weights",
+        "signed checkpoints match the step log, and shipped checkpoint files their digests",
     ),
     # V7 base (--base)
     Check("GT-BASE-ROOT", "base", "the base model's state root equals the signed base state root"),

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attest.limits import Limits
 from attest.policy import Policy
@@ -29,6 +29,9 @@ from attest.records import Event
 from attest.statement import Statement
 
 from .result import Result
+
+if TYPE_CHECKING:
+    from .loss_drop import LossDropCheck
 
 MAX_MESSAGES = 10  # failure messages kept per check code; the rest are counted
 
@@ -54,6 +57,11 @@ class ChainFacts:
     halt_steps: list[int] = field(default_factory=list)
     last_step: int = 0
     step_events: dict[int, list[Event]] = field(default_factory=dict)  # only steps that have events
+    # GT-MEM-SIGNAL: the loss-drop flags re-derived while streaming (None: no verified policy)
+    loss_drop: LossDropCheck | None = None
+    # GT-CHECKPOINT-DIGEST: (step, the record's checkpoint map, recomputed state root hex)
+    checkpoints: list[tuple[int, dict[str, Any], str]] = field(default_factory=list)
+    tensors: frozenset[str] = frozenset()  # the model's tensor names (start record)
 
 
 @dataclass
@@ -98,6 +106,12 @@ class Tally:
         self.count[code] += 1
         if len(self.messages[code]) < MAX_MESSAGES:
             self.messages[code].append(message)
+
+    def fail_all(self, code: str, messages: Sequence[str], total: int) -> None:
+        """``total`` failures collected elsewhere (capped there), of which ``messages`` kept."""
+        for m in messages:
+            self.fail(code, m)
+        self.count[code] += max(0, total - len(messages))
 
     def failed(self, code: str) -> bool:
         return self.count[code] > 0

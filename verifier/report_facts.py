@@ -198,7 +198,8 @@ def identity(ev: Evidence, facts: dict[str, Status]) -> Section:
     s.item("Policy", policy, facts["policy"])
     final_shown = final or _get(a, "finalStateRoot")
     s.item("Final state root (released weights)", final_shown, facts["final"])
-    s.item("Checkpoints recorded", _get(v, "checkpoints"), ev.claim(_get(v, "checkpoints")))
+    cps = _get(v, "checkpoints")
+    s.item("Checkpoints recorded", cps, ev.status(cps, ["GT-CHECKPOINT-DIGEST"]))
     files = [w for w in (weights or _get(a, "weights") or []) if isinstance(w, Mapping)]
     rows = [[_get(w, "name"), _get(w, "sha256"), _int(_get(w, "bytes"))] for w in files]
     s.table("weights", "Weight files", facts["weights"], ["file", "sha256", "bytes"], rows)
@@ -332,7 +333,9 @@ def memorization(ev: Evidence, facts: dict[str, Status]) -> Section:
     s = Section("memorization", "Memorization findings", "Exposure values are measured by the "
                 "producer; replay does not recompute them.")  # fmt: skip
     mem = _get(v, "memorization")
-    facts["memorization"] = st = ev.status(mem, ["GT-MEM-EVENTS", "GT-MEM-ACTION"])
+    facts["memorization"] = st = ev.status(
+        mem, ["GT-MEM-EVENTS", "GT-MEM-SIGNAL", "GT-MEM-ACTION"]
+    )
     quarantined = _get(mem, "quarantined") if mem is not None else None
     if quarantined == []:
         quarantined = "none"

@@ -164,6 +164,8 @@ TENSORS: dict[str, tuple[int, ...]] = {
 }
 TRAINABLE = tuple(n for n in TENSORS if n != "embed.weight")
 CONFIG = {"model": "vector-tiny", "steps": 6, "batchSize": 2, "lr": 0.125, "seed": 0, "holdout": 1}
+CHECKPOINT_STEP = 3
+CHECKPOINT_FILE = f"checkpoints/step-{CHECKPOINT_STEP:06d}.safetensors"
 
 
 @dataclass
@@ -171,6 +173,13 @@ class StepPlan:
     batch: list[int]
     changes: list[str]  # tensors this step changes
     events: list[dict[str, Any]] = field(default_factory=list)
+    loss: list[float] | None = None  # per-example losses; default 3.0 - 0.25 s + 0.5 k
+
+
+def default_loss(step: int, k: int) -> float:
+    # Between two visits this never drops by more than 1.75 nats (< loss_drop_max 2.0):
+    # the only loss-drop flag is the one step 3's explicit losses make.
+    return 3.0 - 0.25 * step + 0.5 * k
 
 
 def _ev(
@@ -194,7 +203,10 @@ def _ev(
 def default_plan() -> list[StepPlan]:
     return [
         StepPlan([0, 1], ["h.0.attn.w", "h.1.mlp.w", "head.weight"]),
-        StepPlan([4, 10], ["h.0.mlp.w", "head.bias"]),
+        StepPlan([4, 11], ["h.0.mlp.w", "head.bias"]),
+        # Example 11's loss 3.0 at step 2 -> 0.5 at step 3: a drop of 2.5 > loss_drop_max
+        # 2.0, so the loss-drop signal flags it and the policy action quarantines it
+        # (verification.md V5, GT-MEM-SIGNAL re-derives this flag from the losses).
         StepPlan(
             [11, 12],
             ["h.0.attn.w", "head.weight"],
@@ -207,8 +219,9 @@ def default_plan() -> list[StepPlan]:
                     2.0,
                     "loss fell 2.5 nats between visits",
                 ),
-                _ev("quarantine", 11, "loss-drop", None, None, "policy action quarantine"),
+                _ev("quarantine", 11, "loss-drop", 2.5, 2.0, "policy action quarantine"),
             ],
+            [0.5, default_loss(3, 1)],
         ),
         StepPlan([0, 1], ["h.1.attn.w", "head.weight"]),
         StepPlan([1, 10], ["h.1.mlp.w", "head.bias"]),
@@ -416,6 +429,8 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
     }
     step_records: list[dict[str, Any]] = [start]
     leaves = dict(base_leaves)
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_bytes = b""
     for s, plan in enumerate(v.apply("plan", default_plan()), 1):
         changed = {}
         for name in plan.changes:
@@ -423,6 +438,15 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
             leaves[name] = changed[name] = tensor_leaf_hash(
                 name, "F32", TENSORS[name], raw_f32(values[name])
             )
+        cp = None
+        if s == CHECKPOINT_STEP:  # the model's tensors after this step (no optimizer state)
+            checkpoint_bytes = v.apply("checkpoint_bytes", safetensors_bytes(values))
+            cp = {
+                "file": CHECKPOINT_FILE,
+                "sha256": hashlib.sha256(checkpoint_bytes).hexdigest(),
+                "stateRoot": state_root(leaves).hex(),
+            }
+            checkpoint = {"step": s, **cp}
         step_records.append(
             {
                 "v": 1,
@@ -430,13 +454,13 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
                 "step": s,
                 "batch": list(plan.batch),
                 "profiles": [admitted[x] or "" for x in plan.batch],
-                "loss": [3.0 - 0.25 * s + 0.5 * k for k in range(len(plan.batch))],
+                "loss": plan.loss or [default_loss(s, k) for k in range(len(plan.batch))],
                 "gradNorm": [1.0 + 0.5 * k for k in range(len(plan.batch))],
                 "lr": CONFIG["lr"],
                 "changed": [[n, changed[n]] for n in sorted(changed)],
                 "stateRoot": state_root(leaves),
                 "events": plan.events,
-                "checkpoint": None,
+                "checkpoint": cp,
                 "rng": None,
             }
         )
@@ -490,7 +514,7 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
             "baseStateRoot": base_root.hex(),
             "finalStateRoot": final_root.hex(),
             "weights": [{"name": WEIGHTS, "sha256": weights_sha}],
-            "checkpoints": [],
+            "checkpoints": [checkpoint] if checkpoint else [],
             "startedOn": TIME_START,
             "finishedOn": TIME_END,
             "builder": "spec/vectors/generate.py",
@@ -534,6 +558,9 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
     prov = run / "provenance"
     prov.mkdir(parents=True)
     (run / WEIGHTS).write_bytes(weights_bytes)
+    if checkpoint is not None:
+        (run / "checkpoints").mkdir()
+        (run / CHECKPOINT_FILE).write_bytes(checkpoint_bytes)
     (prov / BUNDLE_FILE).write_bytes(bundle)
     (prov / POLICY_FILE).write_bytes(policy_file)
     (prov / ADMISSIONS_FILE).write_bytes(adm_file)
@@ -597,6 +624,7 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
                 "commitment": records[0]["commitment"].hex(),
             },
             "weightsSha256": weights_sha,
+            "checkpoint": checkpoint,
         }
     )
     pay = payloads[POLICY_TYPE]
@@ -732,6 +760,14 @@ def _drop_quarantine(plan: list[StepPlan]) -> None:
     plan[2].events = [e for e in plan[2].events if e["kind"] != "quarantine"]
 
 
+def _drop_flag_and_quarantine(plan: list[StepPlan]) -> None:
+    plan[2].events = []
+
+
+def _flip_last_byte(b: bytes) -> bytes:
+    return b[:-1] + bytes([b[-1] ^ 0x01])
+
+
 def _violate(plan: list[StepPlan]) -> None:
     plan[4].changes.append("h.0.attn.w")  # step 5's batch is shallow-only
 
@@ -820,6 +856,21 @@ def _append(path: str, data: bytes) -> Hook:
     return hook
 
 
+def _flip_in(path: str) -> Hook:
+    def hook(run: Path) -> None:
+        (run / path).write_bytes(_flip_last_byte((run / path).read_bytes()))
+
+    return hook
+
+
+def _base_extra(name: str, tensors: list[str]) -> Hook:
+    def hook(run: Path) -> None:
+        values = base_values()
+        (run.parent / "base" / name).write_bytes(safetensors_bytes({n: values[n] for n in tensors}))
+
+    return hook
+
+
 def _delete(path: str) -> Hook:
     def hook(run: Path) -> None:
         (run / path).unlink()
@@ -837,6 +888,12 @@ def variants() -> list[Variant]:
             None,
             "a complete synthetic run; PASS with --base, --data and --openings",
             flags=full,
+        ),
+        Variant(
+            "checkpoint-not-shipped",
+            None,
+            "the checkpoint file is left out of the release (allowed without --replay)",
+            {"files": _delete(CHECKPOINT_FILE)},
         ),
         Variant(
             "extra-statements",
@@ -1074,6 +1131,13 @@ def variants() -> list[Variant]:
             {"predicates": _resign(M, lambda p: p["events"].pop())},
         ),
         Variant(
+            "mem-signal",
+            "GT-MEM-SIGNAL",
+            "example 11's loss-drop flag and quarantine at step 3 erased (report consistent, "
+            "signed); its recorded losses still show the drop",
+            {"plan": _plan_edit(_drop_flag_and_quarantine)},
+        ),
+        Variant(
             "mem-action",
             "GT-MEM-ACTION",
             "example 11 flagged at step 3 under action quarantine, never quarantined",
@@ -1104,12 +1168,33 @@ def variants() -> list[Variant]:
             "one weight changed after training (the file's sha256 signed)",
             {"weights_bytes": _tampered_tensor},
         ),
+        Variant(
+            "checkpoint-digest",
+            "GT-CHECKPOINT-DIGEST",
+            "the step-3 checkpoint file has one bit flipped after signing (still safetensors)",
+            {"files": _flip_in(CHECKPOINT_FILE)},
+        ),
+        Variant(
+            "checkpoint-entry",
+            "GT-CHECKPOINT-DIGEST",
+            "training-run checkpoints claim another stateRoot for step 3 than its step record "
+            "and the chain (signed)",
+            {"predicates": _resign(T, lambda p: p["checkpoints"][0].update(stateRoot="3" * 64))},
+        ),
         # V7 base
         Variant(
             "base-root",
             "GT-BASE-ROOT",
             "--base weights differ from the signed base state root",
             {"base_bytes": _base_tampered},
+            flags={"base": True},
+        ),
+        Variant(
+            "base-duplicate",
+            "GT-BASE-ROOT",
+            "a second --base file holds head.bias again (same values): a tensor in two base "
+            "files has no one value",
+            {"files": _base_extra("extra.safetensors", ["head.bias"])},
             flags={"base": True},
         ),
         # V8 data

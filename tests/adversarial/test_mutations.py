@@ -33,6 +33,7 @@ from verifier.result import Result
 pytestmark = pytest.mark.slow
 
 BUNDLE = "provenance/bundle.intoto.jsonl"
+CHECKPOINT = "checkpoints/step-000006.safetensors"  # tinyrun: checkpoint_every 6, 12 steps
 FILES = {
     # file -> the codes of which at least one must be reported when its bytes change
     BUNDLE: {
@@ -48,6 +49,7 @@ FILES = {
     "provenance/admissions.msgpack": {"GT-FILE-DIGEST"},
     "provenance/steps.msgpack": {"GT-FILE-DIGEST"},
     "model.safetensors": {"GT-WEIGHTS-DIGEST"},
+    CHECKPOINT: {"GT-CHECKPOINT-DIGEST"},  # signed by training checkpoints[].sha256
 }
 
 
@@ -137,6 +139,7 @@ FLIPS = {
     "provenance/admissions.msgpack": 35,
     "provenance/steps.msgpack": 35,
     "model.safetensors": 40,
+    CHECKPOINT: 30,
 }
 
 
@@ -254,6 +257,18 @@ def _lines(work: Path) -> list[bytes]:
 
 def _ptype(line: bytes) -> str:
     return str(mutate.payload_of(json.loads(line))["predicateType"])
+
+
+def test_checkpoint_not_shipped_still_passes(work: Path, tiny_run: tinyrun.TinyRun) -> None:
+    # A release may omit checkpoints (only --replay needs them, and fails closed there).
+    (work / CHECKPOINT).unlink()
+    result = check(work, tiny_run)
+    [finding] = [f for f in result.findings if f.code == "GT-CHECKPOINT-DIGEST"]
+    ok = bool(result) and finding.status == "pass" and f"not shipped ({CHECKPOINT}" in (
+        finding.message
+    )
+    mutate.record("checkpoint file not shipped (must PASS)", 1, int(ok))
+    assert ok, (result.verdict, sorted(codes(result)), finding.message)
 
 
 def test_bundle_line_deleted_is_detected(work: Path, tiny_run: tinyrun.TinyRun) -> None:
@@ -636,6 +651,45 @@ def forge_memorization_flag_and_quarantine_deleted(
     rec["events"] = [e for e in rec["events"] if e["example"] != example]
 
 
+def forge_spurious_loss_drop_flag(ev: mutate.Evidence, ctx: dict[str, Any]) -> None:
+    # A flag (and its quarantine) at step 1, every example's first visit: there is no
+    # earlier loss to drop from, so the loss-drop signal cannot have fired.
+    x = ev.step(1)["batch"][0]
+    flag = {"kind": "memorization-flag", "example": x, "signal": "loss-drop",
+            "value": 1.0, "threshold": 0.02, "detail": "forged"}  # fmt: skip
+    ev.step(1)["events"] = [*ev.step(1)["events"], flag, {**flag, "kind": "quarantine"}]
+
+
+def forge_loss_drop_value_rewritten(ev: mutate.Evidence, ctx: dict[str, Any]) -> None:
+    rec = next(r for r in ev.steps[1:] if any(e["signal"] == "loss-drop" for e in r["events"]))
+    for e in rec["events"]:
+        if e["signal"] == "loss-drop":
+            e["value"] = float(e["value"]) * 2
+            break
+
+
+def _training_after(edit: Callable[[dict[str, Any]], None]) -> Callable[[mutate.Evidence], None]:
+    return lambda ev2: edit(ev2.predicates[TRAINING_TYPE])
+
+
+def forge_checkpoint_root_claimed(ev: mutate.Evidence, ctx: dict[str, Any]) -> None:
+    ctx["after"] = _training_after(lambda p: p["checkpoints"][0].update(stateRoot="3" * 64))
+
+
+def forge_checkpoint_entry_dropped(ev: mutate.Evidence, ctx: dict[str, Any]) -> None:
+    ctx["after"] = _training_after(lambda p: p["checkpoints"].pop(0))
+
+
+def forge_checkpoint_file_swapped(ev: mutate.Evidence, ctx: dict[str, Any]) -> None:
+    # The checkpoint file replaced by the released weights (another step's state); the
+    # step record and the predicate re-signed with its sha256: only the state root over
+    # the tensors inside the file tells.
+    rec = next(r for r in ev.steps[1:] if r["checkpoint"] is not None)
+    path = ctx["work"] / rec["checkpoint"]["file"]
+    shutil.copy(ctx["work"] / "model.safetensors", path)
+    rec["checkpoint"] = {**rec["checkpoint"], "sha256": mutate.sha256_file(path)}
+
+
 def forge_base_claimed_other(ev: mutate.Evidence, ctx: dict[str, Any]) -> None:
     other = mutate.Evidence.load(ctx["other"].run, ctx["other"].pub)
     ev.steps[0]["baseLeaves"] = other.steps[0]["baseLeaves"]
@@ -787,7 +841,24 @@ FORGERIES: dict[str, tuple[Callable[[mutate.Evidence, dict[str, Any]], None], se
     "quarantine event deleted": (forge_quarantine_event_deleted, {"GT-MEM-ACTION"}),
     "flag and quarantine events deleted": (
         forge_memorization_flag_and_quarantine_deleted,
-        {"GT-MEM-ACTION", "GT-MEM-EVENTS"},
+        {"GT-MEM-SIGNAL"},
+    ),
+    "loss-drop flag invented at a first visit": (
+        forge_spurious_loss_drop_flag,
+        {"GT-MEM-SIGNAL"},
+    ),
+    "loss-drop flag value rewritten": (forge_loss_drop_value_rewritten, {"GT-MEM-SIGNAL"}),
+    "checkpoint stateRoot forged in the predicate": (
+        forge_checkpoint_root_claimed,
+        {"GT-CHECKPOINT-DIGEST"},
+    ),
+    "checkpoint entry dropped from the predicate": (
+        forge_checkpoint_entry_dropped,
+        {"GT-CHECKPOINT-DIGEST"},
+    ),
+    "checkpoint file swapped, digests re-signed": (
+        forge_checkpoint_file_swapped,
+        {"GT-CHECKPOINT-DIGEST"},
     ),
     "base model claimed other (--base)": (forge_base_claimed_other, {"GT-BASE-ROOT"}),
     "held-out example trained on": (forge_heldout_trained, {"GT-BATCH-HELDOUT"}),

@@ -445,6 +445,20 @@ PII = [
     ("no-tld", "user@localhost", []),
     ("too-few-digits", "call 555-2671", []),
     ("long-digit-run", "id 12345678901234567890123", []),
+    # regression: Unicode \d matched non-ASCII digits, which luhn_ok (ord(c) - 48) misreads;
+    # card and phone patterns are re.ASCII now (spec/policy.md §4.2)
+    ("card-fullwidth-digits-bogus-luhn", "pay \uff14" + "\uff11" * 15, []),
+    ("card-arabic-indic-digits-bogus-luhn", "pay \u0664" + "\u0661" * 14 + "\u0667", []),
+    (
+        "phone-arabic-indic-digits",
+        "call \u0664\u0661\u0665-\u0665\u0665\u0665-\u0662\u0666\u0667\u0661",
+        [],
+    ),
+    (
+        "card-after-arabic-indic-digit",
+        "\u0664 4111111111111111",
+        [("credit-card", "4111111111111111")],
+    ),
 ]
 
 

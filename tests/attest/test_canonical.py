@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -202,6 +203,14 @@ MSGPACK_REFUSED = [
     ("bytes-key", {b"k": 2}, r"expected string map keys, got bytes"),
     ("set", {1}, r"type set has no canonical msgpack form"),
     ("bytearray", bytearray(b"x"), r"type bytearray has no canonical msgpack form"),
+    # regression: ExtType is a tuple and was encoded as the array [code, data]
+    ("ext-type", msgpack.ExtType(5, b"ab"), r"^\$: type ExtType has no canonical msgpack form"),
+    (
+        "nested-ext-type",
+        {"a": [1, msgpack.ExtType(127, b"\x00" * 4)]},
+        r"^\$\.a\[1\]: type ExtType has no canonical msgpack form",
+    ),
+    ("timestamp", msgpack.Timestamp(0, 0), r"type Timestamp has no canonical msgpack form"),
 ]
 
 
@@ -239,8 +248,8 @@ NON_CANONICAL_MSGPACK = [
     ("duplicate-map-keys", b"\x82\xa1a\x01\xa1a\x02", "canonical"),
     ("int-map-key", b"\x81\x01\x02", "expected one msgpack value"),
     ("bin-map-key", b"\x81\xc4\x01k\x02", "rec: expected string map keys, got bytes"),
-    ("ext-fixext1", b"\xd4\x01\x00", "canonical msgpack"),
-    ("ext8", b"\xc7\x02\x05ab", "canonical msgpack"),
+    ("ext-fixext1", b"\xd4\x01\x00", "rec: type ExtType has no canonical msgpack form"),
+    ("ext8", b"\xc7\x02\x05ab", "rec: type ExtType has no canonical msgpack form"),
     ("timestamp-ext", b"\xd6\xff\x00\x00\x00\x00", "canonical msgpack"),
     ("invalid-utf8-str", b"\xa1\xff", "expected one msgpack value"),
     ("never-used-byte-c1", b"\xc1", "expected one msgpack value"),

@@ -105,6 +105,22 @@ BAD = [
         r"integer index",
     ),
     (
+        # regression: True was accepted as index 1 (bool is an int in Python)
+        "opening-bool-index",
+        lambda: Opening.from_dict({"index": True, "salt": "00" * 32}, "openings.jsonl:2"),
+        r"^openings\.jsonl:2\.index: expected a non-negative integer, got True$",
+    ),
+    (
+        "opening-negative-index",
+        lambda: Opening.from_dict({"index": -1, "salt": "00" * 32}),
+        r"^opening\.index: expected a non-negative integer, got -1$",
+    ),
+    (
+        "opening-constructor-bool",
+        lambda: Opening(False, bytes(32)),
+        r"^opening\.index: expected a non-negative integer, got False$",
+    ),
+    (
         "opening-bad-hex",
         lambda: Opening.from_dict({"index": 1, "salt": "zz"}, "openings[3]"),
         r"openings\[3\]\.salt: expected 64 hex digits",

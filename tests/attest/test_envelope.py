@@ -250,6 +250,32 @@ SUBJECT_BAD = [
         r"digest: expected algorithm -> hex strings",
     ),
     (
+        # regression: any non-empty string was a "sha256" digest
+        "sha256-not-hex",
+        lambda: Subject("m", {"sha256": "z" * 64}),
+        r"^subject 'm'\.digest\.sha256: expected 64 lowercase hex digits, got 'zzzz",
+    ),
+    (
+        "sha256-upper",
+        lambda: Subject("m", {"sha256": SHA.upper()}),
+        r"^subject 'm'\.digest\.sha256: expected 64 lowercase hex digits",
+    ),
+    (
+        "sha256-short",
+        lambda: Subject("m", {"sha256": SHA[:-2]}),
+        r"^subject 'm'\.digest\.sha256: expected 64 lowercase hex digits",
+    ),
+    (
+        "sha512-is-sha256-length",
+        lambda: Subject("m", {"sha256": SHA, "sha512": SHA}),
+        r"^subject 'm'\.digest\.sha512: expected 128 lowercase hex digits",
+    ),
+    (
+        "sha256-from-payload",
+        lambda: Subject.from_dict({"name": "m", "digest": {"sha256": "md5:abc"}}),
+        r"^subject 'm'\.digest\.sha256: expected 64 lowercase hex digits, got 'md5:abc'$",
+    ),
+    (
         "from-dict-not-object",
         lambda: Subject.from_dict([], "subject[1]"),
         r"subject\[1\]: expected an object",
@@ -264,6 +290,11 @@ SUBJECT_BAD = [
 def test_subject_validation(make, match):
     with pytest.raises(FormatError, match=match):
         make()
+
+
+def test_subject_digest_other_algorithms_keep_any_non_empty_string():
+    s = Subject("m", {"sha512": "ab" * 64, "govtune-merkle-sha256": "X", "gitCommit": "abc"})
+    assert dict(s.digest) == {"sha512": "ab" * 64, "govtune-merkle-sha256": "X", "gitCommit": "abc"}
 
 
 def test_subject_digest_is_frozen():

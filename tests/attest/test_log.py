@@ -220,7 +220,11 @@ NON_CANONICAL = [
         "expected a finite float, got nan",
     ),
     ("str-prev", b"\x82\xa1i\x01\xa4prev\xd9\x20" + b"0" * 32, "prev expected"),
-    ("ext-type", b"\x82\xa1i\xd4\x01\x00\xa4prev\xc4\x20" + GENESIS, "expected canonical msgpack"),
+    (
+        "ext-type",
+        b"\x82\xa1i\xd4\x01\x00\xa4prev\xc4\x20" + GENESIS,
+        "i: type ExtType has no canonical msgpack form",
+    ),
     ("not-a-map", b"\x92\x01\x02", "expected a map, got list"),
     ("int-map-key", b"\x81\x01\x01", "malformed msgpack"),
     ("invalid-byte", b"\xc1", "malformed msgpack"),
@@ -314,8 +318,23 @@ def test_records_max(tmp_path):
     path = tmp_path / "log.msgpack"
     write_log(path, 3)
     assert summarize_log(path, limits=Limits(records_max=3)).count == 3
-    with pytest.raises(FormatError, match="more than 2 records"):
+    with pytest.raises(FormatError, match="expected at most 2 records, found more"):
         summarize_log(path, limits=Limits(records_max=2))
+
+
+def test_record_past_records_max_is_never_yielded(tmp_path):
+    # regression: record number records_max + 1 was yielded, then the error raised
+    path = tmp_path / "log.msgpack"
+    write_log(path, 3)
+    seen = []
+    with pytest.raises(FormatError) as e:
+        for rec in iter_log(path, limits=Limits(records_max=2)):
+            seen.append(rec.index)
+    assert seen == [0, 1]
+    second_end = sum(len(r) for r in raws(path)[:2])
+    assert str(e.value) == (
+        f"log.msgpack: record 2 at byte {second_end}: expected at most 2 records, found more"
+    )
 
 
 def test_missing_log_is_format_error(tmp_path):

@@ -181,6 +181,22 @@ PROOF_BAD = [
         r"expected integer index and size",
     ),
     (
+        # regression: True was index 1 (bool is an int in Python)
+        "from-dict-bool-index",
+        lambda: InclusionProof.from_dict({"index": True, "size": 2, "path": ["00" * 32]}),
+        r"^proof: expected integer index and size, got True/2$",
+    ),
+    (
+        "from-dict-bool-size",
+        lambda: InclusionProof.from_dict({"index": 0, "size": True, "path": []}),
+        r"^proof: expected integer index and size, got 0/True$",
+    ),
+    (
+        "constructor-bool-index",
+        lambda: InclusionProof(False, 2, (b"x" * 32,)),
+        r"^proof\.index: expected an integer, got False$",
+    ),
+    (
         "from-dict-bad-hex",
         lambda: InclusionProof.from_dict({"index": 0, "size": 2, "path": ["zz"]}),
         r"proof: malformed",

@@ -522,6 +522,32 @@ def test_policy_error_paths(mutate, match):
     assert "\n" not in str(e.value)
 
 
+CANARY_PROFILE_NOT_STR = [("int", 1), ("list", ["deep"]), ("bool", False), ("table", {})]
+
+
+@pytest.mark.parametrize(
+    "value", [c[1] for c in CANARY_PROFILE_NOT_STR], ids=[c[0] for c in CANARY_PROFILE_NOT_STR]
+)
+@pytest.mark.parametrize("count", [0, 1])
+def test_canary_profile_not_a_string_is_refused(value, count):
+    # regression: a non-string profile was silently turned into "" (then "unknown profile ''")
+    doc = _set("canaries.profile", value)(
+        _set("canaries.count", count)(tomllib.loads(FULL.decode()))
+    )
+    kind = type(value).__name__
+    with pytest.raises(
+        PolicyError, match=rf"^policy: canaries\.profile: expected a profile name, got {kind}$"
+    ):
+        Policy.from_dict(doc)
+
+
+def test_from_toml_names_the_file_once(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_bytes(MINIMAL.replace(b'name = "m"', b'name = "m"\nnmae = "x"'))
+    with pytest.raises(PolicyError, match=r"^p\.toml: unknown key\(s\) nmae$"):
+        load_policy(path)
+
+
 def test_canary_profile_unchecked_without_canaries():
     doc = _set("canaries.profile", "nope")(_set("canaries.count", 0)(tomllib.loads(FULL.decode())))
     assert Policy.from_dict(doc).canaries.profile == "nope"
@@ -534,7 +560,13 @@ TOML_BAD = [
     (
         "unknown-key-prefixed",
         MINIMAL.replace(b'name = "m"', b'name = "m"\nnmae = "x"'),
-        r"^policy: policy: unknown key\(s\) nmae",
+        # regression: the document was named twice ("policy: policy: unknown key(s)")
+        r"^policy: unknown key\(s\) nmae$",
+    ),
+    (
+        "nested-error-prefixed-once",
+        MINIMAL.replace(b'name = "m"', b'name = "m"\n[retention]\ndays = 3'),
+        r"^policy: unknown key\(s\) retention$",
     ),
     (
         "datetime-name",

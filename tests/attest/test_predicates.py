@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 from hypothesis import given, settings
@@ -199,7 +200,74 @@ BAD = [
             | {"counts": {"total": True, "admitted": 1, "refused": 0, "canaries": 0}}
         ),
         AdmissionsPredicate,
-        r"admissions\.counts\.total: expected int, got a boolean",
+        r"^admissions\.counts\.total: expected a non-negative integer, got True$",
+    ),
+    (
+        "admissions-count-negative",
+        lambda: (
+            admissions_pred().to_dict()
+            | {"counts": {"total": 1, "admitted": 2, "refused": -1, "canaries": 0}}
+        ),
+        AdmissionsPredicate,
+        r"^admissions\.counts\.refused: expected a non-negative integer, got -1$",
+    ),
+    (
+        "admissions-count-float",
+        lambda: (
+            admissions_pred().to_dict()
+            | {"counts": {"total": 1.0, "admitted": 1, "refused": 0, "canaries": 0}}
+        ),
+        AdmissionsPredicate,
+        r"^admissions\.counts\.total: expected a non-negative integer, got 1\.0$",
+    ),
+    # runId: 32 lowercase hex digits, checked where every predicate is parsed (not only V1)
+    (
+        "policy-run-id-short",
+        _with(policy_pred, runId="ab" * 15),
+        PolicyPredicate,
+        r"^policy\.runId: expected 32 lowercase hex digits, got 'abab",
+    ),
+    (
+        "admissions-run-id-upper",
+        _with(admissions_pred, runId=RUN.upper()),
+        AdmissionsPredicate,
+        r"^admissions\.runId: expected 32 lowercase hex digits, got '0123456789ABCDEF",
+    ),
+    (
+        "training-run-id-64",
+        _with(training_pred, runId="ab" * 32),
+        TrainingPredicate,
+        r"^training\.runId: expected 32 lowercase hex digits",
+    ),
+    (
+        "memorization-run-id-newline",
+        _with(memorization_pred, runId=RUN + "\n"),
+        MemorizationPredicate,
+        r"^memorization\.runId: expected 32 lowercase hex digits",
+    ),
+    (
+        "run-id-int",
+        _with(policy_pred, runId=1),
+        PolicyPredicate,
+        r"^policy\.runId: expected str, got int$",
+    ),
+    (
+        "training-checkpoint-step-zero",
+        _with(
+            training_pred,
+            checkpoints=[{"step": 0, "file": "f", "sha256": "aa" * 32, "stateRoot": "bb" * 32}],
+        ),
+        TrainingPredicate,
+        r"^training\.checkpoints\[0\]\.step: expected an integer >= 1, got 0$",
+    ),
+    (
+        "training-checkpoint-step-negative",
+        _with(
+            training_pred,
+            checkpoints=[{"step": -3, "file": "f", "sha256": "aa" * 32, "stateRoot": "bb" * 32}],
+        ),
+        TrainingPredicate,
+        r"^training\.checkpoints\[0\]\.step: expected an integer >= 1, got -3$",
     ),
     (
         "admissions-log-head",
@@ -314,6 +382,59 @@ def test_validation_errors(make, cls, match):
     with pytest.raises(FormatError, match=match) as e:
         cls.from_dict(make())
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("make,ptype", [c[1:] for c in PREDICATES], ids=[c[0] for c in PREDICATES])
+def test_unknown_fields_are_kept_and_round_trip(make, ptype):
+    # STYLE 5 / spec README "Unknown fields": consumers ignore them, but a re-encoding
+    # must not drop them (the signed bytes are verified as received, never rebuilt)
+    d = make().to_dict() | {"zExtension": {"by": "a newer producer"}, "aFlag": True}
+    snapshot = copy.deepcopy(d)
+    pred = type(make()).from_dict(d)
+    assert d == snapshot  # the caller's dict is not mutated
+    assert pred.unrecognized == {"zExtension": {"by": "a newer producer"}, "aFlag": True}
+    assert pred.to_dict() == d
+    assert canonical_json(pred.to_dict()) == canonical_json(d)
+    st = Statement((file_subject("x", "99" * 32),), ptype, d)
+    assert parse_predicate(Statement.from_payload(canonical_json(st.to_dict()))) == pred
+
+
+def test_checkpoint_keeps_unknown_fields_and_checks_step():
+    d = {"step": 2, "file": "f", "sha256": "aa" * 32, "stateRoot": "bb" * 32, "note": 1}
+    cp = Checkpoint.from_dict(d)
+    assert cp.unrecognized == {"note": 1} and cp.to_dict() == d
+    with pytest.raises(FormatError, match=r"^checkpoint\.step: expected an integer >= 1, got 0$"):
+        Checkpoint(0, "f", "aa" * 32, "bb" * 32)
+
+
+CONSTRUCTOR_BAD = [
+    ("policy-run-id", lambda: PolicyPredicate("x", PD, {}), r"^policy\.runId: expected 32"),
+    (
+        "admissions-count",
+        lambda: AdmissionsPredicate(
+            RUN, PD, LOG, {"total": -1, "admitted": 0, "refused": 0, "canaries": 0}, {}
+        ),
+        r"^admissions\.counts\.total: expected a non-negative integer, got -1$",
+    ),
+    (
+        "training-steps",
+        lambda: dataclasses.replace(training_pred(), steps=-2),
+        r"^training\.steps: expected a non-negative integer, got -2$",
+    ),
+    (
+        "memorization-run-id",
+        lambda: dataclasses.replace(memorization_pred(), run_id=RUN[:-1]),
+        r"^memorization\.runId: expected 32 lowercase hex digits",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "make,match", [c[1:] for c in CONSTRUCTOR_BAD], ids=[c[0] for c in CONSTRUCTOR_BAD]
+)
+def test_constructors_validate(make, match):
+    with pytest.raises(FormatError, match=match):
+        make()
 
 
 def test_parse_predicate_raises_for_malformed_known_type():

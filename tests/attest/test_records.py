@@ -62,7 +62,11 @@ def step(**kw) -> StepRecord:
         changed={"b.w": L2, "a.w": L1},
         state_root=ROOT,
         events=(Event("memorization-flag", 3, "loss-drop", 2.75, 2.5, "visit 2"), Event("halt")),
-        checkpoint={"file": "checkpoints/step-000001.safetensors", "sha256": "cc" * 32},
+        checkpoint={
+            "file": "checkpoints/step-000001.safetensors",
+            "sha256": "cc" * 32,
+            "stateRoot": "dd" * 32,
+        },
         rng=b"\x09" * 32,
     )
     return StepRecord(**(base | kw))
@@ -287,7 +291,59 @@ BAD = [
         "start-digest-bytes",
         _with(start, configDigest=b"x"),
         StartRecord,
-        r"start\.configDigest: expected a hex string",
+        r"start\.configDigest: expected 64 lowercase hex digits, got b'x'",
+    ),
+    (
+        "start-config-digest-upper",
+        _with(start, configDigest="AA" * 32),
+        StartRecord,
+        r"start\.configDigest: expected 64 lowercase hex digits, got 'AAAA",
+    ),
+    (
+        "start-policy-digest-short",
+        _with(start, policyDigest="bb" * 31),
+        StartRecord,
+        r"start\.policyDigest: expected 64 lowercase hex digits, got 'bbbb",
+    ),
+    (
+        # regression: a repeated tensor name silently collapsed into one map entry
+        "start-dup-tensor",
+        _with(start, tensors=[["a.w", "BF16", [4]], ["a.w", "F32", [4]], ["b.w", "F32", [2, 3]]]),
+        StartRecord,
+        r"^start\.tensors\[1\]: duplicate tensor 'a\.w'$",
+    ),
+    (
+        "start-tensors-unsorted",
+        _with(start, tensors=[["b.w", "F32", [2, 3]], ["a.w", "BF16", [4]]]),
+        StartRecord,
+        r"^start\.tensors\[1\]: expected names sorted by UTF-8 bytes, got 'a\.w' after 'b\.w'$",
+    ),
+    (
+        "start-leaves-unsorted",
+        _with(start, baseLeaves=[["b.w", L2], ["a.w", L1]]),
+        StartRecord,
+        r"^start\.baseLeaves\[1\]: expected names sorted by UTF-8 bytes, got 'a\.w' after 'b\.w'$",
+    ),
+    (
+        # UTF-8 byte order (EF BD A1 < F0 9F 98 80), not UTF-16 order, where the surrogate
+        # pair of U+1F600 (D83D ...) would sort before U+FF41
+        "start-leaves-utf8-order",
+        _with(start, baseLeaves=[["\U0001f600", L1], ["\uff41", L2]]),
+        StartRecord,
+        r"start\.baseLeaves\[1\]: expected names sorted by UTF-8 bytes",
+    ),
+    (
+        "start-unknown-dtype",
+        _with(start, tensors=[["a.w", "F31", [4]], ["b.w", "F32", [2, 3]]]),
+        StartRecord,
+        r"^start\.tensors\[0\]\.dtype: expected a safetensors dtype \(BOOL, U8, .*\), got 'F31'$",
+    ),
+    (
+        "start-leaves-and-tensors-differ",
+        _with(start, baseLeaves=[["a.w", L1], ["c.w", L2]]),
+        StartRecord,
+        r"^start: expected tensors and baseLeaves to name the same tensors, found only in "
+        r"tensors \['b\.w'\], only in baseLeaves \['c\.w'\]$",
     ),
     (
         "start-heldout-str",
@@ -359,7 +415,41 @@ BAD = [
         "checkpoint-list",
         _with(step, checkpoint=[]),
         StepRecord,
-        r"step\.checkpoint: expected a map or nil",
+        r"^step\.checkpoint: expected nil or a map of file, sha256, stateRoot, got list$",
+    ),
+    (
+        "checkpoint-missing-state-root",
+        _with(step, checkpoint={"file": "c.safetensors", "sha256": "cc" * 32}),
+        StepRecord,
+        r"^step\.checkpoint: expected nil or a map of file, sha256, stateRoot, got \['file', "
+        r"'sha256'\]$",
+    ),
+    (
+        "checkpoint-extra-key",
+        _with(
+            step,
+            checkpoint={"file": "c", "sha256": "cc" * 32, "stateRoot": "dd" * 32, "step": 1},
+        ),
+        StepRecord,
+        r"step\.checkpoint: expected nil or a map of file, sha256, stateRoot, got \['file'",
+    ),
+    (
+        "checkpoint-file-int",
+        _with(step, checkpoint={"file": 1, "sha256": "cc" * 32, "stateRoot": "dd" * 32}),
+        StepRecord,
+        r"^step\.checkpoint\.file: expected a non-empty string, got 1$",
+    ),
+    (
+        "checkpoint-sha-bytes",
+        _with(step, checkpoint={"file": "c", "sha256": b"\xcc" * 32, "stateRoot": "dd" * 32}),
+        StepRecord,
+        r"^step\.checkpoint\.sha256: expected 64 lowercase hex digits",
+    ),
+    (
+        "checkpoint-root-upper",
+        _with(step, checkpoint={"file": "c", "sha256": "cc" * 32, "stateRoot": "DD" * 32}),
+        StepRecord,
+        r"^step\.checkpoint\.stateRoot: expected 64 lowercase hex digits",
     ),
     (
         "event-kind",
@@ -399,6 +489,28 @@ def test_bad_records(make, cls, match):
     with pytest.raises(FormatError, match=match) as e:
         cls.from_record(make())
     assert "\n" not in str(e.value)
+
+
+def test_constructors_check_what_from_record_checks():
+    with pytest.raises(FormatError, match=r"^start\.tensors 'a\.w': expected a safetensors dtype"):
+        start(tensors={"a.w": ("float32", (4,)), "b.w": ("F32", (2, 3))})
+    with pytest.raises(FormatError, match=r"^start: expected tensors and baseLeaves to name"):
+        start(base_leaves={"a.w": L1})
+    with pytest.raises(FormatError, match=r"^start\.policyDigest: expected 64 lowercase hex"):
+        start(policy_digest="x")
+    with pytest.raises(FormatError, match=r"^step 1\.checkpoint: expected nil or a map"):
+        step(checkpoint={"file": "c"})
+
+
+def test_trainer_checkpoint_shape_is_what_readers_accept():
+    # trainer/loop.py writes {"file", "sha256", "stateRoot"}; nothing else is accepted
+    cp = {
+        "file": "checkpoints/step-000002.safetensors",
+        "sha256": "ab" * 32,
+        "stateRoot": "cd" * 32,
+    }
+    rec = step(step=2, checkpoint=cp)
+    assert StepRecord.from_record(rec.to_record()).checkpoint == cp
 
 
 def test_parse_step_log_record_dispatch():

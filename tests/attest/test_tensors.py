@@ -219,7 +219,15 @@ LYING = [
         _hdr(a=_entry()),
         bytes(8),
         10**12,
-        r"header of 1000000000000 bytes exceeds the cap of 104857600",
+        r"header of 1000000000000 bytes exceeds the cap of 16777216",
+    ),
+    (
+        # 16 MiB, deliberately below the safetensors crate's 100 MB (attest/limits.py)
+        "header-one-byte-over-16MiB",
+        _hdr(a=_entry()),
+        bytes(8),
+        16 * 1024 * 1024 + 1,
+        r"header of 16777217 bytes exceeds the cap of 16777216",
     ),
     ("bad-dtype", _hdr(a=_entry(dtype="F31")), bytes(8), None, r"unknown dtype 'F31'"),
     # regression: an unhashable dtype raised a raw TypeError from the dict lookup

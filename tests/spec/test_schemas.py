@@ -655,6 +655,7 @@ def test_every_check_code_has_a_table_row_in_its_layer() -> None:
     layer_heading = {
         "bundle": "### V1", "policy": "### V2", "admissions": "### V3", "chain": "### V4",
         "memorization": "### V5", "weights": "### V6", "base": "### V7", "data": "### V8",
+        "replay": "### V9",
     }  # fmt: skip
     sections = re.split(r"(?=^### )", text, flags=re.M)
     for check in CHECKS:
@@ -733,3 +734,8 @@ def test_pii_patterns_in_policy_md_are_the_code_patterns() -> None:
         "email": pii._EMAIL.pattern,
         "phone": pii._PHONE.pattern,
     }
+    # the flags too: policy.md says which detectors are compiled with re.ASCII
+    said = re.search(r"`credit-card` and `phone` are compiled with `re\.ASCII`", text)
+    assert said and "`email` uses the default\nUnicode semantics" in text
+    assert pii._CARD.flags & re.ASCII and pii._PHONE.flags & re.ASCII
+    assert not pii._EMAIL.flags & re.ASCII

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from trainer_fixtures import EXPECTED, POLICY, Run, rows
 
+from attest.dataset import Example
+from attest.dataset import read_dataset as attest_read_dataset
 from attest.errors import FormatError
 from attest.log import iter_log
 from attest.policy import Policy
 from attest.records import AdmissionRecord
-from trainer.data import admit, read_dataset
+from trainer.data import admit
 
 
 def _policy() -> Policy:
@@ -22,31 +24,46 @@ def _policy() -> Policy:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("not json", "dataset line 2: expected a JSON object, got invalid JSON"),
-        ("[1, 2]", "dataset line 2: expected a JSON object, got list"),
-        ('{"text": "x"}', "dataset line 2: missing consent, data_class, license, source"),
+        ("not json", "d.jsonl:2: expected JSON, got JSONDecodeError"),
+        ("[1, 2]", "d.jsonl:2: expected a JSON object, got array"),
+        ('{"text": "x"}', "d.jsonl:2: missing consent, data_class, license, source"),
         (
             '{"text": 1, "license": "MIT", "source": "s", "data_class": "d", "consent": true}',
-            "dataset line 2.text: expected str, got int",
+            "d.jsonl:2.text: expected str, got int",
         ),
         (
             '{"text": "x", "license": "MIT", "source": "s", "data_class": "d", "consent": "yes"}',
-            "dataset line 2.consent: expected bool, got str",
+            "d.jsonl:2.consent: expected bool, got str",
         ),
         (
             '{"text": "x", "license": "MIT", "source": "s", "data_class": "d", "consent": true, '
             '"z": 1}',
-            "dataset line 2: unknown field(s) z",
+            "d.jsonl:2: unknown field(s) z",
         ),
-        ("", "dataset line 2: expected a JSON object, got an empty line"),
+        (
+            # the trainer's old reader let the last duplicate win; the shared reader refuses
+            '{"text": "x", "text": "y", "license": "MIT", "source": "s", "data_class": "d", '
+            '"consent": true}',
+            "d.jsonl:2: duplicate JSON object key 'text'",
+        ),
+        ("", "d.jsonl:2: expected a JSON object, got an empty line"),
     ],
 )
 def test_bad_dataset_line_names_the_line(tmp_path: Path, line: str, message: str) -> None:
     good = json.dumps(rows()[0])
     (tmp_path / "d.jsonl").write_text(good + "\n" + line + "\n")
     with pytest.raises(FormatError) as e:
-        read_dataset(tmp_path / "d.jsonl")
+        attest_read_dataset(tmp_path / "d.jsonl")
     assert str(e.value).startswith(message)
+
+
+def test_trainer_reads_the_dataset_with_the_shared_reader() -> None:
+    # one reader for trainer and verifier (attest.dataset): no parsing of its own here
+    import trainer.data
+    import trainer.loop
+
+    assert trainer.loop.read_dataset is attest_read_dataset
+    assert not hasattr(trainer.data, "parse_line")
 
 
 def test_admission_counts_and_reasons() -> None:
@@ -79,7 +96,5 @@ def test_run_admission_log_matches_policy(tiny: Run) -> None:
     assert tiny.result.counts == EXPECTED
 
 
-def read_one(r: dict[str, object]):  # type: ignore[no-untyped-def]
-    from trainer.data import parse_line
-
-    return parse_line(json.dumps(r).encode(), 1)
+def read_one(r: dict[str, object]) -> Example:
+    return Example.from_dict(r)

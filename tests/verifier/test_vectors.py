@@ -6,6 +6,7 @@ import filecmp
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from vector_helpers import VECTORS, expected, vector_dirs, verify_kwargs
@@ -52,7 +53,7 @@ def test_valid_basic_runs_every_layer_and_skips_nothing(basic: Path) -> None:
 def test_verified_facts_of_the_basic_vector(basic: Path) -> None:
     r = verify(basic / "run", **verify_kwargs(basic))
     v = r.verified
-    assert v["steps"] == 6 and v["checkpoints"] == 0
+    assert v["steps"] == 6 and v["checkpoints"] == 1
     assert v["policy"]["name"] == "govtune-vectors"
     adm = v["admissions"]
     assert (adm["total"], adm["admitted"], adm["refused"], adm["canaries"]) == (14, 8, 6, 2)
@@ -151,3 +152,46 @@ def test_result_shape_when_nothing_verifies(tmp_path: Path) -> None:
     assert set(result.verified) >= {"runId", "admissions", "routing", "weights", "steps"}
     assert set(result.attested) >= {"environment", "lossCurve", "canaries"}
     assert not result
+
+
+# The auditor reads the dataset with the trainer's reader (attest.dataset): every line the
+# trainer would refuse is a format failure here too, never skipped or reinterpreted.
+DATASET_EDITS = [
+    (
+        "blank-line",
+        lambda lines: [lines[0], b"\n", *lines[1:]],
+        "dataset.jsonl:2: expected a JSON object, got an empty line",
+    ),
+    (
+        "camel-case-data-class",
+        lambda lines: [lines[0].replace(b'"data_class"', b'"dataClass"'), *lines[1:]],
+        "dataset.jsonl:1: missing data_class",
+    ),
+    (
+        "duplicate-key",
+        lambda lines: (
+            [lines[0].replace(b'{"consent":false,', b'{"consent":false,"consent":true,')]
+            + lines[1:]
+        ),
+        "dataset.jsonl:1: duplicate JSON object key 'consent'",
+    ),
+    (
+        "consent-missing",
+        lambda lines: [lines[0].replace(b'"consent":false,', b""), *lines[1:]],
+        "dataset.jsonl:1: missing consent",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"), [c[1:] for c in DATASET_EDITS], ids=[c[0] for c in DATASET_EDITS]
+)
+def test_dataset_line_the_trainer_refuses_is_a_data_format_failure(
+    basic: Path, tmp_path: Path, edit: Any, message: str
+) -> None:
+    kw = verify_kwargs(basic)
+    lines = kw["data"].read_bytes().splitlines(keepends=True)
+    data = tmp_path / "dataset.jsonl"
+    data.write_bytes(b"".join(edit(lines)))
+    result = verify(basic / "run", **{**kw, "data": data})
+    assert [(f.code, f.message) for f in result.failures] == [("GT-DATA-FORMAT", message)]
