@@ -30,6 +30,7 @@ Status = tuple[str, str]  # (status, basis: why this status)
 ADMIT = ["GT-ADMIT-DECISION", "GT-ADMIT-COUNTS"]
 CONTENT = ["GT-DATA-FINDINGS"]
 DATA = ["GT-DATA-FORMAT", "GT-DATA-COMMITMENT"]
+REPLAY = ["GT-REPLAY-SELECT", "GT-REPLAY-CHECKPOINT", "GT-REPLAY-STEP"]
 
 
 def _get(d: object, *path: str) -> Any:
@@ -355,4 +356,36 @@ def memorization(ev: Evidence, facts: dict[str, Status]) -> Section:
     return s
 
 
-SECTIONS = (identity, lineage, provenance, admission, processing, training, routing, memorization)
+def replay(ev: Evidence, facts: dict[str, Status]) -> Section:
+    rep = _get(ev.v, "replay")
+    s = Section("replay", "Replay audit (re-executed steps)", "Steps drawn from the signed "
+                "step-log head, plus the largest stored-state updates (top-Q), re-executed from "
+                "checkpoints with the trainer's own code: a sampled audit, not a proof for every "
+                "step (spec/verification.md V9).")  # fmt: skip
+    facts["replay"] = st = ev.status(rep, REPLAY)
+    mode, tol = _get(rep, "mode"), _get(rep, "tolerance")
+    shown = f"{mode} ({'bitwise' if tol is None else f'tolerance {_show(tol)}'})" if mode else None
+    s.item("Mode", shown, st)
+    s.item("Random steps requested", _get(rep, "requested"), st)
+    selected = _get(rep, "selected")
+    s.item("Random steps drawn from the chain head", selected,
+           ev.status(selected, ["GT-REPLAY-SELECT"]))  # fmt: skip
+    s.item("Selection seed", _get(rep, "seed"), ev.status(_get(rep, "seed"), ["GT-REPLAY-SELECT"]))
+    tops = [q for q in (_get(rep, "topQ") or []) if isinstance(q, Mapping)]
+    top_shown = [f"{_show(_get(q, 'fromStep'))}→{_show(_get(q, 'toStep'))}" for q in tops]
+    s.item("Largest updates replayed (top-Q intervals)", top_shown or None, st)
+    s.item("Steps re-executed", _get(rep, "stepsExecuted"), st)
+    rows = []
+    for x in (r for r in (_get(rep, "results") or []) if isinstance(r, Mapping)):
+        result = "reproduced" if _get(x, "ok") is True else f"FAILED: {_show(_get(x, 'reason'))}"
+        rows.append([_show(_get(x, "step")).replace(",", ""), _get(x, "why"),
+                     _show(_get(x, "fromCheckpoint")).replace(",", ""), result,
+                     _get(x, "maxDiff")])  # fmt: skip
+    cols = ["step", "chosen by", "replayed from step", "result", "max |diff|"]
+    s.table("replayed", "Replayed steps", st, cols, rows)
+    return s
+
+
+SECTIONS = (
+    identity, lineage, provenance, admission, processing, training, routing, memorization, replay,
+)  # fmt: skip

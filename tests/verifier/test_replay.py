@@ -1,0 +1,373 @@
+"""V9 replay: honest runs reproduce bitwise; forged records are caught by re-execution.
+
+Real tiny runs trained in-process (tests/verifier/forge.py), real signatures, real
+checkpoints. Each attack first shows that every structural check passes (only replay
+can catch it), then that replay fails it with GT-REPLAY-STEP and says where.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+import forge  # noqa: E402
+
+from attest.bundle import read_bundle  # noqa: E402
+from attest.log import iter_log  # noqa: E402
+from attest.predicates import TRAINING_TYPE  # noqa: E402
+from attest.records import AdmissionRecord  # noqa: E402
+from attest.statement import Statement  # noqa: E402
+from verifier import verify  # noqa: E402
+from verifier.replay import replay_seed, select_steps  # noqa: E402
+
+ALL = 10_000  # more than any test run's steps: every step is selected
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory: pytest.TempPathFactory) -> forge.Run:
+    return forge.build(tmp_path_factory.mktemp("honest"))
+
+
+def _copy(run: forge.Run, dest: Path) -> forge.Run:
+    """A copy of the run's folder; the producer key stays where it is (shared by runs)."""
+    shutil.copytree(run.folder, dest)
+    return dataclasses.replace(run, folder=dest, run=dest / "run", dataset=dest / "dataset.jsonl")
+
+
+def _verify(run: forge.Run, replay: int = 0):  # type: ignore[no-untyped-def]
+    return verify(run.run, keys=[run.pub], data=run.dataset, openings=run.openings, replay=replay)
+
+
+def _failed_codes(result) -> set[str]:  # type: ignore[no-untyped-def]
+    return {f.code for f in result.failures}
+
+
+def _messages(result, code: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [f.message for f in result.failures if f.code == code]
+
+
+def _signed_head(run: forge.Run) -> tuple[str, int]:
+    for line in read_bundle(run.run / "provenance" / "bundle.intoto.jsonl"):
+        st = Statement.from_payload(line.envelope.payload)
+        if st.predicate_type == TRAINING_TYPE:
+            return st.predicate["stepLog"]["head"], st.predicate["steps"]
+    raise AssertionError("no training statement")
+
+
+# -- selection ----------------------------------------------------------------------------
+
+
+def _spec_selection(head_hex: str, steps: int, n: int, nonce: bytes = b"") -> list[int]:
+    """spec/verification.md §V9.1, written out again from the text."""
+    seed = hashlib.sha256(
+        b"govtune.replay.v1" + bytes.fromhex(head_hex) + steps.to_bytes(8, "big") + nonce
+    ).digest()
+    out: list[int] = []
+    k = 0
+    limit = 2**64 - (2**64 % steps)
+    while len(out) < min(n, steps):
+        u = int.from_bytes(
+            hashlib.sha256(b"govtune.replay.draw.v1" + seed + k.to_bytes(8, "big")).digest()[:8],
+            "big",
+        )
+        k += 1
+        if u < limit and 1 + u % steps not in out:
+            out.append(1 + u % steps)
+    return out
+
+
+@pytest.mark.parametrize(("steps", "n"), [(1, 1), (12, 3), (12, 12), (12, 40), (1000, 7), (3, 0)])
+def test_selection_is_recomputable_from_the_spec(steps: int, n: int) -> None:
+    head = hashlib.sha256(b"some head").hexdigest()
+    got = select_steps(replay_seed(head, steps), steps, n)
+    assert got == _spec_selection(head, steps, n)
+    assert len(got) == len(set(got)) == min(n, steps)
+    assert all(1 <= s <= steps for s in got)
+
+
+def test_selection_depends_on_the_head_and_the_auditor_nonce() -> None:
+    a, b = hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()
+    assert select_steps(replay_seed(a, 1000), 1000, 5) != select_steps(
+        replay_seed(b, 1000), 1000, 5
+    )
+    assert select_steps(replay_seed(a, 1000, b"x"), 1000, 5) == _spec_selection(a, 1000, 5, b"x")
+    assert select_steps(replay_seed(a, 1000, b"x"), 1000, 5) != select_steps(
+        replay_seed(a, 1000), 1000, 5
+    )
+
+
+def test_import_does_not_load_torch() -> None:
+    code = (
+        "import sys, verifier.replay\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'trainer')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_replay_without_torch_is_a_one_line_usage_error(honest: forge.Run) -> None:
+    block = (
+        "import sys\n"
+        "class B:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('No module named ' + repr(name))\n"
+        "sys.meta_path.insert(0, B())\n"
+        "from verifier.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = [
+        "verify",
+        str(honest.run),
+        "--key",
+        str(honest.pub),
+        "--data",
+        str(honest.dataset),
+        "--openings",
+        str(honest.openings),
+        "--replay",
+        "2",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", block, *args], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--replay: needs PyTorch" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+# -- honest runs --------------------------------------------------------------------------
+
+
+def test_honest_run_replays_bitwise_in_strict_mode(honest: forge.Run) -> None:
+    result = _verify(honest, ALL)
+    assert result, [f"{f.code}: {f.message}" for f in result.failures]
+    rep = result.verified["replay"]
+    assert rep["mode"] == "strict"
+    assert rep["selected"] == list(range(1, honest.steps_done + 1))
+    assert [x["step"] for x in rep["results"]] == rep["selected"]
+    assert all(x["ok"] for x in rep["results"])
+    # Checkpoints every 4 steps: each step replays from the checkpoint before it.
+    assert {x["step"]: x["fromCheckpoint"] for x in rep["results"]}[6] == 4
+    assert all(x["maxDiff"] == 0.0 for x in rep["results"] if "maxDiff" in x)
+    assert rep["stepsExecuted"] == honest.steps_done  # one pass per interval, not one per step
+    # The generator state before each step matches the recorded digest (trainer.leaves).
+    assert rep["rng"] == {"checked": honest.steps_done, "matched": honest.steps_done}
+    # The replayed batches include a PII-masked example and the planted canaries.
+    trained = {x for rec in forge.read_steps(honest.run)[1:] for x in rec.batch}
+    assert {forge.MASKED_INDEX, *forge.canary_indices(honest.run)} <= trained
+    assert {f.code: f.status for f in result.findings if f.layer == "replay"} == {
+        "GT-REPLAY-SELECT": "pass",
+        "GT-REPLAY-CHECKPOINT": "pass",
+        "GT-REPLAY-STEP": "pass",
+    }
+    assert "replay" in result.scope["layers"]
+
+
+def test_sampled_steps_are_the_ones_the_signed_head_selects(honest: forge.Run) -> None:
+    result = _verify(honest, 3)
+    assert result
+    rep = result.verified["replay"]
+    head, steps = _signed_head(honest)
+    assert rep["seed"] == replay_seed(head, steps).hex()
+    assert rep["selected"] == sorted(_spec_selection(head, steps, 3))
+    # The top-Q interval (largest L2 distance between stored states) is replayed too.
+    assert len(rep["topQ"]) == 1 and rep["topQ"][0]["toStep"] in {x["step"] for x in rep["results"]}
+    assert set(rep["selected"]) <= {x["step"] for x in rep["results"]}
+
+
+@pytest.fixture(scope="module")
+def tolerant(tmp_path_factory: pytest.TempPathFactory, honest: forge.Run) -> forge.Run:
+    return forge.build(tmp_path_factory.mktemp("tolerant"), deterministic=False, tolerance=1e-6,
+                       key_from=honest)  # fmt: skip
+
+
+def test_tolerant_run_is_compared_at_stored_states(tolerant: forge.Run) -> None:
+    run = tolerant
+    result = _verify(run, ALL)
+    assert result, [f"{f.code}: {f.message}" for f in result.failures]
+    rep = result.verified["replay"]
+    assert rep["mode"] == "tolerant" and rep["tolerance"] == 1e-6
+    assert all(
+        x["ok"] and x["comparedAt"] in (4, 8, 12) and x["maxDiff"] <= 1e-6 for x in rep["results"]
+    )
+
+
+# -- attacks ------------------------------------------------------------------------------
+
+
+def _swap_one_example(run: forge.Run, step: int) -> int:
+    """Forge step ``step``: batch[0] becomes another admitted example of the same profile
+    (so routing still conforms), chain re-hashed and re-signed with the producer's key.
+    Returns the example now recorded."""
+    records = forge.read_steps(run.run)
+    log = run.run / "provenance" / "admissions.msgpack"
+    admissions = {a.index: a for a in (AdmissionRecord.from_record(r.value) for r in iter_log(log))}
+    rec = records[step]
+    other = next(i for i, a in sorted(admissions.items())
+                 if a.admitted and a.profile == rec.profiles[0] and not a.metadata.canary
+                 and i not in records[0].heldout and i not in rec.batch)  # fmt: skip
+    records[step] = forge.swap_batch(rec, {rec.batch[0]: other})
+    forge.resign_steps(run.run, run.key, records)
+    structural = _verify(run)  # every structural check passes: only replay can tell
+    assert structural, [f"{f.code}: {f.message}" for f in structural.failures]
+    return other
+
+
+def test_forged_batch_swap_resigned_by_producer_is_caught_by_replay(
+    honest: forge.Run, tmp_path: Path
+) -> None:
+    run = _copy(honest, tmp_path / "forged")
+    step = 6
+    other = _swap_one_example(run, step)
+    result = _verify(run, ALL)
+    assert not result
+    assert _failed_codes(result) == {"GT-REPLAY-STEP"}
+    (msg,) = _messages(result, "GT-REPLAY-STEP")
+    assert msg.startswith(f"step {step}: batch[0] = example {other}: expected loss ")
+    assert "replayed from checkpoints/step-000004.safetensors" in msg
+    ok = {x["step"]: x["ok"] for x in result.verified["replay"]["results"]}
+    assert ok[step] is False and ok[step - 1] is True  # steps before the forgery still reproduce
+
+
+def test_forged_batch_swap_in_tolerant_mode_is_caught_at_the_next_checkpoint(
+    tolerant: forge.Run, tmp_path: Path
+) -> None:
+    run = _copy(tolerant, tmp_path / "forged-tolerant")
+    _swap_one_example(run, 6)
+    result = _verify(run, ALL)
+    assert _failed_codes(result) == {"GT-REPLAY-STEP"}
+    (msg,) = _messages(result, "GT-REPLAY-STEP")
+    assert msg.startswith("step 8: expected the replayed weights within 1e-06 of "
+                          "checkpoints/step-000008.safetensors, found max |diff| ")  # fmt: skip
+    bad = {x["step"] for x in result.verified["replay"]["results"] if not x["ok"]}
+    assert bad == {5, 6, 7, 8}  # the interval holding the forgery, compared at its end
+
+
+def test_step_trained_on_refused_content_is_caught_by_replay(
+    honest: forge.Run, tmp_path: Path
+) -> None:
+    step = 5
+    run = forge.build(
+        tmp_path / "refused",
+        key_from=honest,
+        loss_wrap=lambda fn: forge.swap_at_step(fn, step, 0, forge.REFUSED_TEXT),
+    )
+    structural = _verify(run)
+    assert structural, [f"{f.code}: {f.message}" for f in structural.failures]
+
+    result = _verify(run, ALL)
+    assert _failed_codes(result) == {"GT-REPLAY-STEP"}
+    (msg,) = _messages(result, "GT-REPLAY-STEP")
+    recorded = forge.read_steps(run.run)[step].batch[0]
+    assert msg.startswith(f"step {step}: batch[0] = example {recorded}: expected loss ")
+    bad = {x["step"] for x in result.verified["replay"]["results"] if not x["ok"]}
+    assert bad == {5, 6, 7, 8}  # the interval after the divergence cannot be vouched for
+
+
+def test_missing_checkpoint_fails_with_a_clear_message(honest: forge.Run, tmp_path: Path) -> None:
+    run = _copy(honest, tmp_path / "nockpt")
+    (run.run / "checkpoints" / "step-000004.safetensors").unlink()
+    result = _verify(run, ALL)
+    assert _failed_codes(result) == {"GT-REPLAY-CHECKPOINT"}
+    (msg,) = _messages(result, "GT-REPLAY-CHECKPOINT")
+    assert msg.startswith(
+        "checkpoints/step-000004.safetensors (checkpoint of step 4): expected the file (sha256 "
+    )
+    assert "found no file" in msg
+    # Steps 5..8 are still replayed, from the base: the audit loses no coverage, only time.
+    rep = {x["step"]: x for x in result.verified["replay"]["results"]}
+    assert rep[6]["fromCheckpoint"] == 0 and all(x["ok"] for x in rep.values())
+
+
+def test_tampered_checkpoint_fails_its_digest(honest: forge.Run, tmp_path: Path) -> None:
+    run = _copy(honest, tmp_path / "tampered")
+    path = run.run / "checkpoints" / "step-000008.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # a bit in the last tensor's data: still a valid safetensors file
+    path.write_bytes(bytes(data))
+    result = _verify(run, ALL)
+    # V6 already fails the shipped file (GT-CHECKPOINT-DIGEST); replay refuses to start from it.
+    assert _failed_codes(result) == {"GT-CHECKPOINT-DIGEST", "GT-REPLAY-CHECKPOINT"}
+    (msg,) = _messages(result, "GT-REPLAY-CHECKPOINT")
+    assert msg.startswith(
+        "checkpoints/step-000008.safetensors (checkpoint of step 8): expected sha256 "
+    )
+    assert json.dumps(result.verified["replay"])  # the result stays JSON-serializable
+
+
+def test_replay_on_text_that_does_not_open_its_commitment_fails(
+    honest: forge.Run, tmp_path: Path
+) -> None:
+    run = _copy(honest, tmp_path / "badcanary")
+    path = run.openings / "canaries.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    for x in lines:
+        x["text"] = x["text"].replace("code is", "code was")
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    result = _verify(run, ALL)
+    assert "GT-DATA-COMMITMENT" in _failed_codes(result)
+    (msg,) = _messages(result, "GT-REPLAY-STEP")
+    assert msg.startswith("cannot read the texts to replay: example ")
+    assert "(canary): expected the commitment to open to the text as trained on" in msg
+
+
+def test_replay_without_data_fails_closed(honest: forge.Run) -> None:
+    result = verify(honest.run, keys=[honest.pub], replay=2)
+    assert not result
+    (msg,) = _messages(result, "GT-REPLAY-SELECT")
+    assert msg == (
+        "--replay 2: expected --data and --openings (replay trains on the opened example "
+        "texts), found none; no step was replayed"
+    )
+
+
+def test_forged_optimizer_state_in_a_checkpoint_is_caught(
+    honest: forge.Run, tmp_path: Path
+) -> None:
+    # A producer controlling a checkpoint's AdamW moments could steer the steps after it;
+    # the moments are bound only by the file digest, so the forger re-signs that too.
+    run = _copy(honest, tmp_path / "optim")
+    records = forge.read_steps(run.run)
+    name = forge.forge_optimizer_state(run.run, 8, records)
+    forge.resign_steps(run.run, run.key, records, {name: records[8].checkpoint["sha256"]})
+    structural = _verify(run)
+    assert structural, [f"{f.code}: {f.message}" for f in structural.failures]
+
+    result = _verify(run, ALL)
+    assert _failed_codes(result) == {"GT-REPLAY-STEP"}
+    msgs = _messages(result, "GT-REPLAY-STEP")
+    # The pass ending at step 8 finds the moments differ; the pass starting there diverges.
+    assert any(
+        m.startswith(f"step 8: expected {name}'s optimizer state 'optim/exp_avg/") for m in msgs
+    )
+    assert any(m.startswith("step 9: ") and f"replayed from {name}" in m for m in msgs)
+
+
+def test_report_shows_which_steps_were_replayed_and_how_they_were_chosen(honest: forge.Run) -> None:
+    from verifier.report import build_report
+
+    result = _verify(honest, 3)
+    (section,) = [s for s in build_report(result)["sections"] if s["id"] == "replay"]
+    assert section["status"] == "verified"
+    (table,) = section["tables"]
+    rep = result.verified["replay"]
+    assert [row[0] for row in table["rows"]] == [str(x["step"]) for x in rep["results"]]
+    assert {row[1] for row in table["rows"]} <= {"random", "topQ", "random+topQ"}
+    assert all(row[3] == "reproduced" for row in table["rows"])
+    items = {i["label"]: i for i in section["items"]}
+    assert items["Selection seed"]["value"] == rep["seed"]
+    # Without --replay the report says so: missing, never verified.
+    (plain,) = [s for s in build_report(_verify(honest))["sections"] if s["id"] == "replay"]
+    assert plain["status"] == "missing"
