@@ -54,7 +54,9 @@ class TrainConfig:
     threads: int = 1  # torch intra-op threads (fixed for reproducibility)
     deterministic: bool = True  # strict mode: CPU + torch.use_deterministic_algorithms(True)
     checkpoint_every: int = 50  # steps; 0 = only the final weights
-    tolerance: float = 0.0  # replay tolerance recorded for tolerant mode (max abs diff)
+    # Tolerant mode: the least replay tolerance (max abs diff) to record; the trainer records
+    # the larger of this and its own calibration (trainer.loop.calibrate_tolerance).
+    tolerance: float = 0.0
     # Folder that relative paths resolve against; not digested (no local paths in public files).
     base_dir: str = field(default="", compare=False)
 

@@ -7,6 +7,7 @@ Costs and sync points are marked ``# cost:`` and ``# sync:``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import platform
@@ -68,8 +69,9 @@ def set_determinism(config: TrainConfig) -> None:
     torch.manual_seed(config.seed)
 
 
-def environment(config: TrainConfig) -> dict[str, Any]:
-    return {
+def environment(config: TrainConfig, calibration: dict[str, float] | None = None) -> dict[str, Any]:
+    """The run's environment fingerprint; in tolerant mode with the calibrated tolerance."""
+    env: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
@@ -80,8 +82,15 @@ def environment(config: TrainConfig) -> dict[str, Any]:
         "seed": config.seed,
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "mode": config.mode,
-        "tolerance": float(config.tolerance),
+        "tolerance": 0.0,  # strict: replay requires bitwise equality
     }
+    if calibration is not None:
+        env["tolerance"] = calibration["tolerance"]
+        env["toleranceCalibration"] = {
+            "observed": calibration["observed"],
+            "factor": calibration["factor"],
+        }
+    return env
 
 
 def make_optimizer(params: dict[str, nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -110,6 +119,58 @@ def train_step(
     router.backward(losses, profiles)  # cost: one backward (fast path) or one per signature
     optimizer.step()  # tensors with grad None are skipped by AdamW: unchanged, bitwise
     return losses
+
+
+# Tolerant mode (spec/verification.md §V9.3): the replay tolerance is calibrated on an
+# honest reproduction at start. One step's drift underestimates the drift accumulated
+# over the steps between two stored states, hence the safety factor; the floor (a few
+# float32 ulps at weight magnitudes ~1-8) keeps a run whose calibration happened to
+# reproduce bitwise from demanding bitwise equality of a replay elsewhere.
+TOLERANCE_FACTOR = 10.0
+TOLERANCE_FLOOR = 1e-6
+
+
+def calibrate_tolerance(
+    model: nn.Module,
+    loss_fn: LossFn,
+    router: Router,
+    optimizer: torch.optim.Optimizer,
+    texts: Sequence[str],
+    profiles: Sequence[str],
+    minimum: float = 0.0,
+) -> dict[str, float]:
+    """Run one step twice from the same state; {"observed", "factor", "tolerance"}.
+
+    ``observed`` is the largest per-tensor max |difference| between the two runs' weights;
+    ``tolerance`` = max(observed * TOLERANCE_FACTOR, TOLERANCE_FLOOR, ``minimum``). Model
+    weights, AdamW state, gradients and the torch generator are restored afterwards, so
+    training starts from exactly the state it would have without calibration.
+    """
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    optim_state, rng = copy.deepcopy(optimizer.state_dict()), torch.get_rng_state()
+
+    def restore() -> None:
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(copy.deepcopy(optim_state))
+        torch.set_rng_state(rng)
+        for p in model.parameters():
+            p.grad = None
+
+    runs: list[dict[str, torch.Tensor]] = []
+    try:
+        for _ in range(2):  # cost: two extra steps, once per run
+            restore()
+            train_step(model, loss_fn, router, optimizer, texts, profiles)
+            runs.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    finally:
+        restore()
+    a, b = runs
+    observed = max(
+        (float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel()),
+        default=0.0,
+    )
+    tolerance = max(observed * TOLERANCE_FACTOR, TOLERANCE_FLOOR, float(minimum))
+    return {"observed": observed, "factor": TOLERANCE_FACTOR, "tolerance": tolerance}
 
 
 def hash_changed(params: dict[str, nn.Parameter], current: dict[str, bytes]) -> dict[str, bytes]:
@@ -253,6 +314,16 @@ def run(
         steps_log.append(start.to_record())
     last_loss = 0.0
     model.train()
+    calibration = None  # strict mode: bitwise, nothing to calibrate
+    # Tolerant mode: calibrate on the next batch (on a copy of the order), state restored.
+    # A resumed run calibrates again from its restored state.
+    tolerant = config.mode == "tolerant"
+    probe = copy.deepcopy(order).next_batch(monitor.quarantined) if tolerant else []
+    if probe:
+        calibration = calibrate_tolerance(model, loss_fn, router, optimizer,
+                                          [adm.texts[i] for i in probe],
+                                          [adm.profiles[i] for i in probe],
+                                          minimum=config.tolerance)  # fmt: skip
 
     for step in range(first, config.steps + 1):
         if monitor.halted:  # only after a resume of a halted run
@@ -335,7 +406,7 @@ def run(
         steps=steps_done,
         config=config.to_dict(),
         config_digest=config.digest(),
-        environment=environment(config),
+        environment=environment(config, calibration),
         base_model={"name": base_name or "govtune:tinylm-init", "stateRoot": base_root.hex()},
         base_state_root=base_root.hex(),
         final_state_root=final_root,

@@ -23,6 +23,7 @@ from attest.limits import DEFAULT_LIMITS, Limits
 from . import checks_admissions, checks_bundle, checks_chain, checks_data, checks_weights
 from .codes import CHECKS
 from .context import Context, skip_all
+from .replay_select import parse_nonce
 from .result import Result
 
 log = logging.getLogger(__name__)
@@ -70,15 +71,20 @@ def verify(
     openings: str | Path | None = None,
     limits: Limits = DEFAULT_LIMITS,
     replay: int = 0,
+    replay_top: int = 1,
+    replay_nonce: str | bytes | None = None,
 ) -> Result:
     """Verify a run or release folder under the trusted ``keys``. ``bool(result)`` is the verdict.
 
     ``keys`` are securesystemslib keys or paths of PEM public keys. ``replay`` > 0
-    re-executes that many sampled steps (verifier/replay.py; needs torch, ``data``
-    and ``openings``). Raises UsageError
-    when the request cannot be carried out (no such folder, missing key file, --data
-    without --openings) and FormatError for a malformed key file; every defect in the
-    evidence itself is a FAIL finding in the result, not an exception.
+    re-executes that many steps drawn from the signed chain head, plus the
+    ``replay_top`` largest update intervals (V9; verifier/replay.py; needs torch,
+    ``data`` and ``openings``). ``replay_nonce`` (hex text or bytes) is the auditor's
+    own contribution to the draw. Raises UsageError when the request cannot be carried
+    out (no such folder, missing key file, --data without --openings, --replay without
+    them, a nonce that is not hex, a negative count) and FormatError for a malformed key
+    file; every defect in the evidence itself is a FAIL finding in the result, not an
+    exception.
     """
     root = Path(path)
     if not root.is_dir():
@@ -99,6 +105,7 @@ def verify(
         raise UsageError(f"{data_p}: expected the dataset file (JSONL)")
     if open_p is not None and not open_p.is_dir():
         raise UsageError(f"{open_p}: expected the run's openings folder")
+    nonce = _replay_request(replay, replay_top, replay_nonce, data_p)
     if replay > 0:
         from . import replay as replay_mod  # light at import; torch only inside
 
@@ -109,6 +116,8 @@ def verify(
         "layers": [],
         "flags": {
             "replay": replay,
+            "replayTop": replay_top if replay > 0 else None,
+            "replayNonce": nonce.hex() if replay > 0 and nonce else None,
             "keys": len(trusted),
             "threshold": threshold,
             "base": str(base_p) if base_p else None,
@@ -129,7 +138,12 @@ def verify(
     ]
     if replay > 0:
         layers.append(
-            ("replay", lambda: replay_mod.check_replay(ctx, replay, data_p, open_p, base_p))
+            (
+                "replay",
+                lambda: replay_mod.check_replay(
+                    ctx, replay, data_p, open_p, base_p, top=replay_top, nonce=nonce
+                ),
+            )
         )
     for name, run in layers:
         before = len(result.findings)
@@ -149,6 +163,21 @@ def verify(
     for key in ATTESTED_KEYS:
         result.attested.setdefault(key, None)
     return result
+
+
+def _replay_request(
+    replay: int, top: int, nonce: str | bytes | None, data: Path | None
+) -> bytes:
+    """Check the replay flags before any work (exit 2); the nonce as bytes. Raises UsageError."""
+    for flag, v in (("--replay", replay), ("--replay-top", top)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise UsageError(f"{flag}: expected a count >= 0, found {v!r}")
+    if replay > 0 and data is None:  # --data and --openings go together (checked above)
+        raise UsageError(
+            f"--replay {replay}: needs --data FILE and --openings DIR (replay trains on the "
+            "opened example texts)"
+        )
+    return parse_nonce(nonce.hex() if isinstance(nonce, bytes) else nonce)  # one set of bounds
 
 
 def _internal_error(result: Result, layer: str, e: BaseException) -> None:

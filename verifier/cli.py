@@ -98,7 +98,23 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="re-execute N sampled steps (needs torch, --data and --openings)",
+        help="re-execute N steps drawn at random from the signed step-log head, which the "
+        "producer could not know while training (needs torch, --data and --openings)",
+    )
+    p.add_argument(
+        "--replay-top",
+        type=int,
+        default=1,
+        metavar="Q",
+        help="also replay the Q intervals between stored states with the largest weight "
+        "update (Proof-of-Learning's top-Q; default 1; with --replay)",
+    )
+    p.add_argument(
+        "--replay-nonce",
+        metavar="HEX",
+        help="the auditor's own nonce, mixed into the draw: a producer cannot re-sign "
+        "variants of a forged run until the draw misses the forged step (published with "
+        "the result)",
     )
     p.add_argument(
         "--format",

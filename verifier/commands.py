@@ -37,6 +37,8 @@ def _run(args: argparse.Namespace) -> Result:
         data=args.data,
         openings=args.openings,
         replay=getattr(args, "replay", 0) or 0,
+        replay_top=getattr(args, "replay_top", 1),
+        replay_nonce=getattr(args, "replay_nonce", None),
     )
 
 

@@ -10,17 +10,15 @@ trainer's own code (model, loss, Router, AdamW), on the example texts opened fro
 optimizer state at checkpoints) in strict mode, within the recorded tolerance at the
 next stored state in tolerant mode.
 
-torch (and the trainer, which imports it) is imported inside functions only:
-``import verifier.replay`` stays light, as the rest of the verifier.
+The torch-free selection (V9.1-V9.3) is verifier/replay_select.py. torch (and the trainer,
+which imports it) is imported inside functions only: ``import verifier.replay`` stays light.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from attest.admission import inspect_content
@@ -34,11 +32,20 @@ from attest.records import AdmissionRecord, StartRecord, StepRecord
 from attest.tensors import hash_safetensors, state_root
 
 from .context import Context, Tally, skip_all
+from .replay_select import (
+    DEFAULT_TOP,
+    Plan,
+    Stored,
+    intervals_text,
+    plan_passes,
+    replay_mode,
+    replay_seed,
+    safe_relative,
+    select_steps,
+    top_intervals,
+)
 
 REPLAY_CODES = ("GT-REPLAY-SELECT", "GT-REPLAY-CHECKPOINT", "GT-REPLAY-STEP")
-SEED_TAG = b"govtune.replay.v1"
-DRAW_TAG = b"govtune.replay.draw.v1"
-DEFAULT_TOP = 1  # top-Q intervals replayed besides the N random steps
 OPENINGS_FILE, CANARIES_FILE = "openings.jsonl", "canaries.jsonl"
 
 
@@ -51,48 +58,6 @@ def require_torch() -> None:
     except ImportError as e:
         msg = f"--replay: needs PyTorch and the govtune trainer (install govtune[train]); {e}"
         raise UsageError(msg) from e
-
-
-# -- V9.1 selection: anyone can recompute it from the signed statements ----------------------
-
-
-def replay_seed(head_hex: str, steps: int, nonce: bytes = b"") -> bytes:
-    """SHA-256("govtune.replay.v1" || head (32 bytes) || u64be(steps) || nonce)."""
-    data = SEED_TAG + bytes.fromhex(head_hex) + steps.to_bytes(8, "big") + nonce
-    return hashlib.sha256(data).digest()
-
-
-def select_steps(seed: bytes, steps: int, n: int) -> list[int]:
-    """min(n, steps) distinct steps of 1..steps, in draw order (rejection sampling, no bias)."""
-    out: list[int] = []
-    want, k = min(n, steps), 0
-    limit = (1 << 64) - (1 << 64) % steps if steps else 0
-    while len(out) < want:
-        u = int.from_bytes(
-            hashlib.sha256(DRAW_TAG + seed + k.to_bytes(8, "big")).digest()[:8], "big"
-        )
-        k += 1
-        if u < limit and 1 + u % steps not in out:
-            out.append(1 + u % steps)
-    return out
-
-
-@dataclass
-class Stored:
-    """A state whose values are on disk and bound to the chain by its state root."""
-
-    step: int
-    label: str  # "base", "checkpoints/step-000050.safetensors", "model.safetensors"
-    tensors: dict[str, Any] | None = None  # model tensors (torch), loaded lazily
-    path: Path | None = None
-    optimizer: bool = False  # a checkpoint: also holds AdamW state and the generator
-
-
-@dataclass
-class Plan:
-    start: Stored
-    end: int  # last step re-executed
-    targets: list[int] = field(default_factory=list)
 
 
 def check_replay(
@@ -121,7 +86,9 @@ def check_replay(
     started = time.perf_counter()
     t = Tally(r, REPLAY_CODES)
     steps, env = chain.steps, dict(tr.environment)
-    mode, tol = _mode(env, t)
+    mode, tol, problem = replay_mode(env)
+    if problem:
+        t.fail("GT-REPLAY-SELECT", problem)
     seed = replay_seed(tr.step_log.head, steps, nonce)
     picked = select_steps(seed, steps, n)
     engine = _Engine(tr.config, env, _start_record(ctx), policy)
@@ -137,7 +104,7 @@ def check_replay(
             stored = _stored_states(ctx, t, engine, base, steps)
             tops = _top_q(stored, top, engine)
             targets = sorted(set(picked) | {q["toStep"] for q in tops})
-            plans = _plan(t, stored, targets, mode, steps, engine.base_problem)
+            plans = _plan(t, stored, targets, mode, engine.base_problem)
             needed = {s for p in plans for s in range(p.start.step + 1, p.end + 1)}
             records = _records(ctx, needed)
             try:
@@ -182,7 +149,7 @@ def check_replay(
     t.flush({
         "GT-REPLAY-SELECT": f"seed SHA-256(govtune.replay.v1 || head {tr.step_log.head[:16]}… || "
                             f"{steps}{nonce_note}) = {seed.hex()[:16]}…; random {sorted(picked)}; "
-                            f"top-{len(tops)} {_intervals(tops)}; {mode} mode",
+                            f"top-{len(tops)} {intervals_text(tops)}; {mode} mode",
         "GT-REPLAY-CHECKPOINT": f"{sum(s.optimizer for s in stored)} checkpoint(s) match their "
                                 "signed digests and state roots",
         "GT-REPLAY-STEP": f"{sum(x['ok'] for x in results)}/{len(results)} selected steps "
@@ -201,31 +168,6 @@ def check_replay(
     }  # fmt: skip
 
 
-def _intervals(tops: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{q['fromStep']}->{q['toStep']}" for q in tops) or "none"
-
-
-def _mode(env: dict[str, Any], t: Tally) -> tuple[str, float]:
-    """V9.3: strict iff the run recorded strict mode, deterministic algorithms and the CPU."""
-    if (
-        env.get("mode") == "strict"
-        and env.get("deterministic") is True
-        and env.get("device", "cpu") == "cpu"
-    ):
-        return "strict", 0.0
-    tol = env.get("tolerance")
-    if (
-        isinstance(tol, bool)
-        or not isinstance(tol, int | float)
-        or not math.isfinite(tol)
-        or tol < 0
-    ):
-        t.fail("GT-REPLAY-SELECT", "training-run environment.tolerance: expected a finite number "
-               f">= 0 for tolerant mode, found {tol!r:.40}; comparing bitwise instead")  # fmt: skip
-        return "tolerant", 0.0
-    return "tolerant", float(tol)
-
-
 def _start_record(ctx: Context) -> StartRecord:
     for rec in iter_log(ctx.prov / STEPS_FILE, limits=ctx.limits):
         return StartRecord.from_record(rec.value, f"{STEPS_FILE}: record 0")
@@ -242,11 +184,6 @@ def _records(ctx: Context, needed: set[int]) -> dict[int, StepRecord]:
         if rec.index >= last:
             break
     return out
-
-
-def _safe_rel(name: str) -> bool:
-    p = PurePosixPath(name)
-    return bool(name) and not p.is_absolute() and ".." not in p.parts and "\\" not in name
 
 
 def _stored_states(
@@ -279,9 +216,9 @@ def _stored_states(
             fail(f"{where}: expected step {cp.step}'s record to name it, found {rec_cp!r:.120}")
             continue
         path = ctx.root / cp.file
-        if not _safe_rel(cp.file) or not path.is_file():
+        if not safe_relative(cp.file) or not path.is_file():
             fail(f"{where}: expected the file (sha256 {cp.sha256[:16]}…, signed), found "
-                 f"{'an unsafe path' if not _safe_rel(cp.file) else 'no file'}; steps after "
+                 f"{'an unsafe path' if not safe_relative(cp.file) else 'no file'}; steps after "
                  f"{cp.step} are replayed from an earlier state")  # fmt: skip
             continue
         try:
@@ -328,27 +265,17 @@ def _top_q(stored: list[Stored], q: int, engine: _Engine) -> list[dict[str, Any]
         cur = engine.values(b, keep=False)  # memory: two states at a time
         dist.append({"fromStep": a.step, "toStep": b.step, "distance": engine.distance(prev, cur)})
         prev = cur
-    return sorted(dist, key=lambda d: (-d["distance"], d["toStep"]))[:q]
+    return top_intervals(dist, q)
 
 
 def _plan(
-    t: Tally, stored: list[Stored], targets: list[int], mode: str, steps: int, base_problem: str
+    t: Tally, stored: list[Stored], targets: list[int], mode: str, base_problem: str
 ) -> list[Plan]:
-    """Group targets by the latest stored state before them: one pass per group."""
-    plans: dict[int, Plan] = {}
-    for s in targets:
-        before = [x for x in stored if x.step < s]
-        if before:
-            plans.setdefault(before[-1].step, Plan(before[-1], s)).targets.append(s)
-    for p in plans.values():
-        p.end = max(p.targets)
-        if mode == "tolerant":  # values exist only at stored states: replay on to the next one
-            p.end = min((x.step for x in stored if x.step >= p.end), default=p.end)
-    missing = [s for s in targets if not any(s in p.targets for p in plans.values())]
+    plans, missing = plan_passes(stored, targets, mode)
     if missing:
         t.fail("GT-REPLAY-CHECKPOINT", f"steps {missing[:10]}: expected a stored state before them "
                f"to replay from, found none usable ({base_problem or 'no base'})")  # fmt: skip
-    return [plans[k] for k in sorted(plans)]
+    return plans
 
 
 def _trained_texts(ctx: Context, data: Path, openings: Path, wanted: set[int]) -> dict[int, str]:
@@ -415,6 +342,8 @@ class _Engine:
     """The trainer's own model, loss, Router and AdamW, driven by recorded inputs (V9.4)."""
 
     def __init__(self, config: Any, env: dict[str, Any], start: StartRecord, policy: Any) -> None:
+        import dataclasses
+
         import torch
 
         from trainer import leaves, loop
@@ -439,7 +368,7 @@ class _Engine:
             return
         threads = env.get("threads")
         if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
-            cfg = _replace(cfg, threads=threads)  # the threads the run actually used
+            cfg = dataclasses.replace(cfg, threads=threads)  # the threads the run actually used
         self.cfg = cfg
         loop.set_determinism(cfg)  # as trainer.commands.builtin_model: seed, then initialize
         self.model = TinyLM(cfg.model)
@@ -669,9 +598,3 @@ def _compare(
         return (f"step {s}: expected state root {rec.state_root.hex()} (recorded), "
                 f"found {root.hex()} (replayed)")  # fmt: skip
     return ""
-
-
-def _replace(cfg: Any, **kw: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(cfg, **kw)

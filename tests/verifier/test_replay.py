@@ -22,12 +22,14 @@ pytest.importorskip("torch")
 import forge  # noqa: E402
 
 from attest.bundle import read_bundle  # noqa: E402
+from attest.errors import UsageError  # noqa: E402
 from attest.log import iter_log  # noqa: E402
 from attest.predicates import TRAINING_TYPE  # noqa: E402
 from attest.records import AdmissionRecord  # noqa: E402
 from attest.statement import Statement  # noqa: E402
 from verifier import verify  # noqa: E402
-from verifier.replay import replay_seed, select_steps  # noqa: E402
+from verifier.cli import main as cli_main  # noqa: E402
+from verifier.replay_select import parse_nonce, replay_seed, select_steps  # noqa: E402
 
 ALL = 10_000  # more than any test run's steps: every step is selected
 
@@ -43,8 +45,10 @@ def _copy(run: forge.Run, dest: Path) -> forge.Run:
     return dataclasses.replace(run, folder=dest, run=dest / "run", dataset=dest / "dataset.jsonl")
 
 
-def _verify(run: forge.Run, replay: int = 0):  # type: ignore[no-untyped-def]
-    return verify(run.run, keys=[run.pub], data=run.dataset, openings=run.openings, replay=replay)
+def _verify(run: forge.Run, replay: int = 0, **kw):  # type: ignore[no-untyped-def]
+    return verify(
+        run.run, keys=[run.pub], data=run.dataset, openings=run.openings, replay=replay, **kw
+    )
 
 
 def _failed_codes(result) -> set[str]:  # type: ignore[no-untyped-def]
@@ -60,6 +64,14 @@ def _signed_head(run: forge.Run) -> tuple[str, int]:
         st = Statement.from_payload(line.envelope.payload)
         if st.predicate_type == TRAINING_TYPE:
             return st.predicate["stepLog"]["head"], st.predicate["steps"]
+    raise AssertionError("no training statement")
+
+
+def _training_environment(run: forge.Run) -> dict:  # type: ignore[type-arg]
+    for line in read_bundle(run.run / "provenance" / "bundle.intoto.jsonl"):
+        st = Statement.from_payload(line.envelope.payload)
+        if st.predicate_type == TRAINING_TYPE:
+            return dict(st.predicate["environment"])
     raise AssertionError("no training statement")
 
 
@@ -198,7 +210,13 @@ def test_tolerant_run_is_compared_at_stored_states(tolerant: forge.Run) -> None:
     result = _verify(run, ALL)
     assert result, [f"{f.code}: {f.message}" for f in result.failures]
     rep = result.verified["replay"]
-    assert rep["mode"] == "tolerant" and rep["tolerance"] == 1e-6
+    # The trainer calibrated the tolerance on an honest reproduction of its first step
+    # (trainer.loop.calibrate_tolerance); replay uses the recorded number.
+    env = _training_environment(run)
+    cal = env["toleranceCalibration"]
+    assert cal["factor"] == 10.0 and cal["observed"] >= 0
+    assert env["tolerance"] == max(cal["observed"] * cal["factor"], 1e-6)
+    assert rep["mode"] == "tolerant" and rep["tolerance"] == env["tolerance"]
     assert all(
         x["ok"] and x["comparedAt"] in (4, 8, 12) and x["maxDiff"] <= 1e-6 for x in rep["results"]
     )
@@ -323,14 +341,59 @@ def test_replay_on_text_that_does_not_open_its_commitment_fails(
     assert "(canary): expected the commitment to open to the text as trained on" in msg
 
 
-def test_replay_without_data_fails_closed(honest: forge.Run) -> None:
-    result = verify(honest.run, keys=[honest.pub], replay=2)
-    assert not result
-    (msg,) = _messages(result, "GT-REPLAY-SELECT")
-    assert msg == (
-        "--replay 2: expected --data and --openings (replay trains on the opened example "
-        "texts), found none; no step was replayed"
+def test_replay_without_data_is_a_usage_error(honest: forge.Run) -> None:
+    with pytest.raises(UsageError) as e:
+        verify(honest.run, keys=[honest.pub], replay=2)
+    assert str(e.value) == (
+        "--replay 2: needs --data FILE and --openings DIR (replay trains on the opened "
+        "example texts)"
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--replay", "2"], "govtune: error: --replay 2: needs --data FILE and --openings DIR"),
+        (["--replay", "2", "--replay-nonce", "zz", "--data", "D", "--openings", "O"],
+         "govtune: error: --replay-nonce: expected hex digits, found 'zz'"),
+        (["--replay", "2", "--replay-top", "-1", "--data", "D", "--openings", "O"],
+         "govtune: error: --replay-top: expected a count >= 0, found -1"),
+    ],
+    ids=["no-data", "nonce-not-hex", "negative-top"],
+)  # fmt: skip
+def test_bad_replay_flags_exit_2_before_any_work(
+    honest: forge.Run, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = [str(honest.dataset) if f == "D" else str(honest.openings) if f == "O" else f
+             for f in flags]  # fmt: skip
+    code = cli_main(["verify", str(honest.run), "--key", str(honest.pub), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith(message), err
+
+
+def test_parse_nonce() -> None:
+    assert parse_nonce(None) == parse_nonce("") == b""
+    assert parse_nonce("00ff") == b"\x00\xff"
+    for bad in ("abc", "0x00", "gg", "00" * 65):
+        with pytest.raises(UsageError):
+            parse_nonce(bad)
+
+
+def test_auditor_nonce_and_top_q_drive_the_selection(honest: forge.Run) -> None:
+    # --replay 1 --replay-top 0 --replay-nonce: one step, drawn with the auditor's nonce.
+    code = cli_main(["verify", str(honest.run), "--key", str(honest.pub), "--data",
+                     str(honest.dataset), "--openings", str(honest.openings), "--replay", "1",
+                     "--replay-top", "0", "--replay-nonce", "c0ffee", "--quiet"])  # fmt: skip
+    assert code == 0
+    result = _verify(honest, 1, replay_top=0, replay_nonce="c0ffee")
+    assert result
+    rep = result.verified["replay"]
+    head, steps = _signed_head(honest)
+    assert rep["nonce"] == "c0ffee" and result.scope["flags"]["replayNonce"] == "c0ffee"
+    assert rep["seed"] == replay_seed(head, steps, b"\xc0\xff\xee").hex()
+    assert rep["selected"] == _spec_selection(head, steps, 1, b"\xc0\xff\xee")
+    assert rep["topQ"] == [] and [x["step"] for x in rep["results"]] == rep["selected"]
 
 
 def test_forged_optimizer_state_in_a_checkpoint_is_caught(
