@@ -26,7 +26,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-POLICY = b"""\
+# tests/support: the tiny-run inputs and in-process training the tests use. The repository
+# root goes first so that tests/attest etc. cannot shadow the real packages.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from support.runs import (  # noqa: E402
+    DUPLICATES_AND_LENGTH,
+    producer_key,
+    profiles,
+    train_in_process,
+    write_inputs,
+)
+
+POLICY = (
+    """\
 version = "0.1"
 name = "bench-replay"
 [licenses]
@@ -43,21 +57,10 @@ deny = []
 [pii]
 detect = ["email"]
 action = "mask"
-[duplicates]
-action = "reject"
-[length]
-min = 10
-max = 4000
-[profiles.deep]
-patterns = ["*"]
-[profiles.surface]
-patterns = ["blocks.3.*", "ln_f.*", "lm_head.*"]
-[[assign]]
-when = { license_class = "permissive" }
-profile = "deep"
-[[assign]]
-when = { license_class = "weak-copyleft" }
-profile = "surface"
+"""
+    + DUPLICATES_AND_LENGTH
+    + profiles("blocks.3.*")
+    + """\
 [memorization]
 action = "flag"
 loss_drop_max = 100.0
@@ -70,6 +73,7 @@ digits = 6
 candidates = 50
 profile = "deep"
 """
+).encode()
 
 
 # The demo's model size of govtune v0.1, fixed here so numbers stay comparable.
@@ -106,14 +110,10 @@ def _dataset(n: int) -> list[dict[str, Any]]:
 
 
 def train(folder: Path, steps: int, every: int, batch: int) -> tuple[Path, Path, list[float]]:
-    from attest.keys import load_signer, write_keypair
-    from trainer.commands import builtin_model
     from trainer.config import ModelConfig, TrainConfig
-    from trainer.loop import builtin_loss, run
 
-    (folder / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _dataset(160)))
-    (folder / "policy.toml").write_bytes(POLICY)
-    write_keypair(folder / "producer")
+    write_inputs(folder, _dataset(160), POLICY)
+    key, pub = producer_key(folder)
     config = TrainConfig(
         dataset="dataset.jsonl",
         policy="policy.toml",
@@ -128,19 +128,13 @@ def train(folder: Path, steps: int, every: int, batch: int) -> tuple[Path, Path,
         base_dir=str(folder),
     )
     stamps: list[float] = [time.perf_counter()]
-    run(
-        builtin_model(config),
-        builtin_loss(config.model.seq_len),
+    train_in_process(
         config,
         folder / "run",
-        load_signer(folder / "producer.key"),
+        key,
         progress=lambda s, t, loss: stamps.append(time.perf_counter()),
     )
-    return (
-        folder / "run",
-        folder / "producer.pub",
-        [b - a for a, b in zip(stamps, stamps[1:], strict=False)],
-    )
+    return folder / "run", pub, [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
 
 
 def replay_once(
@@ -149,18 +143,22 @@ def replay_once(
     """verify with replay: n random steps and the top-`top` intervals (n = 0: PoL top-Q only)."""
     from verifier import api, replay
 
+    kwargs: dict[str, Any] = {"data": folder / "dataset.jsonl", "openings": run / "private"}
+    if n > 0:
+        t0 = time.perf_counter()
+        result = api.verify(run, keys=[pub], replay=n, replay_top=top, **kwargs)
+        return time.perf_counter() - t0, result.verified["replay"], bool(result)
+    # Proof-of-Learning's top-Q alone (no random draw) is not an audit govtune offers
+    # (top-Q is never used alone), so drive the layer directly for the comparison.
     original = replay.check_replay
 
-    def layer(ctx: Any, _n: int, data: Any, openings: Any, base: Any) -> None:
-        original(ctx, n, data, openings, base, top=top)
+    def layer(ctx: Any, _n: int, data: Any, openings: Any, base: Any, **kw: Any) -> None:
+        original(ctx, 0, data, openings, base, top=top, nonce=kw.get("nonce", b""))
 
-    # The API has no top/n=0 knobs (see the report): drive the layer with its own parameters.
     replay.check_replay = layer  # type: ignore[assignment]
     try:
         t0 = time.perf_counter()
-        result = api.verify(
-            run, keys=[pub], data=folder / "dataset.jsonl", openings=run / "private", replay=1
-        )
+        result = api.verify(run, keys=[pub], replay=1, replay_top=top, **kwargs)
         return time.perf_counter() - t0, result.verified["replay"], bool(result)
     finally:
         replay.check_replay = original

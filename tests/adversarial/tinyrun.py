@@ -10,26 +10,21 @@ a checkpoint, and a base model on disk for `--base`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-POLICY = b"""\
+from support.runs import DUPLICATES_AND_LENGTH, licenses, profiles, write_inputs
+
+POLICY = (
+    """\
 version = "0.1"
 name = "adversarial-tiny"
 
-[licenses]
-allow = ["permissive", "weak-copyleft"]
-deny = ["strong-copyleft"]
-
-[licenses.classes]
-"MIT" = "permissive"
-"Apache-2.0" = "permissive"
-"LGPL-3.0-only" = "weak-copyleft"
-"GPL-3.0-only" = "strong-copyleft"
-
+"""
+    + licenses("MIT", "Apache-2.0")
+    + """
 [consent]
 required = ["personal"]
 
@@ -41,27 +36,11 @@ deny = ["test:banned/*"]
 detect = ["email", "phone", "credit-card"]
 action = "reject"
 
-[duplicates]
-action = "reject"
-
-[length]
-min = 10
-max = 4000
-
-[profiles.deep]
-patterns = ["*"]
-
-[profiles.surface]
-patterns = ["blocks.1.*", "ln_f.*", "lm_head.*"]
-
-[[assign]]
-when = { license_class = "permissive" }
-profile = "deep"
-
-[[assign]]
-when = { license_class = "weak-copyleft" }
-profile = "surface"
-
+"""
+    + DUPLICATES_AND_LENGTH
+    + "\n"
+    + profiles()
+    + """
 [memorization]
 action = "quarantine"
 loss_drop_max = 0.02
@@ -75,6 +54,7 @@ digits = 6
 candidates = 50
 profile = "deep"
 """
+).encode()
 
 WORDS = [
     "alpha",
@@ -204,10 +184,7 @@ def prepare(
     key_from: TinyRun | None = None,
 ) -> TinyRun:
     """Write dataset, policy, config, key and base weights into ``folder`` (not the run)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dataset = folder / "dataset.jsonl"
-    dataset.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in training_texts()))
-    (folder / "policy.toml").write_bytes(POLICY)
+    dataset = write_inputs(folder, training_texts(), POLICY)
     (folder / "config.toml").write_text(
         CONFIG.format(steps=steps, seed=seed, checkpoint_every=checkpoint_every)
     )

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import fuzz
 
 from attest.canonical import canonical_json
 from attest.envelope import parse_envelope, sign_statement, verify_envelope
@@ -445,45 +446,13 @@ def test_parse_predicate_raises_for_malformed_known_type():
 
 # ------------------------------------------------------------------ fuzz: one field replaced
 
-junk = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats()
-    | st.text(max_size=5)
-    | st.binary(max_size=40),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=5,
-)
-
-
-def _paths(v, prefix=()):
-    yield prefix
-    if isinstance(v, dict):
-        for k in v:
-            yield from _paths(v[k], (*prefix, k))
-    elif isinstance(v, list):
-        for i, x in enumerate(v):
-            yield from _paths(x, (*prefix, i))
-
-
-def _replace(v, path, new):
-    if not path:
-        return new
-    v = dict(v) if isinstance(v, dict) else list(v)
-    v[path[0]] = _replace(v[path[0]], path[1:], new)
-    return v
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([c[1] for c in PREDICATES]), st.data())
 def test_any_field_replaced_raises_only_format_error(make, data):
     pred = make()
     d = pred.to_dict()
-    path = data.draw(st.sampled_from(list(_paths(d))))
-    mutated = _replace(d, path, data.draw(junk))
+    path = data.draw(st.sampled_from(list(fuzz.paths(d))))
+    mutated = fuzz.replace(d, path, data.draw(fuzz.junk))
     if not isinstance(mutated, dict):
         return  # from_dict takes a statement's predicate, always an object
     try:

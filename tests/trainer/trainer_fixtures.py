@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from attest.keys import load_signer, write_keypair
-from trainer.config import ModelConfig, TrainConfig
-from trainer.loop import RunResult, builtin_loss, run, set_determinism
-from trainer.model import TinyLM
+from support.runs import licenses, producer_key, profiles, train_in_process, write_inputs
 
-POLICY = """\
+from trainer.config import ModelConfig, TrainConfig
+from trainer.loop import RunResult
+
+# A str.format template (action, loss_drop): the shared sections' braces are doubled.
+POLICY = (
+    """\
 version = "0.1"
 name = "trainer-tests"
 
-[licenses]
-allow = ["permissive", "weak-copyleft"]
-deny = ["strong-copyleft"]
-
-[licenses.classes]
-"MIT" = "permissive"
-"LGPL-3.0-only" = "weak-copyleft"
-"GPL-3.0-only" = "strong-copyleft"
-
+"""
+    + licenses()
+    + """
 [pii]
 detect = ["email", "phone", "credit-card"]
 action = "reject"
@@ -32,20 +27,9 @@ action = "reject"
 min = 10
 max = 400
 
-[profiles.deep]
-patterns = ["*"]
-
-[profiles.surface]
-patterns = ["blocks.1.*", "ln_f.*", "lm_head.*"]
-
-[[assign]]
-when = {{ license_class = "permissive" }}
-profile = "deep"
-
-[[assign]]
-when = {{ license_class = "weak-copyleft" }}
-profile = "surface"
-
+"""
+    + profiles().replace("{", "{{").replace("}", "}}")
+    + """
 [memorization]
 action = "{action}"
 loss_drop_max = {loss_drop}
@@ -62,6 +46,7 @@ digits = 4
 candidates = 20
 profile = "deep"
 """
+)
 
 WORDS = [
     "amber",
@@ -163,21 +148,19 @@ def make_run(
     run_secret: bytes | None = None,
 ) -> Run:
     """Prepare inputs (unless resuming) and train; ``crash_at`` interrupts after that step."""
-    folder.mkdir(parents=True, exist_ok=True)
     data = rows()
-    key, pub = folder / "producer.key", folder / "producer.pub"
-    if not resume:
-        (folder / "policy.toml").write_text(POLICY.format(action=action, loss_drop=loss_drop))
-        (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
-        write_keypair(folder / "producer")
+    if resume:
+        key, pub = folder / "producer.key", folder / "producer.pub"
+    else:
+        policy = POLICY.format(action=action, loss_drop=loss_drop).encode()
+        write_inputs(folder, data, policy, dataset="data.jsonl")
+        key, pub = producer_key(folder)
     config = config_for(folder, steps)
-    set_determinism(config)
-    model = TinyLM(config.model)
 
     def progress(step: int, total: int, loss: float) -> None:
         if step == crash_at:
             raise Interrupted(f"simulated crash after step {step}")
 
-    result = run(model, builtin_loss(32), config, folder / "run", load_signer(key),
-                 progress=progress, resume=resume, run_secret=run_secret)  # fmt: skip
+    result = train_in_process(config, folder / "run", key, progress=progress, resume=resume,
+                              run_secret=run_secret)  # fmt: skip
     return Run(folder, folder / "run", pub, result, tuple(str(r["text"]) for r in data))

@@ -3,8 +3,8 @@
 `build` trains the built-in model in-process (a few seconds on 2 cores): admitted
 deep and surface examples, a PII-masked one, refused ones, canaries, a held-out set
 and checkpoints every few steps. `resign_steps` rewrites the step log and re-signs
-every statement with the producer's own key, so that every structural check still
-passes: what only replay can catch.
+every statement with the producer's own key (support.evidence), so that every
+structural check still passes: what only replay can catch.
 """
 
 from __future__ import annotations
@@ -16,27 +16,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attest.bundle import read_bundle, write_bundle
-from attest.envelope import sign_statement
-from attest.keys import load_signer, write_keypair
-from attest.log import LogWriter, iter_log
-from attest.predicates import BUNDLE_FILE, MEMORIZATION_TYPE, STEPS_FILE, TRAINING_TYPE
-from attest.records import StepRecord, parse_step_log_record
-from attest.statement import Statement
+from support.evidence import resign_step_log
+from support.runs import (
+    DUPLICATES_AND_LENGTH,
+    licenses,
+    producer_key,
+    profiles,
+    train_in_process,
+    write_inputs,
+)
 
-POLICY = b"""\
+from attest.log import iter_log
+from attest.predicates import STEPS_FILE
+from attest.records import StepRecord, parse_step_log_record
+
+POLICY = (
+    """\
 version = "0.1"
 name = "replay-tiny"
 
-[licenses]
-allow = ["permissive", "weak-copyleft"]
-deny = ["strong-copyleft"]
-
-[licenses.classes]
-"MIT" = "permissive"
-"LGPL-3.0-only" = "weak-copyleft"
-"GPL-3.0-only" = "strong-copyleft"
-
+"""
+    + licenses()
+    + """
 [consent]
 required = ["personal"]
 
@@ -48,27 +49,11 @@ deny = []
 detect = ["email"]
 action = "mask"
 
-[duplicates]
-action = "reject"
-
-[length]
-min = 10
-max = 4000
-
-[profiles.deep]
-patterns = ["*"]
-
-[profiles.surface]
-patterns = ["blocks.1.*", "ln_f.*", "lm_head.*"]
-
-[[assign]]
-when = { license_class = "permissive" }
-profile = "deep"
-
-[[assign]]
-when = { license_class = "weak-copyleft" }
-profile = "surface"
-
+"""
+    + DUPLICATES_AND_LENGTH
+    + "\n"
+    + profiles()
+    + """
 [memorization]
 action = "flag"
 loss_drop_max = 100.0
@@ -82,6 +67,7 @@ digits = 6
 candidates = 20
 profile = "deep"
 """
+).encode()
 
 WORDS = [
     "amber",
@@ -170,19 +156,10 @@ def build(
     loss_wrap: Callable[[Any], Any] | None = None,
 ) -> Run:
     """Write dataset, policy and key into ``folder``; train in-process into ``folder/run``."""
-    from trainer.commands import builtin_model
     from trainer.config import TrainConfig
-    from trainer.loop import builtin_loss, run
 
-    folder.mkdir(parents=True, exist_ok=True)
-    dataset = folder / "dataset.jsonl"
-    dataset.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in dataset_rows()))
-    (folder / "policy.toml").write_bytes(POLICY)
-    if key_from is None:
-        write_keypair(folder / "producer")
-        key, pub = folder / "producer.key", folder / "producer.pub"
-    else:
-        key, pub = key_from.key, key_from.pub
+    dataset = write_inputs(folder, dataset_rows(), POLICY)
+    key, pub = producer_key(folder, key_from)
     config = TrainConfig.from_dict(
         {
             "dataset": "dataset.jsonl",
@@ -199,11 +176,7 @@ def build(
         },
         base_dir=folder,
     )
-    model = builtin_model(config)
-    loss_fn = builtin_loss(config.model.seq_len)
-    if loss_wrap is not None:
-        loss_fn = loss_wrap(loss_fn)
-    result = run(model, loss_fn, config, folder / "run", load_signer(key))
+    result = train_in_process(config, folder / "run", key, loss_wrap=loss_wrap)
     return Run(folder, folder / "run", key, pub, dataset, result.steps)
 
 
@@ -242,26 +215,7 @@ def resign_steps(
 
     ``checkpoints`` maps a checkpoint file to its new sha256 (training ``checkpoints``).
     """
-    path = run / "provenance" / STEPS_FILE
-    path.unlink()
-    with LogWriter(path) as log:
-        for rec in records:
-            log.append(rec.to_record())
-        summary = log.summary()
-    signer = load_signer(key)
-    bundle = run / "provenance" / BUNDLE_FILE
-    envelopes = []
-    for line in read_bundle(bundle):
-        st = Statement.from_payload(line.envelope.payload)  # the signed bytes, as verified
-        pred = dict(st.predicate)
-        if st.predicate_type == TRAINING_TYPE:
-            pred["stepLog"] = summary.to_dict()
-            pred["checkpoints"] = [{**c, "sha256": (checkpoints or {}).get(c["file"], c["sha256"])}
-                                   for c in pred["checkpoints"]]  # fmt: skip
-        elif st.predicate_type == MEMORIZATION_TYPE:
-            pred["stepLogHead"] = summary.head
-        envelopes.append(sign_statement(dataclasses.replace(st, predicate=pred), [signer]))
-    write_bundle(bundle, envelopes)
+    resign_step_log(run, key, records, checkpoints)
 
 
 def swap_batch(rec: StepRecord, replacement: dict[int, int]) -> StepRecord:
