@@ -874,6 +874,9 @@ def _base_extra(name: str, tensors: list[str]) -> Hook:
 def _delete(path: str) -> Hook:
     def hook(run: Path) -> None:
         (run / path).unlink()
+        parent = (run / path).parent
+        if parent != run and not any(parent.iterdir()):
+            parent.rmdir()  # git keeps no empty folders: the committed vector has none either
 
     return hook
 
