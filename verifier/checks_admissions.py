@@ -13,7 +13,7 @@ from attest.policy import Policy
 from attest.predicates import ADMISSIONS_FILE, ADMISSIONS_TYPE, POLICY_FILE
 from attest.records import AdmissionRecord
 
-from .context import AdmissionTable, Context, Tally, skip_all
+from .context import AdmissionTable, Context, Tally, inputs_unusable, skip_all
 
 POLICY_CODES = ("GT-POLICY-FORMAT", "GT-POLICY-DIGEST")
 ADMIT_CODES = (
@@ -29,11 +29,7 @@ ADMIT_CODES = (
 def check_policy(ctx: Context) -> None:
     r = ctx.result
     pred = ctx.policy_pred
-    if pred is None:
-        skip_all(r, POLICY_CODES, "no usable policy statement")
-        return
-    if POLICY_FILE in ctx.bad_files:
-        skip_all(r, POLICY_CODES, f"{POLICY_FILE} does not match its signed digest")
+    if inputs_unusable(ctx, POLICY_CODES, pred, "policy", POLICY_FILE) or pred is None:
         return
     path = ctx.prov / POLICY_FILE
     try:
@@ -86,11 +82,7 @@ def _bump(table: dict[str, dict[str, int]], key: str, admitted: bool) -> None:
 def check_admissions(ctx: Context) -> None:
     r = ctx.result
     pred, policy = ctx.admissions_pred, ctx.policy
-    if pred is None:
-        skip_all(r, ADMIT_CODES, "no usable admission-log statement")
-        return
-    if ADMISSIONS_FILE in ctx.bad_files:
-        skip_all(r, ADMIT_CODES, f"{ADMISSIONS_FILE} does not match its signed digest")
+    if inputs_unusable(ctx, ADMIT_CODES, pred, "admission-log", ADMISSIONS_FILE) or pred is None:
         return
     t = Tally(r, ADMIT_CODES)
     merkle = MerkleBuilder()

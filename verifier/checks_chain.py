@@ -19,7 +19,7 @@ from attest.predicates import STEPS_FILE
 from attest.records import StartRecord, StepRecord
 from attest.tensors import state_root
 
-from .context import ChainFacts, Context, Tally, skip_all
+from .context import ChainFacts, Context, Tally, inputs_unusable, skip_all
 from .loss_drop import LossDropCheck
 
 CHAIN_CODES = (
@@ -62,11 +62,7 @@ class _Curve:
 def check_chain(ctx: Context) -> None:
     r = ctx.result
     tr, policy = ctx.training_pred, ctx.policy
-    if tr is None:
-        skip_all(r, CHAIN_CODES, "no usable training-run statement")
-        return
-    if STEPS_FILE in ctx.bad_files:
-        skip_all(r, CHAIN_CODES, f"{STEPS_FILE} does not match its signed digest")
+    if inputs_unusable(ctx, CHAIN_CODES, tr, "training-run", STEPS_FILE) or tr is None:
         return
     t = Tally(r, CHAIN_CODES)
     table = ctx.admissions

@@ -134,6 +134,22 @@ class Tally:
                 self.result.add(code, "pass", passes.get(code, ""))
 
 
+def inputs_unusable(
+    ctx: Context, codes: Iterable[str], pred: object, statement: str, sidecar: str
+) -> bool:
+    """Skip ``codes`` (and say why) when a layer's statement or sidecar file is unusable.
+
+    Callers add ``or pred is None`` so the type checker sees the narrowing too.
+    """
+    if pred is None:
+        skip_all(ctx.result, codes, f"no usable {statement} statement")
+        return True
+    if sidecar in ctx.bad_files:
+        skip_all(ctx.result, codes, f"{sidecar} does not match its signed digest")
+        return True
+    return False
+
+
 def skip_all(result: Result, codes: Iterable[str], reason: str) -> None:
     reported = {f.code for f in result.findings}
     for c in codes:
