@@ -517,7 +517,10 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
                 "deterministic": True,
             },
             # sha256 of the file as written (a vector may alter it after encoding)
-            "stepLog": {**steps_summary.to_dict(), "sha256": hashlib.sha256(steps_file).hexdigest()},
+            "stepLog": {
+                **steps_summary.to_dict(),
+                "sha256": hashlib.sha256(steps_file).hexdigest(),
+            },
             "steps": len(step_records) - 1,
             "baseStateRoot": base_root.hex(),
             "finalStateRoot": final_root.hex(),
@@ -1282,7 +1285,11 @@ def variants() -> list[Variant]:
             "base-tensors",
             "GT-BASE-TENSORS",
             "the --base file stores head.bias with shape [2, 2] instead of the start record's [4]",
-            {"base_bytes": lambda _b: safetensors_bytes(base_values(), shapes={"head.bias": (2, 2)})},
+            {
+                "base_bytes": lambda _b: safetensors_bytes(
+                    base_values(), shapes={"head.bias": (2, 2)}
+                )
+            },
             flags={"base": True},
         ),
         Variant(
