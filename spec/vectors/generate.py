@@ -538,7 +538,12 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
             "events": events,
             "quarantined": sorted({e["example"] for e in events if e["kind"] == "quarantine"}),
             "halted": any(e["kind"] == "halt" for e in events),
-            "canaries": [{"index": len(dataset), "exposure": 1.5, "step": 6}],
+            # the step log's canary-exposure events (GT-MEM-EVENTS compares them)
+            "canaries": [
+                {"index": e["example"], "exposure": e["value"], "step": e["step"]}
+                for e in events
+                if e["kind"] == "canary-exposure"
+            ],
             "reference": {"count": 1, "quantiles": {"0.05": 1.25, "0.5": 2.0}},
         },
     }
