@@ -394,6 +394,15 @@ def _check_heldout(
     except FormatError as e:
         t.fail("GT-CHAIN-HELDOUT", f"training-run config: {e}")
         return frozenset(start.heldout)
+    # Counts the training predicate records beside it are derived too (trainer: extra).
+    pool_size = sum(1 for p in table.admitted.values() if p is not None) - len(derived)
+    for key, want in (("heldout", len(derived)), ("trainingPool", pool_size)):
+        got = tr.extra.get(key)
+        if got is not None and got != want:
+            t.fail(
+                "GT-CHAIN-HELDOUT",
+                f"training-run extra.{key}: expected {want} (derived), found {got!r:.40}",
+            )
     if tuple(start.heldout) != derived:
         t.fail(
             "GT-CHAIN-HELDOUT",
@@ -444,6 +453,13 @@ def _check_start(t: Tally, tr: TrainingPredicate, start: StartRecord) -> None:
     if set(start.tensors) != set(start.base_leaves):
         t.fail(
             "GT-CHAIN-START", f"{where}: expected tensors and baseLeaves to name the same tensors"
+        )
+    seed = start.extra.get("dataOrderSeed")
+    if seed is not None and seed != tr.config.get("seed"):
+        t.fail(
+            "GT-CHAIN-START",
+            f"{where}: extra.dataOrderSeed expected {tr.config.get('seed')!r} (config.seed), "
+            f"found {seed!r:.40}",
         )
     ex_run = start.extra.get("runId")
     if ex_run is not None and ex_run != tr.run_id:

@@ -432,7 +432,7 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
         "profiles": {p: list(ns) for p, ns in policy.resolve_profiles(TRAINABLE).items()},
         "trainable": list(TRAINABLE),
         "heldout": list(HELDOUT),
-        "extra": {"dataOrderSeed": 0},
+        "extra": {"dataOrderSeed": CONFIG["seed"]},
     }
     step_records: list[dict[str, Any]] = [start]
     leaves = dict(base_leaves)
