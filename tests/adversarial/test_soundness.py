@@ -55,7 +55,9 @@ def work(tmp_path: Path, tiny_run: tinyrun.TinyRun) -> Path:
     return dst
 
 
-def forge(work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None], **kw: Any) -> None:
+def forge(
+    work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None], **kw: Any
+) -> None:
     """Load, edit, rebuild everything a lazy verifier leans on, re-sign with the producer key."""
     ev = mutate.Evidence.load(work, t.pub)
     edit(ev)
@@ -129,7 +131,9 @@ def test_symlink_in_run_folder(work: Path, tiny_run: tinyrun.TinyRun) -> None:
     assert failing(audit(work, tiny_run)) == {"GT-FILE-TYPE"}
 
 
-def test_symlinked_folder_in_run_folder(work: Path, tiny_run: tinyrun.TinyRun, tmp_path: Path) -> None:
+def test_symlinked_folder_in_run_folder(
+    work: Path, tiny_run: tinyrun.TinyRun, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "pytorch_model.bin").write_bytes(b"weights a loader may pick up")
@@ -201,7 +205,10 @@ def _swap_after_v1(monkeypatch: pytest.MonkeyPatch, path: Path, data: bytes) -> 
 
 
 def test_steps_log_swapped_after_verification(
-    work: Path, tiny_run: tinyrun.TinyRun, other_run: tinyrun.TinyRun, monkeypatch: pytest.MonkeyPatch
+    work: Path,
+    tiny_run: tinyrun.TinyRun,
+    other_run: tinyrun.TinyRun,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     steps = work / "provenance" / "steps.msgpack"
     _swap_after_v1(monkeypatch, steps, (other_run.provenance / "steps.msgpack").read_bytes())
@@ -212,7 +219,10 @@ def test_steps_log_swapped_after_verification(
 
 
 def test_admissions_log_swapped_after_verification(
-    work: Path, tiny_run: tinyrun.TinyRun, other_run: tinyrun.TinyRun, monkeypatch: pytest.MonkeyPatch
+    work: Path,
+    tiny_run: tinyrun.TinyRun,
+    other_run: tinyrun.TinyRun,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     adm = work / "provenance" / "admissions.msgpack"
     raw = adm.read_bytes()
