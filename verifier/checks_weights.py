@@ -15,7 +15,7 @@ from typing import Any
 
 from attest.digest import sha256_file
 from attest.errors import FormatError
-from attest.predicates import TRAINING_TYPE, Checkpoint
+from attest.predicates import STEPS_FILE, TRAINING_TYPE, Checkpoint
 from attest.tensors import hash_safetensors, state_root
 
 from .checks_bundle import file_digests
@@ -207,6 +207,7 @@ def check_checkpoints(ctx: Context, bundle: VerifiedBundle, chain: VerifiedChain
     t = Tally(r, (CHECKPOINT,))
     if chain is not None:
         _checkpoints_match_chain(t, tr.checkpoints, chain.derived.checkpoint_records)
+        _checkpoints_on_schedule(t, tr.config.get("checkpoint_every"), chain)
     shipped: list[str] = []
     absent: list[str] = []
     for c in tr.checkpoints:
@@ -279,6 +280,21 @@ def check_checkpoints(ctx: Context, bundle: VerifiedBundle, chain: VerifiedChain
         msg += f", {len(absent)} not shipped ({', '.join(absent[:5])}; allowed without --replay)"
     t.flush({CHECKPOINT: msg})
     return not t.failed(CHECKPOINT) and chain is not None
+
+
+def _checkpoints_on_schedule(t: Tally, every: object, chain: VerifiedChain) -> None:
+    """Derived, not trusted: the trainer checkpoints after every step that is a multiple of
+    the signed config's ``checkpoint_every`` (when the config has one), and after no other."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        return  # a config without the key (another trainer) fixes no schedule
+    want = [s for s in range(1, chain.last_step + 1) if every and s % every == 0]
+    got = [s for s, _cp, _root in chain.derived.checkpoint_records]
+    if got != want:
+        t.fail(
+            CHECKPOINT,
+            f"{STEPS_FILE}: expected checkpoints after steps {want[:8]} (config "
+            f"checkpoint_every {every}), found them after steps {got[:8]}",
+        )
 
 
 def _checkpoints_match_chain(

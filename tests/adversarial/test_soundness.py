@@ -371,3 +371,17 @@ def test_parameter_count_from_verified_shapes(work: Path, tiny_run: tinyrun.Tiny
             n *= x
         want += n
     assert result.verified["parameters"] == want
+
+
+def test_checkpoint_withheld_from_schedule(work: Path, tiny_run: tinyrun.TinyRun) -> None:
+    # Fewer checkpoints, fewer replayable intervals: the schedule is the signed config's.
+    (work / CHECKPOINT).unlink()
+
+    def edit(ev: mutate.Evidence) -> None:
+        ev.step(6)["checkpoint"] = None
+        ev.predicates[TRAINING_TYPE]["checkpoints"] = []
+
+    forge(work, tiny_run, edit)
+    result = audit(work, tiny_run)
+    assert failing(result) == {"GT-CHECKPOINT-DIGEST"}
+    assert any("checkpoint_every" in f.message for f in result.failures)
