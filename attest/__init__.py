@@ -19,7 +19,7 @@ Example::
     'b137985ff484fb60'
 """
 
-from . import keys, merkle
+from . import canary, keys, layout, merkle
 from .admission import Decision, Findings, Metadata, Outcome, decide, inspect_content
 from .bundle import read_bundle, write_bundle
 from .canonical import canonical_json, canonical_msgpack, parse_canonical_json, parse_json
@@ -79,6 +79,7 @@ __all__ = [
     "TrainingPredicate",
     "UsageError",
     "VerificationError",
+    "canary",
     "canonical_json",
     "canonical_msgpack",
     "commit",
@@ -88,6 +89,7 @@ __all__ = [
     "inspect_content",
     "iter_log",
     "keys",
+    "layout",
     "load_policy",
     "merkle",
     "new_run_secret",

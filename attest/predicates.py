@@ -18,22 +18,25 @@ from typing import Any
 
 from .digest import check_hex32
 from .errors import FormatError
+
+# The file names are owned by attest.layout; re-exported here for existing importers.
+from .layout import ADMISSIONS_FILE as ADMISSIONS_FILE
+from .layout import BUNDLE_FILE as BUNDLE_FILE
+from .layout import POLICY_FILE as POLICY_FILE
+from .layout import STEPS_FILE as STEPS_FILE
 from .log import LogSummary
 from .statement import Statement, Subject
 
 NAMESPACE = "https://govtune.dev/attestation"
-POLICY_TYPE = f"{NAMESPACE}/policy/v0.1"
-ADMISSIONS_TYPE = f"{NAMESPACE}/admission-log/v0.1"
-TRAINING_TYPE = f"{NAMESPACE}/training-run/v0.1"
-MEMORIZATION_TYPE = f"{NAMESPACE}/memorization-report/v0.1"
+FORMAT_VERSION = "v0.2"  # spec/README.md "Version and type URIs"
+POLICY_TYPE = f"{NAMESPACE}/policy/{FORMAT_VERSION}"
+ADMISSIONS_TYPE = f"{NAMESPACE}/admission-log/{FORMAT_VERSION}"
+TRAINING_TYPE = f"{NAMESPACE}/training-run/{FORMAT_VERSION}"
+MEMORIZATION_TYPE = f"{NAMESPACE}/memorization-report/{FORMAT_VERSION}"
 REQUIRED_TYPES = (POLICY_TYPE, ADMISSIONS_TYPE, TRAINING_TYPE, MEMORIZATION_TYPE)
 
 STATE_ROOT_SUBJECT = "govtune:state-root"
 STATE_ROOT_ALG = "govtune-merkle-sha256"  # digest-set key for RFC 9162 roots over tensor leaves
-POLICY_FILE = "policy.toml"
-ADMISSIONS_FILE = "admissions.msgpack"
-STEPS_FILE = "steps.msgpack"
-BUNDLE_FILE = "bundle.intoto.jsonl"
 COUNT_KEYS = ("total", "admitted", "refused", "canaries")
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 

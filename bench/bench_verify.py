@@ -31,7 +31,13 @@ from attest.log import LogWriter
 from attest.predicates import STEPS_FILE
 from attest.records import StepRecord
 from attest.tensors import hash_safetensors, state_root
-from verifier import checks_admissions, checks_bundle, checks_chain, checks_weights
+from verifier import (
+    checks_admissions,
+    checks_bundle,
+    checks_chain,
+    checks_memorization,
+    checks_weights,
+)
 from verifier.context import Context
 from verifier.result import Result
 
@@ -54,16 +60,21 @@ def timed_layers(run: Path, key: Path) -> tuple[Context, dict[str, float]]:
         run, run / "provenance", [load_public_key(key)], 1, DEFAULT_LIMITS, Result(str(run))
     )
     times = {}
+    # v0.2: each layer takes the verified objects of the earlier ones (verifier/verified.py).
     for name, fn in (
-        ("bundle", checks_bundle.check_bundle),
-        ("policy", checks_admissions.check_policy),
-        ("admissions", checks_admissions.check_admissions),
-        ("chain", checks_chain.check_chain),
-        ("memorization", checks_chain.check_memorization),
-        ("weights", checks_weights.check_weights),
-    ):
+        ("bundle", lambda: setattr(ctx, "bundle", checks_bundle.check_bundle(ctx))),
+        ("policy", lambda: setattr(ctx, "vpolicy", checks_admissions.check_policy(
+            ctx, ctx.bundle))),
+        ("admissions", lambda: setattr(ctx, "admissions", checks_admissions.check_admissions(
+            ctx, ctx.bundle, ctx.vpolicy))),
+        ("chain", lambda: setattr(ctx, "chain", checks_chain.check_chain(
+            ctx, ctx.bundle, ctx.vpolicy, ctx.admissions))),
+        ("memorization", lambda: checks_memorization.check_memorization(
+            ctx, ctx.bundle, ctx.vpolicy, ctx.chain)),
+        ("weights", lambda: checks_weights.check_weights(ctx, ctx.bundle, ctx.chain)),
+    ):  # fmt: skip
         t0 = time.perf_counter()
-        fn(ctx)
+        fn()
         times[name] = time.perf_counter() - t0
     return ctx, times
 
@@ -110,9 +121,10 @@ def synthetic_chain(ctx: Context, n: int, folder: Path) -> float:
         tr, step_log=summary, steps=n, final_state_root=state_root(leaves).hex()
     )
     sctx = Context(folder, folder / "provenance", ctx.keys, 1, DEFAULT_LIMITS, Result(str(folder)))
-    sctx.training_pred, sctx.policy, sctx.admissions = fake_tr, ctx.policy, ctx.admissions
+    assert ctx.bundle is not None
+    bundle = dataclasses.replace(ctx.bundle, training=fake_tr, steps_sha256=summary.sha256)
     t0 = time.perf_counter()
-    checks_chain.check_chain(sctx)
+    checks_chain.check_chain(sctx, bundle, ctx.vpolicy, ctx.admissions)
     dt = time.perf_counter() - t0
     fails = sctx.result.failures
     if fails:

@@ -8,22 +8,15 @@ from the run secret (attest.commitment), over the text exactly as trained on.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from attest.admission import Findings, Metadata, decide, inspect_content
+from attest.canary import canary_metadata, canary_prefix, canary_text
 from attest.commitment import Opening, commit, derive_salt
 from attest.dataset import Example
 from attest.policy import Policy
 from attest.records import AdmissionRecord
-
-CANARY_LICENSE = "LicenseRef-govtune-canary"
-CANARY_SOURCE = "govtune:canary"
-CANARY_CLASS = "canary"
-_CANARY_TAG = b"govtune.canary.v1"
 
 
 @dataclass(frozen=True)
@@ -34,12 +27,6 @@ class Canary:
     text: str
     prefix: str  # the template text before the secret
     indices: tuple[int, ...]
-
-
-def canary_secret(run_secret: bytes, number: int, digits: int) -> str:
-    """Secret digits of canary ``number``: HMAC of the run secret, so never public, re-derivable."""
-    mac = hmac.new(run_secret, _CANARY_TAG + struct.pack(">Q", number), hashlib.sha256).digest()
-    return str(int.from_bytes(mac, "big") % 10**digits).zfill(digits)
 
 
 @dataclass
@@ -92,17 +79,16 @@ def admit(policy: Policy, examples: Sequence[Example], run_secret: bytes) -> Adm
         findings, text = inspect_content(policy, ex.text, seen)
         meta = Metadata(ex.license, ex.source, ex.data_class, ex.consent, len(text))
         _record(adm, policy, run_secret, meta, findings, text)
+    # The canary texts and metadata are attest.canary's: the verifier re-derives them.
     c = policy.canaries
-    before, _, after = c.template.partition("{secret}")
+    before = canary_prefix(c)
+    meta = canary_metadata(c)
     for number in range(c.count):
-        secret = canary_secret(run_secret, number, c.digits)
-        text = before + secret + after
+        text = canary_text(run_secret, c, number)
+        secret = text[len(before) : len(before) + c.digits]
         first = len(adm.records)
         for _ in range(c.repeats):
             # Canaries are the policy's own text: content rules do not apply (admission.decide).
-            meta = Metadata(
-                CANARY_LICENSE, CANARY_SOURCE, CANARY_CLASS, True, len(text), canary=True
-            )
             _record(adm, policy, run_secret, meta, Findings(), text)
         adm.canaries.append(Canary(secret, text, before, tuple(range(first, len(adm.records)))))
     return adm

@@ -11,7 +11,6 @@ import copy
 import datetime as dt
 import os
 import platform
-import random
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from securesystemslib.signer import Signer
 from torch import nn
 
 from attest.atomic import write_atomic
+from attest.canary import heldout_indices
 from attest.canonical import canonical_msgpack
 from attest.commitment import new_run_secret
 from attest.dataset import read_dataset
@@ -258,9 +258,7 @@ def run(
             admissions = log.summary()
     canary_idx = {i for c in adm.canaries for i in c.indices}
     ordinary = sorted(set(adm.texts) - canary_idx)
-    heldout = sorted(
-        random.Random(config.seed).sample(ordinary, min(policy.memorization.holdout, len(ordinary)))
-    )
+    heldout = list(heldout_indices(config.seed, ordinary, policy.memorization.holdout))
     pool = [i for i in sorted(adm.texts) if i not in set(heldout)]
     if not pool:
         raise GovtuneError("admission: expected at least one admitted training example, got none")

@@ -20,7 +20,14 @@ from attest.errors import UsageError
 from attest.keys import load_public_key
 from attest.limits import DEFAULT_LIMITS, Limits
 
-from . import checks_admissions, checks_bundle, checks_chain, checks_data, checks_weights
+from . import (
+    checks_admissions,
+    checks_bundle,
+    checks_chain,
+    checks_data,
+    checks_memorization,
+    checks_weights,
+)
 from .codes import CHECKS
 from .context import Context, skip_all
 from .replay_select import parse_nonce
@@ -40,6 +47,7 @@ VERIFIED_KEYS = (
     "routing",
     "memorization",
     "checkpoints",
+    "parameters",
 )
 ATTESTED_KEYS = (
     "environment",
@@ -126,15 +134,40 @@ def verify(
         },
     }
     ctx = Context(root, root / "provenance", trusted, threshold, limits, result)
+    # Each layer returns its Verified* object (or None) and gets only the verified
+    # objects of earlier layers (verifier/verified.py; spec/verification.md §2.1).
     layers: list[tuple[str, Callable[[], Any]]] = [
-        ("bundle", lambda: checks_bundle.check_bundle(ctx)),
-        ("policy", lambda: checks_admissions.check_policy(ctx)),
-        ("admissions", lambda: checks_admissions.check_admissions(ctx)),
-        ("chain", lambda: checks_chain.check_chain(ctx)),
-        ("memorization", lambda: checks_chain.check_memorization(ctx)),
-        ("weights", lambda: checks_weights.check_weights(ctx)),
-        ("base", lambda: checks_weights.check_base(ctx, base_p)),
-        ("data", lambda: checks_data.check_data(ctx, data_p, open_p)),
+        ("bundle", lambda: _set(ctx, "bundle", checks_bundle.check_bundle(ctx))),
+        ("policy", lambda: _set(ctx, "vpolicy", checks_admissions.check_policy(ctx, ctx.bundle))),
+        (
+            "admissions",
+            lambda: _set(
+                ctx, "admissions", checks_admissions.check_admissions(ctx, ctx.bundle, ctx.vpolicy)
+            ),
+        ),
+        (
+            "chain",
+            lambda: _set(
+                ctx,
+                "chain",
+                checks_chain.check_chain(ctx, ctx.bundle, ctx.vpolicy, ctx.admissions),
+            ),
+        ),
+        (
+            "memorization",
+            lambda: checks_memorization.check_memorization(ctx, ctx.bundle, ctx.vpolicy, ctx.chain),
+        ),
+        (
+            "weights",
+            lambda: _set(ctx, "weights", checks_weights.check_weights(ctx, ctx.bundle, ctx.chain)),
+        ),
+        ("base", lambda: checks_weights.check_base(ctx, base_p, ctx.bundle, ctx.chain)),
+        (
+            "data",
+            lambda: checks_data.check_data(
+                ctx, data_p, open_p, ctx.bundle, ctx.vpolicy, ctx.admissions
+            ),
+        ),
     ]
     if replay > 0:
         layers.append(
@@ -156,7 +189,9 @@ def verify(
             result.scope["layers"].append(name)
     if replay <= 0:
         skip_all(result, [c.code for c in CHECKS if c.layer == "replay"], "no --replay given")
-    result.attested.update(checks_chain.attested_from_training(ctx))
+    result.attested.update(checks_chain.attested_from_training(ctx.bundle))
+    if ctx.weights is not None:
+        result.verified["parameters"] = ctx.weights.parameters  # from verified header shapes
     # Stable shape for the report: a key whose layer did not run is present as None.
     for key in VERIFIED_KEYS:
         result.verified.setdefault(key, None)
@@ -165,9 +200,13 @@ def verify(
     return result
 
 
-def _replay_request(
-    replay: int, top: int, nonce: str | bytes | None, data: Path | None
-) -> bytes:
+def _set(ctx: Context, name: str, value: object) -> object:
+    """Store a layer's verified object on the context (the api is its only writer)."""
+    setattr(ctx, name, value)
+    return value
+
+
+def _replay_request(replay: int, top: int, nonce: str | bytes | None, data: Path | None) -> bytes:
     """Check the replay flags before any work (exit 2); the nonce as bytes. Raises UsageError."""
     for flag, v in (("--replay", replay), ("--replay-top", top)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:

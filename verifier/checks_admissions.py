@@ -2,72 +2,72 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from typing import Any
 
 from attest.admission import decide
+from attest.canary import CANARY_FINDINGS, canary_indices, canary_metadata
 from attest.errors import FormatError, PolicyError
 from attest.log import iter_log
 from attest.merkle import MerkleBuilder
 from attest.policy import Policy
-from attest.predicates import ADMISSIONS_FILE, ADMISSIONS_TYPE, POLICY_FILE
+from attest.predicates import ADMISSIONS_FILE, POLICY_FILE
 from attest.records import AdmissionRecord
 
-from .context import AdmissionTable, Context, Tally, inputs_unusable, skip_all
+from .context import Context, Tally, all_passed, missing_inputs, skip_all
+from .verified import VerifiedAdmissions, VerifiedBundle, VerifiedPolicy
 
 POLICY_CODES = ("GT-POLICY-FORMAT", "GT-POLICY-DIGEST")
 ADMIT_CODES = (
-    "GT-LOG-FORMAT",
-    "GT-LOG-SUMMARY",
+    "GT-ADMIT-LOG-FORMAT",
+    "GT-ADMIT-LOG-SUMMARY",
     "GT-ADMIT-ORDER",
     "GT-ADMIT-DECISION",
     "GT-ADMIT-COUNTS",
     "GT-ADMIT-CANARIES",
+    "GT-ADMIT-CANARY-METADATA",
 )
 
 
-def check_policy(ctx: Context) -> None:
+def check_policy(ctx: Context, bundle: VerifiedBundle | None) -> VerifiedPolicy | None:
+    """V2 over the policy bytes V1 read and digest-checked (never re-read from disk)."""
     r = ctx.result
-    pred = ctx.policy_pred
-    if inputs_unusable(ctx, POLICY_CODES, pred, "policy", POLICY_FILE) or pred is None:
-        return
-    path = ctx.prov / POLICY_FILE
+    if missing_inputs(r, POLICY_CODES, {"bundle": bundle}) or bundle is None:
+        return None
+    pred = bundle.policy_pred
+    where = f"provenance/{POLICY_FILE}"
     try:
-        data = path.read_bytes()
-        if len(data) > ctx.limits.policy_max:
-            raise PolicyError(f"larger than {ctx.limits.policy_max} bytes")
-        policy = Policy.from_toml(data, where=f"provenance/{POLICY_FILE}")
-    except OSError as e:
-        r.fail("GT-POLICY-FORMAT", f"provenance/{POLICY_FILE}: cannot read: {e.strerror or e}")
-        skip_all(r, POLICY_CODES, "no readable policy")
-        return
+        policy = Policy.from_toml(bundle.policy_bytes, where=where)
     except PolicyError as e:
         r.fail("GT-POLICY-FORMAT", str(e))
         skip_all(r, POLICY_CODES, "the policy is invalid")
-        return
+        return None
+    # One code for an invalid policy, wherever it is written (issue 10 item 7): the
+    # predicate's embedded `policy` object is judged by the same rules as policy.toml.
+    try:
+        embedded = Policy.from_dict(dict(pred.policy))
+    except PolicyError as e:
+        r.fail("GT-POLICY-FORMAT", f"policy statement: embedded policy invalid: {e}")
+        skip_all(r, POLICY_CODES, "the policy is invalid")
+        return None
     r.add("GT-POLICY-FORMAT", "pass", f"policy {policy.name!r}")
     digest = policy.digest()
     problems = []
     if digest != pred.policy_digest:
+        problems.append(f"{where}: expected policy digest {pred.policy_digest}, found {digest}")
+    if embedded.to_dict() != policy.to_dict():
         problems.append(
-            f"provenance/{POLICY_FILE}: expected policy digest {pred.policy_digest}, found {digest}"
+            f"policy statement: expected the embedded policy to equal {POLICY_FILE}, found a "
+            f"different policy"
         )
-    try:
-        embedded = Policy.from_dict(dict(pred.policy))
-        if embedded.to_dict() != policy.to_dict():
-            problems.append(
-                f"policy statement: expected the embedded policy to equal {POLICY_FILE}, found a "
-                f"different policy"
-            )
-    except PolicyError as e:
-        problems.append(f"policy statement: embedded policy invalid: {e}")
     if problems:
         for p in problems:
             r.fail("GT-POLICY-DIGEST", p)
-        return
+        return None
     r.add("GT-POLICY-DIGEST", "pass", digest)
-    ctx.policy = policy
     r.verified["policy"] = {"name": policy.name, "digest": digest}
+    return VerifiedPolicy(policy, digest)
 
 
 def _class_counter() -> dict[str, dict[str, int]]:
@@ -79,12 +79,18 @@ def _bump(table: dict[str, dict[str, int]], key: str, admitted: bool) -> None:
     row["admitted" if admitted else "refused"] += 1
 
 
-def check_admissions(ctx: Context) -> None:
+def check_admissions(
+    ctx: Context, bundle: VerifiedBundle | None, vpolicy: VerifiedPolicy | None
+) -> VerifiedAdmissions | None:
+    """V3: stream admissions.msgpack once (its sha256 re-checked against V1's as it streams)."""
     r = ctx.result
-    pred, policy = ctx.admissions_pred, ctx.policy
-    if inputs_unusable(ctx, ADMIT_CODES, pred, "admission-log", ADMISSIONS_FILE) or pred is None:
-        return
+    if missing_inputs(r, ADMIT_CODES, {"bundle": bundle, "policy": vpolicy}):
+        return None
+    assert bundle is not None and vpolicy is not None  # narrowed by missing_inputs
+    pred, policy = bundle.admissions_pred, vpolicy.policy
     t = Tally(r, ADMIT_CODES)
+    file_hash = hashlib.sha256()
+    want_meta = canary_metadata(policy.canaries).to_dict()
     merkle = MerkleBuilder()
     head = b""
     admitted: dict[int, str | None] = {}
@@ -103,6 +109,7 @@ def check_admissions(ctx: Context) -> None:
     canary_order_ok = True
     try:
         for rec in iter_log(ctx.prov / ADMISSIONS_FILE, limits=ctx.limits):
+            file_hash.update(rec.raw)
             a = AdmissionRecord.from_record(rec.value, f"{ADMISSIONS_FILE}: record {rec.index}")
             merkle.add(rec.hash)
             head = rec.hash
@@ -123,33 +130,52 @@ def check_admissions(ctx: Context) -> None:
                 canaries.add(a.index)
                 if first_canary is None:
                     first_canary = rec.index
+                # records.md §3 rule 2: the metadata is fixed, the findings empty.
+                got_meta = a.metadata.to_dict()
+                if got_meta != want_meta or a.findings != CANARY_FINDINGS:
+                    diff = {k: v for k, v in got_meta.items() if want_meta.get(k) != v}
+                    t.fail(
+                        "GT-ADMIT-CANARY-METADATA",
+                        f"{ADMISSIONS_FILE}: canary record {a.index}: expected metadata "
+                        f"{want_meta} and empty findings, found "
+                        f"{diff or 'the metadata'} and findings {a.findings.to_dict()}",
+                    )
             elif first_canary is not None:
                 canary_order_ok = False
-            if policy is not None:
-                d = decide(policy, a.metadata, a.findings)
-                if (d.admitted, d.profile, d.outcomes) != (a.admitted, a.profile, a.outcomes):
-                    t.fail("GT-ADMIT-DECISION", _decision_diff(a, d))
+            d = decide(policy, a.metadata, a.findings)
+            if (d.admitted, d.profile, d.outcomes) != (a.admitted, a.profile, a.outcomes):
+                t.fail("GT-ADMIT-DECISION", _decision_diff(a, d))
             _absorb_stats(stats, policy, a)
             n_admit += a.admitted
-    except FormatError as e:
-        t.fail("GT-LOG-FORMAT", str(e))
+    except (FormatError, OSError) as e:
+        msg = (
+            f"{ADMISSIONS_FILE}: cannot read: {e.strerror or e}"
+            if isinstance(e, OSError)
+            else str(e)
+        )
+        t.fail("GT-ADMIT-LOG-FORMAT", msg)
         for c in ADMIT_CODES[1:]:
             t.skip(c, "the admission log is malformed")
         t.flush()
-        return
-    if policy is None:
-        t.skip("GT-ADMIT-DECISION", "no verified policy to re-evaluate decisions under")
-        t.skip("GT-ADMIT-CANARIES", "no verified policy")
+        return None
+    if file_hash.hexdigest() != bundle.admissions_sha256:
+        # Swapped between V1's digest and this read (a shared or network folder).
+        t.fail(
+            "GT-ADMIT-LOG-FORMAT",
+            f"{ADMISSIONS_FILE}: expected sha256:{bundle.admissions_sha256} (verified in V1), "
+            f"found sha256:{file_hash.hexdigest()} in the bytes read here: the file changed",
+        )
     summary = (n, head.hex() if n else "00" * 32, merkle.root().hex())
     signed = (pred.log.count, pred.log.head, pred.log.merkle_root)
     for name, want, got in zip(("count", "head", "merkleRoot"), signed, summary, strict=True):
         if want != got:
-            t.fail("GT-LOG-SUMMARY", f"{ADMISSIONS_FILE}: expected {name} {want}, found {got}")
-    subj = ctx.statements[ADMISSIONS_TYPE].subject(ADMISSIONS_FILE)
-    if subj is not None and subj.digest.get("sha256") != pred.log.sha256:
+            t.fail(
+                "GT-ADMIT-LOG-SUMMARY", f"{ADMISSIONS_FILE}: expected {name} {want}, found {got}"
+            )
+    if bundle.admissions_sha256 != pred.log.sha256:
         t.fail(
-            "GT-LOG-SUMMARY",
-            f"admission-log: expected log.sha256 {subj.digest.get('sha256')} (the subject), found "
+            "GT-ADMIT-LOG-SUMMARY",
+            f"admission-log: expected log.sha256 {bundle.admissions_sha256} (the subject), found "
             f"{pred.log.sha256}",
         )
     counts = {"total": n, "admitted": n_admit, "refused": n - n_admit, "canaries": len(canaries)}
@@ -167,36 +193,45 @@ def check_admissions(ctx: Context) -> None:
             f"admission-log dataset.examples: expected {examples} (non-canary records), found "
             f"{pred.dataset.get('examples')}",
         )
-    if policy is not None:
-        want_c = policy.canaries.count * policy.canaries.repeats
-        if len(canaries) != want_c:
-            t.fail(
-                "GT-ADMIT-CANARIES",
-                f"{ADMISSIONS_FILE}: expected {want_c} canary records "
-                f"({policy.canaries.count} x {policy.canaries.repeats} repeats), found "
-                f"{len(canaries)}",
-            )
-        if not canary_order_ok:
-            t.fail(
-                "GT-ADMIT-CANARIES",
-                f"{ADMISSIONS_FILE}: expected canaries after all dataset examples, found a "
-                f"dataset example after canary {first_canary}",
-            )
+    want_c = policy.canaries.count * policy.canaries.repeats
+    if len(canaries) != want_c:
+        t.fail(
+            "GT-ADMIT-CANARIES",
+            f"{ADMISSIONS_FILE}: expected {want_c} canary records "
+            f"({policy.canaries.count} x {policy.canaries.repeats} repeats), found "
+            f"{len(canaries)}",
+        )
+    if not canary_order_ok:
+        t.fail(
+            "GT-ADMIT-CANARIES",
+            f"{ADMISSIONS_FILE}: expected canaries after all dataset examples, found a "
+            f"dataset example after canary {first_canary}",
+        )
     t.flush(
         {
-            "GT-LOG-FORMAT": f"{ADMISSIONS_FILE}: {n} canonical records, chain unbroken",
-            "GT-LOG-SUMMARY": f"{ADMISSIONS_FILE}: count {n}, head and Merkle root match",
+            "GT-ADMIT-LOG-FORMAT": f"{ADMISSIONS_FILE}: {n} canonical records, chain unbroken",
+            "GT-ADMIT-LOG-SUMMARY": f"{ADMISSIONS_FILE}: count {n}, head and Merkle root match",
             "GT-ADMIT-DECISION": f"{n} decisions re-evaluated",
             "GT-ADMIT-COUNTS": str(counts),
             "GT-ADMIT-ORDER": f"indices 0..{n - 1}",
         }
     )
-    ctx.admissions_log_ok = True
-    ctx.admissions = AdmissionTable(admitted, canaries, examples)
+    if not all_passed(r, ADMIT_CODES):
+        return None  # nothing of a failed layer is published (verification.md §2.1)
     stats["refusedByRule"] = dict(sorted(stats["refusedByRule"].items()))
     stats["pii"]["byKind"] = dict(sorted(stats["pii"]["byKind"].items()))
     stats["byProfile"] = dict(sorted(stats["byProfile"].items()))
     r.verified["admissions"] = {**counts, **stats}
+    return VerifiedAdmissions(
+        admitted=admitted,
+        canaries=frozenset(canaries),
+        canary_groups=canary_indices(policy.canaries, examples),
+        examples=examples,
+        head=summary[1],
+        merkle_root=summary[2],
+        count=n,
+        sha256=bundle.admissions_sha256,
+    )
 
 
 def _absorb_stats(stats: dict[str, Any], policy: Policy | None, a: AdmissionRecord) -> None:

@@ -10,13 +10,15 @@ tell) must verify under the trusted keys, else the run FAILs: fail closed.
 
 from __future__ import annotations
 
-import os
+import hashlib
 from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from attest import layout
 from attest.bundle import read_bundle
 from attest.canonical import parse_json
-from attest.digest import sha256_file
 from attest.envelope import verify_envelope
 from attest.errors import FormatError, VerificationError
 from attest.predicates import (
@@ -35,9 +37,11 @@ from attest.predicates import (
     parse_predicate,
 )
 
-from .context import Context, Tally, skip_all
+from .context import Context, Tally, all_passed, skip_all
+from .verified import VerifiedBundle
 
 CODES = (
+    "GT-FILE-TYPE",
     "GT-BUNDLE-MISSING",
     "GT-BUNDLE-FORMAT",
     "GT-SIG-THRESHOLD",
@@ -52,6 +56,18 @@ CODES = (
     "GT-FILE-UNCOVERED",
     "GT-FILE-DIGEST",
 )
+SIG_CODES = (
+    "GT-SIG-PAYLOAD-TYPE",
+    "GT-SIG-NONE",
+    "GT-SIG-UNTRUSTED",
+    "GT-SIG-INVALID",
+    "GT-STMT-FORMAT",
+)
+# Digest algorithms the verifier computes over a file subject's bytes (hashlib names).
+# A file subject lists sha256 and may add sha512; any other algorithm refuses the subject
+# (principle 1: every listed digest is checked, or the subject is not accepted).
+FILE_DIGESTS = ("sha256", "sha512")
+CHUNK = 1 << 20  # bytes per read when digesting a file
 SHORT = {
     POLICY_TYPE: "policy",
     ADMISSIONS_TYPE: "admission-log",
@@ -71,23 +87,27 @@ def _peek_type(payload: bytes, ctx: Context) -> str | None:
     return None
 
 
-def check_bundle(ctx: Context) -> None:
+def check_bundle(ctx: Context) -> VerifiedBundle | None:
+    """V1. The VerifiedBundle when every V1 check passed, else None."""
     r = ctx.result
+    entries = _check_entries(ctx)
     path = ctx.prov / BUNDLE_FILE
-    if not path.is_file():
+    bundle_entry = entries.get(f"{layout.PROVENANCE_DIR}/{BUNDLE_FILE}")
+    if bundle_entry is None or not bundle_entry.is_file:
+        what = "no such file" if bundle_entry is None else "not a regular file"
         r.fail(
             "GT-BUNDLE-MISSING",
-            f"provenance/{BUNDLE_FILE}: expected the signed bundle, found no such file",
+            f"provenance/{BUNDLE_FILE}: expected the signed bundle, found {what}",
         )
         skip_all(r, CODES, "no bundle")
-        return
+        return None
     r.add("GT-BUNDLE-MISSING", "pass", f"provenance/{BUNDLE_FILE}")
     try:
         lines = read_bundle(path, limits=ctx.limits)
     except FormatError as e:
         r.fail("GT-BUNDLE-FORMAT", str(e))
         skip_all(r, CODES, "the bundle is unreadable")
-        return
+        return None
     r.add("GT-BUNDLE-FORMAT", "pass", f"{len(lines)} envelope(s)")
     if ctx.threshold < 1 or ctx.threshold > len(ctx.keys):
         r.fail(
@@ -96,10 +116,10 @@ def check_bundle(ctx: Context) -> None:
             f"{ctx.threshold}",
         )
         skip_all(r, CODES, "no signature can be trusted under this threshold")
-        return
+        return None
     r.add("GT-SIG-THRESHOLD", "pass", f"threshold {ctx.threshold} of {len(ctx.keys)} key(s)")
 
-    t = Tally(r, CODES[3:8])
+    t = Tally(r, SIG_CODES)
     found: dict[str, list[tuple[int, Any]]] = defaultdict(list)
     broken: set[str] = set()  # required types present but not usable (their failure is reported)
     ignored: list[dict[str, Any]] = []
@@ -175,19 +195,6 @@ def check_bundle(ctx: Context) -> None:
                 f"bundle: expected one {SHORT[ptype]} statement, found {len(items)} "
                 f"(lines {', '.join(str(n) for n, _ in items)})",
             )
-        elif items and ptype not in broken:
-            st, pred = items[0][1]
-            ctx.statements[ptype] = st
-            setattr(
-                ctx,
-                {
-                    POLICY_TYPE: "policy_pred",
-                    ADMISSIONS_TYPE: "admissions_pred",
-                    TRAINING_TYPE: "training_pred",
-                    MEMORIZATION_TYPE: "memorization_pred",
-                }[ptype],
-                pred,
-            )
     dup.flush(
         {
             "GT-STMT-MISSING": "policy, admission-log, training-run, memorization-report",
@@ -195,16 +202,69 @@ def check_bundle(ctx: Context) -> None:
         }
     )
     r.verified["keyids"] = sorted(keyids)
-    _check_binding(ctx)
-    _check_files(ctx)
+    preds = {p: items[0][1] for p, items in found.items() if len(items) == 1 and p not in broken}
+    statements = {p: st for p, (st, _pred) in preds.items()}
+    typed = {p: pred for p, (_st, pred) in preds.items()}
+    run_id = _check_binding(ctx, statements, typed)
+    kind = layout.folder_kind(ctx.root)
+    _check_coverage(ctx, entries, kind, typed.get(TRAINING_TYPE))
+    digests = _check_files(ctx, entries, statements, typed)
+    if not all_passed(r, CODES) or run_id is None or digests is None:
+        return None
+    policy_bytes, adm_sha, steps_sha = digests
+    return VerifiedBundle(
+        run_id=run_id,
+        keyids=tuple(sorted(keyids)),
+        kind=kind,
+        statements=statements,
+        policy_pred=typed[POLICY_TYPE],
+        admissions_pred=typed[ADMISSIONS_TYPE],
+        training=typed[TRAINING_TYPE],
+        memorization=typed[MEMORIZATION_TYPE],
+        policy_bytes=policy_bytes,
+        admissions_sha256=adm_sha,
+        steps_sha256=steps_sha,
+    )
 
 
-def _check_binding(ctx: Context) -> None:
+def _check_entries(ctx: Context) -> dict[str, layout.Entry]:
+    """GT-FILE-TYPE: list the folder once (scandir + lstat); refuse every entry that is not
+    a folder or a regular file with one link. Returns the entries by relative path."""
     r = ctx.result
-    preds = {p: ctx.pred(p) for p in REQUIRED_TYPES if ctx.pred(p) is not None}
+    try:
+        entries = {e.rel: e for e in layout.walk(ctx.root)}
+    except (OSError, FormatError) as e:
+        msg = f"{ctx.root}: cannot list: {e.strerror or e}" if isinstance(e, OSError) else str(e)
+        r.fail("GT-FILE-TYPE", msg)
+        return {}
+    t = Tally(r, ("GT-FILE-TYPE",))
+    refused, _ = layout.problems(list(entries.values()), layout.RUN)
+    for m in refused:
+        t.fail("GT-FILE-TYPE", m)
+    t.flush({"GT-FILE-TYPE": f"{len(entries)} entries, all regular files or folders"})
+    return entries
+
+
+def _subject_digests_ok(t: Tally, where: str, digest: Mapping[str, str]) -> bool:
+    """A file subject lists sha256 and optionally sha512, nothing the verifier cannot check."""
+    algs = sorted(digest)
+    if "sha256" not in digest or any(a not in FILE_DIGESTS for a in algs):
+        t.fail(
+            "GT-STMT-BINDING",
+            f"{where}: expected digest algorithms sha256 (and optionally sha512), found "
+            f"{', '.join(algs)}",
+        )
+        return False
+    return True
+
+
+def _check_binding(ctx: Context, st: Mapping[str, Any], preds: Mapping[str, Any]) -> str | None:
+    """GT-STMT-BINDING; the run id when it passed. Each statement's subjects are exactly
+    the ones its type names (predicates/*.md "Subjects"): nothing extra can "cover" a file."""
+    r = ctx.result
     if not preds:
         skip_all(r, ("GT-STMT-BINDING",), "no usable statement")
-        return
+        return None
     t = Tally(r, ("GT-STMT-BINDING",))
     run_ids = {SHORT[p]: x.run_id for p, x in preds.items()}
     pol = {SHORT[p]: x.policy_digest for p, x in preds.items()}
@@ -218,43 +278,51 @@ def _check_binding(ctx: Context) -> None:
     run_id = next(iter(run_ids.values()))
     if len(run_id) != 32 or any(c not in "0123456789abcdef" for c in run_id):
         t.fail("GT-STMT-BINDING", f"runId: expected 32 lowercase hex digits, found {run_id!r:.40}")
-    st = ctx.statements
-    if POLICY_TYPE in st and st[POLICY_TYPE].subject(POLICY_FILE) is None:
-        t.fail("GT-STMT-BINDING", f"policy statement: expected subject {POLICY_FILE!r}, found none")
-    if ADMISSIONS_TYPE in st and st[ADMISSIONS_TYPE].subject(ADMISSIONS_FILE) is None:
-        t.fail(
-            "GT-STMT-BINDING",
-            f"admission-log statement: expected subject {ADMISSIONS_FILE!r}, found none",
-        )
-    tr, ad, mem = ctx.training_pred, ctx.admissions_pred, ctx.memorization_pred
-    if tr is not None:
-        want = {(w["name"], w["sha256"]) for w in tr.weights}
-        got = {
-            (s.name, s.digest.get("sha256"))
-            for s in st[TRAINING_TYPE].subjects
-            if s.name != STATE_ROOT_SUBJECT
-        }
-        if want != got:
+    for ptype, fname in ((POLICY_TYPE, POLICY_FILE), (ADMISSIONS_TYPE, ADMISSIONS_FILE)):
+        if ptype not in st:
+            continue
+        names = [s.name for s in st[ptype].subjects]
+        if names != [fname]:
             t.fail(
                 "GT-STMT-BINDING",
-                f"training-run subjects: expected the predicate's weights {sorted(want)}, found "
-                f"{sorted(got)}",
+                f"{SHORT[ptype]} statement subjects: expected exactly [{fname!r}], found {names}",
             )
-        root = st[TRAINING_TYPE].subject(STATE_ROOT_SUBJECT)
-        if root is None or root.digest.get(STATE_ROOT_ALG) != tr.final_state_root:
+        else:
+            _subject_digests_ok(
+                t, f"{SHORT[ptype]} subject {fname!r}", st[ptype].subjects[0].digest
+            )
+    tr, ad, mem = preds.get(TRAINING_TYPE), preds.get(ADMISSIONS_TYPE), preds.get(MEMORIZATION_TYPE)
+    if tr is not None:
+        want = [(w["name"], w["sha256"]) for w in tr.weights]
+        files = [s for s in st[TRAINING_TYPE].subjects if s.name != STATE_ROOT_SUBJECT]
+        got = [(s.name, s.digest.get("sha256")) for s in files]
+        if len(set(want)) != len(want) or sorted(want) != sorted(got):
             t.fail(
                 "GT-STMT-BINDING",
-                f"training-run subject {STATE_ROOT_SUBJECT}: expected "
-                f"{STATE_ROOT_ALG}:{tr.final_state_root}, found "
-                f"{dict(root.digest) if root else None}",
+                f"training-run subjects: expected exactly the predicate's weights {sorted(want)}, "
+                f"found {sorted(got, key=str)}",
+            )
+        for s in files:
+            _subject_digests_ok(t, f"training-run subject {s.name!r}", s.digest)
+        roots = [s for s in st[TRAINING_TYPE].subjects if s.name == STATE_ROOT_SUBJECT]
+        root = roots[0] if len(roots) == 1 else None
+        if root is None or dict(root.digest) != {STATE_ROOT_ALG: tr.final_state_root}:
+            t.fail(
+                "GT-STMT-BINDING",
+                f"training-run subject {STATE_ROOT_SUBJECT}: expected exactly one, with digest "
+                f"{{{STATE_ROOT_ALG}: {tr.final_state_root}}}, found "
+                f"{[dict(x.digest) for x in roots]}",
             )
         if mem is not None:
-            got_m = {(s.name, s.digest.get("sha256")) for s in st[MEMORIZATION_TYPE].subjects}
-            if got_m != want:
+            want_m = sorted((s.name, sorted(s.digest.items())) for s in files)
+            got_m = sorted(
+                (s.name, sorted(s.digest.items())) for s in st[MEMORIZATION_TYPE].subjects
+            )
+            if got_m != want_m:
                 t.fail(
                     "GT-STMT-BINDING",
-                    f"memorization-report subjects: expected the weights {sorted(want)}, found "
-                    f"{sorted(got_m)}",
+                    f"memorization-report subjects: expected the training-run weight subjects "
+                    f"{want_m}, found {got_m}",
                 )
             if mem.step_log_head != tr.step_log.head:
                 t.fail(
@@ -275,70 +343,96 @@ def _check_binding(ctx: Context) -> None:
                     f"training-run dataset: expected {dict(ad.dataset)}, found {dict(tr.dataset)}",
                 )
     t.flush({"GT-STMT-BINDING": f"runId {run_id}"})
-    r.verified["runId"] = run_id if not t.failed("GT-STMT-BINDING") else None
+    ok = not t.failed("GT-STMT-BINDING")
+    r.verified["runId"] = run_id if ok else None
+    return run_id if ok else None
 
 
-def _check_files(ctx: Context) -> None:
+def _check_coverage(ctx: Context, entries: Mapping[str, layout.Entry], kind: str, tr: Any) -> None:
+    """GT-FILE-UNCOVERED: every entry is one the layout allows, with the weight and
+    checkpoint names the training statement signs (attest.layout)."""
     r = ctx.result
-    usable = all(ctx.pred(p) is not None for p in (POLICY_TYPE, ADMISSIONS_TYPE, TRAINING_TYPE))
-    expected: dict[str, str] = {}  # provenance file -> signed sha256
-    if ctx.policy_pred is not None:
-        s = ctx.statements[POLICY_TYPE].subject(POLICY_FILE)
-        if s is not None:
-            expected[POLICY_FILE] = s.digest.get("sha256", "")
-    if ctx.admissions_pred is not None:
-        s = ctx.statements[ADMISSIONS_TYPE].subject(ADMISSIONS_FILE)
-        if s is not None:
-            expected[ADMISSIONS_FILE] = s.digest.get("sha256", "")
-    if ctx.training_pred is not None:
-        expected[STEPS_FILE] = ctx.training_pred.step_log.sha256
+    if tr is None:
+        skip_all(r, ("GT-FILE-UNCOVERED",), "no usable training-run statement names the weights")
+        return
+    t = Tally(r, ("GT-FILE-UNCOVERED",))
+    weights = [w["name"] for w in tr.weights]
+    checkpoints = [c.file for c in tr.checkpoints]
+    _, unexpected = layout.problems(list(entries.values()), kind, weights, checkpoints)
+    for m in unexpected:
+        t.fail("GT-FILE-UNCOVERED", m)
+    for name in layout.PROVENANCE_FILES:
+        if f"{layout.PROVENANCE_DIR}/{name}" not in entries:
+            t.fail("GT-FILE-UNCOVERED", f"provenance/{name}: expected the file, found none")
+    t.flush({"GT-FILE-UNCOVERED": f"{len(entries)} entries, all allowed in a {kind} folder"})
 
-    if usable and MEMORIZATION_TYPE in ctx.statements:
-        covered = set(expected) | {s.name for st in ctx.statements.values() for s in st.subjects}
-        t = Tally(r, ("GT-FILE-UNCOVERED",))
-        n = 0
-        for dirpath, dirnames, filenames in os.walk(ctx.prov):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                rel = os.path.relpath(os.path.join(dirpath, fn), ctx.prov).replace(os.sep, "/")
-                if rel == BUNDLE_FILE:
-                    continue
-                n += 1
-                if rel not in covered:
-                    t.fail(
-                        "GT-FILE-UNCOVERED",
-                        f"provenance/{rel}: expected every file to be covered by a signed "
-                        f"statement, found it covered by none",
-                    )
-        t.flush({"GT-FILE-UNCOVERED": f"{n} file(s) covered"})
-    else:
-        skip_all(
-            r,
-            ("GT-FILE-UNCOVERED",),
-            "a required statement is unusable, coverage cannot be decided",
-        )
 
+def file_digests(
+    path: Path, algs: Any, max_bytes: int | None = None
+) -> tuple[dict[str, str], bytes]:
+    """Every digest of ``algs`` over the file's bytes in one read; the bytes too when the file
+    is at most ``max_bytes`` (for a file a later layer parses: it parses these very bytes).
+    Raises OSError, FormatError (over ``max_bytes``)."""
+    hs = {a: hashlib.new(a) for a in algs}
+    kept = bytearray()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            for h in hs.values():
+                h.update(chunk)
+            if max_bytes is not None:
+                kept += chunk
+                if len(kept) > max_bytes:
+                    raise FormatError(f"{path.name}: larger than {max_bytes} bytes")
+    return {a: h.hexdigest() for a, h in hs.items()}, bytes(kept)
+
+
+def _check_files(
+    ctx: Context,
+    entries: Mapping[str, layout.Entry],
+    st: Mapping[str, Any],
+    preds: Mapping[str, Any],
+) -> tuple[bytes, str, str] | None:
+    """GT-FILE-DIGEST: each sidecar's bytes against every digest its statement signs.
+    Returns (policy.toml bytes, admissions sha256, steps sha256) when all matched."""
+    r = ctx.result
+    expected: dict[str, dict[str, str]] = {}  # provenance file -> signed digests
+    for ptype, fname in ((POLICY_TYPE, POLICY_FILE), (ADMISSIONS_TYPE, ADMISSIONS_FILE)):
+        if ptype in st and len(st[ptype].subjects) == 1 and st[ptype].subjects[0].name == fname:
+            expected[fname] = dict(st[ptype].subjects[0].digest)
+    if TRAINING_TYPE in preds:
+        expected[STEPS_FILE] = {"sha256": preds[TRAINING_TYPE].step_log.sha256}
     if not expected:
         skip_all(r, ("GT-FILE-DIGEST",), "no statement names a sidecar file")
-        return
+        return None
     t = Tally(r, ("GT-FILE-DIGEST",))
+    got_all: dict[str, dict[str, str]] = {}
+    policy_bytes = b""
     for name in sorted(expected):
-        path = ctx.prov / name
-        if not path.is_file():
-            t.fail(
-                "GT-FILE-DIGEST",
-                f"provenance/{name}: expected sha256:{expected[name]}, found no such file",
-            )
-            ctx.bad_files.add(name)
+        want = expected[name]
+        e = entries.get(f"{layout.PROVENANCE_DIR}/{name}")
+        if e is None or not e.is_file:
+            found = "no such file" if e is None else "not a regular file"
+            t.fail("GT-FILE-DIGEST", f"provenance/{name}: expected sha256:{want.get('sha256')}, "
+                   f"found {found}")  # fmt: skip
             continue
+        algs = [a for a in want if a in FILE_DIGESTS]
         try:
-            got = sha256_file(path)
-        except OSError as e:
-            got = f"unreadable ({e.strerror or e})"
-        if got != expected[name]:
-            t.fail(
-                "GT-FILE-DIGEST",
-                f"provenance/{name}: expected sha256:{expected[name]}, found {got}",
+            got, data = file_digests(
+                ctx.prov / name, algs, ctx.limits.policy_max if name == POLICY_FILE else None
             )
-            ctx.bad_files.add(name)
+        except (OSError, FormatError) as err:
+            msg = f"unreadable ({err.strerror or err})" if isinstance(err, OSError) else str(err)
+            t.fail("GT-FILE-DIGEST", f"provenance/{name}: expected sha256:{want.get('sha256')}, "
+                   f"found {msg}")  # fmt: skip
+            continue
+        for a in algs:
+            if got[a] != want[a]:
+                t.fail("GT-FILE-DIGEST", f"provenance/{name}: expected {a}:{want[a]}, found "
+                       f"{a}:{got[a]}")  # fmt: skip
+        got_all[name] = got
+        if name == POLICY_FILE:
+            policy_bytes = data
     t.flush({"GT-FILE-DIGEST": ", ".join(sorted(expected))})
+    if t.failed("GT-FILE-DIGEST") or set(got_all) != {POLICY_FILE, ADMISSIONS_FILE, STEPS_FILE}:
+        return None
+    return policy_bytes, got_all[ADMISSIONS_FILE]["sha256"], got_all[STEPS_FILE]["sha256"]

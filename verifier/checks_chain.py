@@ -9,24 +9,37 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
+from attest.canary import heldout_indices
 from attest.canonical import canonical_json
 from attest.errors import FormatError
 from attest.log import iter_log
 from attest.merkle import MerkleBuilder
-from attest.predicates import STEPS_FILE
-from attest.records import StartRecord, StepRecord
+from attest.policy import Policy
+from attest.predicates import STEPS_FILE, TrainingPredicate
+from attest.records import Event, StartRecord, StepRecord
 from attest.tensors import state_root
 
-from .context import ChainFacts, Context, Tally, inputs_unusable, skip_all
+from .context import Context, Tally, all_passed, missing_inputs
 from .loss_drop import LossDropCheck
+from .mem_signals import SignalCheck
+from .verified import (
+    VerifiedAdmissions,
+    VerifiedBundle,
+    VerifiedChain,
+    VerifiedCheckpoint,
+    VerifiedPolicy,
+    numel,
+)
 
 CHAIN_CODES = (
-    "GT-LOG-FORMAT",
-    "GT-LOG-SUMMARY",
+    "GT-STEP-LOG-FORMAT",
+    "GT-STEP-LOG-SUMMARY",
     "GT-CHAIN-START",
     "GT-CHAIN-PROFILES",
+    "GT-CHAIN-HELDOUT",
     "GT-CHAIN-GAP",
     "GT-BATCH-REFUSED",
     "GT-BATCH-HELDOUT",
@@ -35,10 +48,9 @@ CHAIN_CODES = (
     "GT-ROUTE-UNKNOWN",
     "GT-ROUTE-VIOLATION",
     "GT-STATE-ROOT",
-    "GT-STATE-BASE",
     "GT-STATE-FINAL",
+    "GT-STATE-BASE",
 )
-MEM_CODES = ("GT-MEM-EVENTS", "GT-MEM-SIGNAL", "GT-MEM-ACTION")
 BATCH_CODES = ("GT-BATCH-REFUSED", "GT-BATCH-HELDOUT", "GT-BATCH-QUARANTINED", "GT-BATCH-PROFILE")
 CURVE_POINTS = 200
 
@@ -59,19 +71,40 @@ class _Curve:
             self.points = [p for p in self.points if (int(p[0]) - 1) % self.stride == 0]
 
 
-def check_chain(ctx: Context) -> None:
+def check_chain(
+    ctx: Context,
+    bundle: VerifiedBundle | None,
+    vpolicy: VerifiedPolicy | None,
+    table: VerifiedAdmissions | None,
+) -> VerifiedChain | None:
+    """V4 in one streaming pass over steps.msgpack (its sha256 re-checked as it streams).
+
+    Runs with the verified bundle alone (the checks needing the policy or the admission
+    table are then skipped and nothing is published); the VerifiedChain exists only when
+    every chain check passed."""
     r = ctx.result
-    tr, policy = ctx.training_pred, ctx.policy
-    if inputs_unusable(ctx, CHAIN_CODES, tr, "training-run", STEPS_FILE) or tr is None:
-        return
+    if missing_inputs(r, CHAIN_CODES, {"bundle": bundle}) or bundle is None:
+        return None
+    tr = bundle.training
+    policy = vpolicy.policy if vpolicy is not None else None
     t = Tally(r, CHAIN_CODES)
-    table = ctx.admissions
     if table is None:
-        for c in BATCH_CODES:
+        # The batch's admitted profiles are unknown, so routing cannot be judged either.
+        for c in BATCH_CODES + ("GT-CHAIN-HELDOUT", "GT-ROUTE-VIOLATION"):
             t.skip(c, "no verified admission log")
     if policy is None:
         t.skip("GT-CHAIN-PROFILES", "no verified policy")
+        t.skip("GT-CHAIN-HELDOUT", "no verified policy")
         t.skip("GT-ROUTE-VIOLATION", "no verified policy to resolve profiles")
+    if tr.steps > ctx.limits.steps_max:
+        t.fail(
+            "GT-CHAIN-GAP",
+            f"training-run steps: expected at most steps_max {ctx.limits.steps_max}, found "
+            f"{tr.steps}",
+        )
+        t.flush()
+        return None
+    file_hash = hashlib.sha256()
     merkle = MerkleBuilder()
     head = b"\0" * 32
     start: StartRecord | None = None
@@ -79,54 +112,45 @@ def check_chain(ctx: Context) -> None:
     allowed: dict[str, frozenset[str]] = {}
     heldout: frozenset[int] = frozenset()
     quarantined: set[int] = set()
-    facts = ChainFacts(complete=False, steps=0, final_root=None, base_root=None, events=[])
-    if policy is not None:
-        facts.loss_drop = LossDropCheck(policy.memorization)
+    events: list[dict[str, Any]] = []
+    step_events: dict[int, tuple[Event, ...]] = {}
+    halt_steps: list[int] = []
+    checkpoints: dict[int, VerifiedCheckpoint] = {}
+    cp_records: list[tuple[int, dict[str, Any], str]] = []
+    loss_drop = LossDropCheck(policy.memorization) if policy is not None else None
+    signals: SignalCheck | None = None
     curve = _Curve()
     expect = 1
-    root_ok = True
+    steps = last_step = 0
+    complete = False
     route_by_profile: Counter[str] = Counter()
     changes_total = violations = 0
     try:
         for rec in iter_log(ctx.prov / STEPS_FILE, limits=ctx.limits):
+            file_hash.update(rec.raw)
             merkle.add(rec.hash)
             head = rec.hash
             if rec.index == 0:
+                # One code for a bad start record (issue 10 item 8): GT-CHAIN-START.
                 try:
                     start = StartRecord.from_record(rec.value, f"{STEPS_FILE}: record 0")
                 except FormatError as e:
                     t.fail("GT-CHAIN-START", f"{e}")
                     break
                 leaves = dict(start.base_leaves)
-                heldout = frozenset(start.heldout)
-                _check_start(ctx, t, start)
-                facts.base_root = start.base_state_root
-                facts.tensors = frozenset(start.base_leaves)
+                _check_start(t, tr, start)
                 if policy is not None:
-                    resolved = policy.resolve_profiles(start.trainable)
-                    recorded = {p: tuple(ns) for p, ns in start.profiles.items()}
-                    if resolved != recorded:
-                        diff = sorted(
-                            p
-                            for p in set(resolved) | set(recorded)
-                            if resolved.get(p) != recorded.get(p)
-                        )
-                        t.fail(
-                            "GT-CHAIN-PROFILES",
-                            f"{STEPS_FILE}: start: profiles {', '.join(diff)} expected "
-                            f"{ {p: list(resolved.get(p, ())) for p in diff} }, found "
-                            f"{ {p: list(recorded.get(p, ())) for p in diff} }",
-                        )
-                    # Routing is judged against the verifier's own resolution, never the record's.
-                    allowed = {p: frozenset(ns) for p, ns in resolved.items()}
-                    missing = sorted(set(start.trainable) - set(start.base_leaves))
-                    if missing:
-                        t.fail(
-                            "GT-CHAIN-PROFILES",
-                            f"{STEPS_FILE}: start: trainable tensors {missing[:5]} are not in the "
-                            f"base",
-                        )
+                    allowed = _check_profiles(t, policy, start)
+                if policy is not None and table is not None:
+                    heldout = _check_heldout(t, tr, policy, table, start)
+                    signals = SignalCheck(
+                        policy, table.canary_groups, heldout, loss_drop.last if loss_drop else {}
+                    )
+                else:
+                    heldout = frozenset(start.heldout)
                 continue
+            if rec.index > ctx.limits.steps_max:
+                raise FormatError(f"{STEPS_FILE}: more than steps_max {ctx.limits.steps_max} steps")
             step = StepRecord.from_record(rec.value, f"{STEPS_FILE}: record {rec.index}")
             if step.step != expect:
                 t.fail(
@@ -136,29 +160,28 @@ def check_chain(ctx: Context) -> None:
                 )
             expect = step.step + 1
             s = step.step
-            facts.steps += 1
-            facts.last_step = s
+            steps += 1
+            last_step = s
             curve.add(s, step.loss)
             batch_profiles: set[str] = set()
             for i, (x, prof) in enumerate(zip(step.batch, step.profiles, strict=True)):
                 if table is not None:
                     ap = table.admitted.get(x, None)
-                    if x not in table.admitted or ap is None:
+                    if ap is None:
                         t.fail(
                             "GT-BATCH-REFUSED",
                             f"step {s}: batch[{i}] = example {x}, expected an admitted example, "
                             f"found {'a refused one' if x in table.admitted else 'none such'}",
                         )
-                    else:
-                        batch_profiles.add(ap)
-                        if prof != ap:
-                            t.fail(
-                                "GT-BATCH-PROFILE",
-                                f"step {s}: example {x}: expected its admitted profile {ap!r}, "
-                                f"found {prof!r}",
-                            )
-                else:
-                    batch_profiles.add(prof)
+                        # A refused index skips the later batch checks (issue 10 item 5).
+                        continue
+                    batch_profiles.add(ap)
+                    if prof != ap:
+                        t.fail(
+                            "GT-BATCH-PROFILE",
+                            f"step {s}: example {x}: expected its admitted profile {ap!r}, "
+                            f"found {prof!r}",
+                        )
                 if x in heldout:
                     t.fail(
                         "GT-BATCH-HELDOUT",
@@ -172,12 +195,14 @@ def check_chain(ctx: Context) -> None:
                     )
             may = (
                 frozenset().union(*(allowed.get(p, frozenset()) for p in batch_profiles))
-                if allowed
+                if allowed and table is not None
                 else None
             )
             for name, leaf in step.changed.items():
                 changes_total += 1
                 if name not in leaves:
+                    # records.md §5: a name outside the base state fails and is not added to
+                    # the state (issue 10 item 3): the state's names stay the base's.
                     t.fail(
                         "GT-ROUTE-UNKNOWN",
                         f"step {s}: tensor {name!r} changed but the model has no such tensor",
@@ -198,39 +223,45 @@ def check_chain(ctx: Context) -> None:
                             route_by_profile[p] += 1
             got = state_root(leaves)
             if got != step.state_root:
-                root_ok = False
                 t.fail(
                     "GT-STATE-ROOT",
                     f"step {s}: expected state root {got.hex()} (recomputed), found "
                     f"{step.state_root.hex()}",
                 )
             if step.checkpoint is not None:
-                facts.checkpoints.append((s, dict(step.checkpoint), got.hex()))
-            if facts.loss_drop is not None:  # before this step's quarantines count
-                facts.loss_drop.step(step, quarantined)
+                cp_records.append((s, dict(step.checkpoint), got.hex()))
+            if loss_drop is not None:  # before this step's quarantines count
+                loss_drop.step(step, quarantined)
+            if signals is not None:
+                signals.step(step, quarantined)
             for ev in step.events:
-                facts.events.append({**ev.to_record(), "step": s})
+                events.append({**ev.to_record(), "step": s})
                 if ev.kind == "quarantine" and ev.example is not None:
                     quarantined.add(ev.example)
                 if ev.kind == "halt":
-                    facts.halt_steps.append(s)
+                    halt_steps.append(s)
             if step.events:
-                facts.step_events[s] = list(step.events)
+                step_events[s] = tuple(step.events)
         else:
-            facts.complete = start is not None
-    except FormatError as e:
-        t.fail("GT-LOG-FORMAT", str(e))
-    if start is None and not t.failed("GT-CHAIN-START") and not t.failed("GT-LOG-FORMAT"):
+            complete = start is not None
+    except (FormatError, OSError) as e:
+        msg = f"{STEPS_FILE}: cannot read: {e.strerror or e}" if isinstance(e, OSError) else str(e)
+        t.fail("GT-STEP-LOG-FORMAT", msg)
+    if start is None and not t.failed("GT-CHAIN-START") and not t.failed("GT-STEP-LOG-FORMAT"):
         t.fail("GT-CHAIN-START", f"{STEPS_FILE}: expected a start record, found an empty log")
-    if not facts.complete:
+    if not complete or start is None:
         for c in CHAIN_CODES:
-            if c not in ("GT-LOG-FORMAT", "GT-CHAIN-START"):
+            if c not in ("GT-STEP-LOG-FORMAT", "GT-CHAIN-START"):
                 t.skip(c, "the step log could not be read to the end")
         t.flush()
-        ctx.chain = facts
-        return
+        return None
+    if file_hash.hexdigest() != bundle.steps_sha256:
+        t.fail(
+            "GT-STEP-LOG-FORMAT",
+            f"{STEPS_FILE}: expected sha256:{bundle.steps_sha256} (verified in V1), found "
+            f"sha256:{file_hash.hexdigest()} in the bytes read here: the file changed",
+        )
     final = state_root(leaves)
-    facts.final_root = final if root_ok else None
     summary = (merkle.count, head.hex(), merkle.root().hex())
     for name, signed, found in zip(
         ("count", "head", "merkleRoot"),
@@ -239,14 +270,12 @@ def check_chain(ctx: Context) -> None:
         strict=True,
     ):
         if signed != found:
-            t.fail("GT-LOG-SUMMARY", f"{STEPS_FILE}: expected {name} {signed}, found {found}")
-    if facts.steps != tr.steps:
+            t.fail("GT-STEP-LOG-SUMMARY", f"{STEPS_FILE}: expected {name} {signed}, found {found}")
+    if steps != tr.steps:
         t.fail(
             "GT-CHAIN-GAP",
-            f"{STEPS_FILE}: expected {tr.steps} step records (training-run steps), found "
-            f"{facts.steps}",
+            f"{STEPS_FILE}: expected {tr.steps} step records (training-run steps), found {steps}",
         )
-    assert start is not None
     if start.base_state_root.hex() != tr.base_state_root:
         t.fail(
             "GT-STATE-BASE",
@@ -265,12 +294,13 @@ def check_chain(ctx: Context) -> None:
             f"{STEPS_FILE}: expected the chain to end at {tr.final_state_root} (signed), found "
             f"{final.hex()} (recomputed)",
         )
-    n = facts.steps
+    n = steps
     t.flush(
         {
-            "GT-LOG-FORMAT": f"{STEPS_FILE}: {merkle.count} canonical records, chain unbroken",
-            "GT-LOG-SUMMARY": f"{STEPS_FILE}: count, head and Merkle root match",
+            "GT-STEP-LOG-FORMAT": f"{STEPS_FILE}: {merkle.count} canonical records, chain unbroken",
+            "GT-STEP-LOG-SUMMARY": f"{STEPS_FILE}: count, head and Merkle root match",
             "GT-CHAIN-GAP": f"steps 1..{n}",
+            "GT-CHAIN-HELDOUT": f"{len(heldout)} held-out example(s) re-derived",
             "GT-STATE-ROOT": f"{n} state roots recomputed",
             "GT-ROUTE-VIOLATION": f"{changes_total} tensor changes, each allowed by a batch "
             f"profile",
@@ -278,11 +308,18 @@ def check_chain(ctx: Context) -> None:
             "GT-STATE-BASE": start.base_state_root.hex(),
         }
     )
-    ctx.chain = facts
+    if not all_passed(r, CHAIN_CODES):
+        return None
+    for s_, cp, root_hex in cp_records:
+        checkpoints[s_] = VerifiedCheckpoint(
+            s_, str(cp["file"]), str(cp["sha256"]), str(cp["stateRoot"])
+        )
+        if root_hex != cp["stateRoot"]:
+            checkpoints.pop(s_)  # GT-CHECKPOINT-DIGEST (V6) reports it; never publish it
     r.verified["steps"] = n
-    r.verified["finalStateRoot"] = final.hex() if root_ok else None
+    r.verified["finalStateRoot"] = final.hex()
     r.verified["baseStateRoot"] = start.base_state_root.hex()
-    sizes = {nm: _numel(sh) for nm, (_dt, sh) in start.tensors.items()}
+    sizes = {nm: numel(sh) for nm, (_dt, sh) in start.tensors.items()}
     byp = r.verified.get("admissions", {}).get("byProfile", {})
     r.verified["routing"] = {
         "profiles": {
@@ -299,18 +336,94 @@ def check_chain(ctx: Context) -> None:
     }
     r.verified["checkpoints"] = len(tr.checkpoints)
     r.attested["lossCurve"] = curve.points
+    return VerifiedChain(
+        start=start,
+        steps=n,
+        last_step=last_step,
+        base_root=start.base_state_root,
+        final_root=final,
+        heldout=heldout,
+        checkpoints=checkpoints,
+        events=tuple(events),
+        step_events=step_events,
+        halt_steps=tuple(halt_steps),
+        sha256=bundle.steps_sha256,
+        head=summary[1],
+        merkle_root=summary[2],
+        count=summary[0],
+        derived=Derived(loss_drop, signals, tuple(cp_records), frozenset(quarantined)),
+    )
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+def _check_profiles(t: Tally, policy: Policy, start: StartRecord) -> dict[str, frozenset[str]]:
+    """GT-CHAIN-PROFILES; the verifier's own resolution (routing never uses the record's)."""
+    resolved = policy.resolve_profiles(start.trainable)
+    recorded = {p: tuple(ns) for p, ns in start.profiles.items()}
+    if resolved != recorded:
+        diff = sorted(
+            p for p in set(resolved) | set(recorded) if resolved.get(p) != recorded.get(p)
+        )
+        t.fail(
+            "GT-CHAIN-PROFILES",
+            f"{STEPS_FILE}: start: profiles {', '.join(diff)} expected "
+            f"{ {p: list(resolved.get(p, ())) for p in diff} }, found "
+            f"{ {p: list(recorded.get(p, ())) for p in diff} }",
+        )
+    missing = sorted(set(start.trainable) - set(start.base_leaves))
+    if missing:
+        t.fail(
+            "GT-CHAIN-PROFILES",
+            f"{STEPS_FILE}: start: trainable tensors {missing[:5]} are not in the base",
+        )
+    return {p: frozenset(ns) for p, ns in resolved.items()}
 
 
-def _check_start(ctx: Context, t: Tally, start: StartRecord) -> None:
-    tr = ctx.training_pred
-    assert tr is not None
+def _check_heldout(
+    t: Tally,
+    tr: TrainingPredicate,
+    policy: Policy,
+    table: VerifiedAdmissions,
+    start: StartRecord,
+) -> frozenset[int]:
+    """GT-CHAIN-HELDOUT: the start record's ``heldout`` is attest.canary.heldout_indices of the
+    signed config's seed, the policy's holdout and the verified admitted pool. Returns the
+    derived set (what the batch checks use), never the recorded one."""
+    seed = tr.config.get("seed")
+    try:
+        derived = heldout_indices(seed, table.pool, policy.memorization.holdout)  # type: ignore[arg-type]
+    except FormatError as e:
+        t.fail("GT-CHAIN-HELDOUT", f"training-run config: {e}")
+        return frozenset(start.heldout)
+    # Counts the training predicate records beside it are derived too (trainer: extra).
+    pool_size = sum(1 for p in table.admitted.values() if p is not None) - len(derived)
+    for key, want in (("heldout", len(derived)), ("trainingPool", pool_size)):
+        got = tr.extra.get(key)
+        if got is not None and got != want:
+            t.fail(
+                "GT-CHAIN-HELDOUT",
+                f"training-run extra.{key}: expected {want} (derived), found {got!r:.40}",
+            )
+    if tuple(start.heldout) != derived:
+        t.fail(
+            "GT-CHAIN-HELDOUT",
+            f"{STEPS_FILE}: start: heldout expected {list(derived)[:10]} (derived from seed "
+            f"{seed} and {len(table.pool)} admitted examples, holdout "
+            f"{policy.memorization.holdout}), found {list(start.heldout)[:10]}",
+        )
+    return frozenset(derived)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What V4's stream re-derived for V5 and V6 (the verifier's own computation)."""
+
+    loss_drop: LossDropCheck | None
+    signals: SignalCheck | None
+    checkpoint_records: tuple[tuple[int, dict[str, Any], str], ...]  # (step, map, root hex)
+    quarantined: frozenset[int]
+
+
+def _check_start(t: Tally, tr: TrainingPredicate, start: StartRecord) -> None:
     where = f"{STEPS_FILE}: start"
     if start.config_digest != tr.config_digest:
         t.fail(
@@ -341,122 +454,22 @@ def _check_start(ctx: Context, t: Tally, start: StartRecord) -> None:
         t.fail(
             "GT-CHAIN-START", f"{where}: expected tensors and baseLeaves to name the same tensors"
         )
-
-
-def check_memorization(ctx: Context) -> None:
-    r = ctx.result
-    mem, chain, policy = ctx.memorization_pred, ctx.chain, ctx.policy
-    if mem is None:
-        skip_all(r, MEM_CODES, "no usable memorization-report statement")
-        return
-    if chain is None or not chain.complete:
-        skip_all(r, MEM_CODES, "the step log was not verified")
-        return
-    t = Tally(r, MEM_CODES)
-    logged = chain.events
-    if len(mem.events) != len(logged):
+    seed = start.extra.get("dataOrderSeed")
+    if seed is not None and seed != tr.config.get("seed"):
         t.fail(
-            "GT-MEM-EVENTS",
-            f"memorization-report: expected {len(logged)} events (the step log's), found "
-            f"{len(mem.events)}",
+            "GT-CHAIN-START",
+            f"{where}: extra.dataOrderSeed expected {tr.config.get('seed')!r} (config.seed), "
+            f"found {seed!r:.40}",
         )
-    for i, (want, got) in enumerate(zip(logged, mem.events, strict=False)):
-        if dict(got) != want:
-            t.fail(
-                "GT-MEM-EVENTS",
-                f"memorization-report events[{i}]: expected {want}, found {dict(got)}",
-            )
-    q = sorted(
-        {e["example"] for e in logged if e["kind"] == "quarantine" and e["example"] is not None}
-    )
-    if list(mem.quarantined) != q:
-        t.fail(
-            "GT-MEM-EVENTS",
-            f"memorization-report quarantined: expected {q}, found {list(mem.quarantined)}",
-        )
-    if mem.halted != bool(chain.halt_steps):
-        t.fail(
-            "GT-MEM-EVENTS",
-            f"memorization-report halted: expected {bool(chain.halt_steps)}, found {mem.halted}",
-        )
-    ld = chain.loss_drop
-    if policy is None or ld is None:
-        t.skip("GT-MEM-SIGNAL", "no verified policy")
-    else:
-        t.fail_all("GT-MEM-SIGNAL", ld.messages, ld.count)
-    if policy is None:
-        t.skip("GT-MEM-ACTION", "no verified policy")
-    else:
-        action = policy.memorization.action
-        for s, events in sorted(chain.step_events.items()):
-            flagged = [
-                e.example for e in events if e.kind == "memorization-flag" and e.example is not None
-            ]
-            quarantined = {e.example for e in events if e.kind == "quarantine"}
-            halted = any(e.kind == "halt" for e in events)
-            # An action event is the policy's answer to a flag of the same step (records.md
-            # §5.1): never another action, never without its flag.
-            flags = {(e.example, e.signal) for e in events if e.kind == "memorization-flag"}
-            for e in events:
-                if e.kind not in ("quarantine", "halt"):
-                    continue
-                if e.kind != action:
-                    t.fail(
-                        "GT-MEM-ACTION",
-                        f"step {s}: {e.kind} event for example {e.example}: expected only "
-                        f"the policy action {action!r}, found {e.kind!r}",
-                    )
-                elif (e.example, e.signal) not in flags:
-                    t.fail(
-                        "GT-MEM-ACTION",
-                        f"step {s}: {e.kind} event for example {e.example}: expected a "
-                        f"memorization-flag of example {e.example} by signal {e.signal!r} in the "
-                        f"same step, found none",
-                    )
-            if action == "quarantine":
-                for x in flagged:
-                    if x not in quarantined:
-                        t.fail(
-                            "GT-MEM-ACTION",
-                            f"step {s}: example {x} was flagged for memorization; policy action "
-                            f"'quarantine' expected its quarantine at step {s}, found none",
-                        )
-            if action == "halt" and flagged and not halted:
-                t.fail(
-                    "GT-MEM-ACTION",
-                    f"step {s}: memorization flagged; policy action 'halt' expected a halt at "
-                    f"step {s}, found none",
-                )
-        for s in chain.halt_steps:
-            if s != chain.last_step:
-                t.fail(
-                    "GT-MEM-ACTION",
-                    f"step {s}: halt event, expected it to be the last step, found steps up to "
-                    f"{chain.last_step}",
-                )
-    t.flush(
-        {
-            "GT-MEM-EVENTS": f"{len(logged)} event(s)",
-            "GT-MEM-SIGNAL": f"{ld.flags} loss-drop flag(s) re-derived from the recorded losses"
-            if ld is not None
-            else "",
-            "GT-MEM-ACTION": f"action {policy.memorization.action!r} carried out" if policy else "",
-        }
-    )
-    r.verified["memorization"] = {
-        "events": len(logged),
-        "flags": sum(1 for e in logged if e["kind"] == "memorization-flag"),
-        "quarantined": q,
-        "halted": bool(chain.halt_steps),
-    }
-    r.attested["canaries"] = [dict(c) for c in mem.canaries]
-    r.attested["reference"] = dict(mem.reference)
+    ex_run = start.extra.get("runId")
+    if ex_run is not None and ex_run != tr.run_id:
+        t.fail("GT-CHAIN-START", f"{where}: extra.runId expected {tr.run_id}, found {ex_run!r:.40}")
 
 
-def attested_from_training(ctx: Context) -> dict[str, Any]:
-    tr = ctx.training_pred
-    if tr is None:
+def attested_from_training(bundle: VerifiedBundle | None) -> dict[str, Any]:
+    if bundle is None:
         return {}
+    tr = bundle.training
     return {
         "environment": dict(tr.environment),
         "config": dict(tr.config),

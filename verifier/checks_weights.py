@@ -9,25 +9,32 @@ must be the signed one; an absent one is reported as not shipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from attest.digest import sha256_file
 from attest.errors import FormatError
-from attest.predicates import Checkpoint
+from attest.predicates import STEPS_FILE, TRAINING_TYPE, Checkpoint
 from attest.tensors import hash_safetensors, state_root
 
-from .context import Context, Tally, skip_all
+from .checks_bundle import file_digests
+from .context import Context, Tally, all_passed, missing_inputs, skip_all
+from .verified import VerifiedBundle, VerifiedChain, VerifiedWeights
 
 WEIGHT_CODES = (
     "GT-WEIGHTS-MISSING",
     "GT-WEIGHTS-FORMAT",
     "GT-WEIGHTS-DIGEST",
+    "GT-WEIGHTS-TENSORS",
     "GT-WEIGHTS-ROOT",
     "GT-CHECKPOINT-DIGEST",
 )
 CHECKPOINT = "GT-CHECKPOINT-DIGEST"
+BASE_CODES = ("GT-BASE-TENSORS", "GT-BASE-ROOT")
+# Checkpoint tensors outside the state root: AdamW moments and steps, the RNG state
+# (trainer/checkpoint.py writes exactly these prefixes).
+EXCLUDED = ("optim/", "rng/")
 
 
 def _safe_name(name: str) -> bool:
@@ -35,14 +42,52 @@ def _safe_name(name: str) -> bool:
     return bool(name) and not p.is_absolute() and ".." not in p.parts and "\\" not in name
 
 
-def check_weights(ctx: Context) -> None:
+def _table(tensors: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return {t.name: (t.dtype, tuple(t.shape)) for t in tensors}
+
+
+def _table_diff(want: Mapping[str, Any], got: Mapping[str, Any]) -> str | None:
+    """None when equal, else a short account of the first differences."""
+    if dict(want) == dict(got):
+        return None
+    only_w, only_g = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    diff = sorted(n for n in set(want) & set(got) if want[n] != got[n])
+    parts = []
+    if only_w:
+        parts.append(f"missing {only_w[:3]}")
+    if only_g:
+        parts.append(f"extra {only_g[:3]}")
+    if diff:
+        n = diff[0]
+        parts.append(
+            f"{len(diff)} differ, e.g. {n!r}: expected {want[n][0]} {list(want[n][1])}, found "
+            f"{got[n][0]} {list(got[n][1])}"
+        )
+    return "; ".join(parts)
+
+
+def _other_digests(path: Path, digest: Mapping[str, str]) -> dict[str, str]:
+    """The file's digests for the subject's algorithms other than sha256 (V1 allowed only
+    those the verifier computes). Raises OSError."""
+    algs = [a for a in digest if a != "sha256"]
+    if not algs:
+        return {}
+    return file_digests(path, algs)[0]
+
+
+def check_weights(
+    ctx: Context, bundle: VerifiedBundle | None, chain: VerifiedChain | None
+) -> VerifiedWeights | None:
+    """V6; the VerifiedWeights when every weights check passed (the root against the
+    verified chain: without one, GT-WEIGHTS-ROOT and GT-WEIGHTS-TENSORS are skipped)."""
     r = ctx.result
-    tr = ctx.training_pred
-    if tr is None:
-        skip_all(r, WEIGHT_CODES, "no usable training-run statement")
-        return
+    if missing_inputs(r, WEIGHT_CODES, {"bundle": bundle}) or bundle is None:
+        return None
+    tr = bundle.training
+    subjects = {s.name: s.digest for s in bundle.statements[TRAINING_TYPE].subjects}
     t = Tally(r, WEIGHT_CODES[:-1])
     leaves: dict[str, bytes] = {}
+    table: dict[str, tuple[str, tuple[int, ...]]] = {}
     facts = []
     readable = True
     if not tr.weights:
@@ -92,6 +137,15 @@ def check_weights(ctx: Context) -> None:
             t.fail(
                 "GT-WEIGHTS-DIGEST", f"{name}: expected sha256:{w['sha256']}, found sha256:{got}"
             )
+        # Every algorithm the subject lists is checked (principle 1), not only sha256.
+        signed = subjects.get(name, {})
+        try:
+            for alg, value in _other_digests(path, signed).items():
+                if value != signed[alg]:
+                    t.fail("GT-WEIGHTS-DIGEST", f"{name}: expected {alg}:{signed[alg]}, found "
+                           f"{alg}:{value}")  # fmt: skip
+        except OSError as oe:
+            t.fail("GT-WEIGHTS-MISSING", f"{name}: cannot read: {oe.strerror or oe}")
         for tn, leaf in d.leaves.items():
             if tn in leaves:
                 t.fail(
@@ -99,35 +153,46 @@ def check_weights(ctx: Context) -> None:
                     f"{name}: tensor {tn!r} also appears in another weight file",
                 )
             leaves[tn] = leaf
+        table.update(_table(d.tensors))
         facts.append({"name": name, "sha256": got, "bytes": d.size})
     if not readable:
         t.skip("GT-WEIGHTS-ROOT", "not every weight file could be read")
+        t.skip("GT-WEIGHTS-TENSORS", "not every weight file could be read")
+    elif chain is None:
+        t.skip("GT-WEIGHTS-ROOT", "no verified step chain to bind the weights to")
+        t.skip("GT-WEIGHTS-TENSORS", "no verified start record")
     elif tr.weights:
-        chain_root = ctx.chain.final_root if ctx.chain is not None else None
-        want, what = (
-            (chain_root.hex(), "the recomputed chain's final root")
-            if chain_root
-            else (tr.final_state_root, "the signed final root")
-        )
+        diff = _table_diff(chain.start.tensors, table)
+        if diff:
+            t.fail(
+                "GT-WEIGHTS-TENSORS",
+                f"weights: expected the start record's tensor table (name, dtype, shape), "
+                f"found {diff}",
+            )
         got_root = state_root(leaves).hex()
-        if got_root != want:
+        if got_root != chain.final_root.hex():
             t.fail(
                 "GT-WEIGHTS-ROOT",
-                f"weights: expected state root {want} ({what}), found {got_root} over "
-                f"{len(leaves)} tensors",
+                f"weights: expected state root {chain.final_root.hex()} (the recomputed chain's "
+                f"final root), found {got_root} over {len(leaves)} tensors",
             )
     t.flush(
         {
             "GT-WEIGHTS-MISSING": ", ".join(w["name"] for w in tr.weights),
-            "GT-WEIGHTS-DIGEST": "sha256 of every weight file",
+            "GT-WEIGHTS-DIGEST": "every listed digest of every weight file",
+            "GT-WEIGHTS-TENSORS": f"{len(table)} tensors: names, dtypes and shapes",
             "GT-WEIGHTS-ROOT": f"{len(leaves)} tensors",
         }
     )
-    r.verified["weights"] = facts
-    check_checkpoints(ctx)
+    ok = all_passed(r, WEIGHT_CODES[:-1])
+    r.verified["weights"] = facts if ok else None
+    cp_ok = check_checkpoints(ctx, bundle, chain)
+    if not ok or not cp_ok:
+        return None
+    return VerifiedWeights(tuple(facts), state_root(leaves).hex(), table)
 
 
-def check_checkpoints(ctx: Context) -> None:
+def check_checkpoints(ctx: Context, bundle: VerifiedBundle, chain: VerifiedChain | None) -> bool:
     """GT-CHECKPOINT-DIGEST: the signed checkpoint list, the step log and the shipped files agree.
 
     (a) always, from the bundle alone: training ``checkpoints`` lists, in step order,
@@ -138,14 +203,11 @@ def check_checkpoints(ctx: Context) -> None:
     checkpoints); replay (V9, GT-REPLAY-CHECKPOINT) fails closed on it.
     """
     r = ctx.result
-    tr = ctx.training_pred
-    if tr is None:
-        skip_all(r, (CHECKPOINT,), "no usable training-run statement")
-        return
+    tr = bundle.training
     t = Tally(r, (CHECKPOINT,))
-    chain = ctx.chain if ctx.chain is not None and ctx.chain.complete else None
     if chain is not None:
-        _checkpoints_match_chain(t, tr.checkpoints, chain.checkpoints)
+        _checkpoints_match_chain(t, tr.checkpoints, chain.derived.checkpoint_records)
+        _checkpoints_on_schedule(t, tr.config.get("checkpoint_every"), chain)
     shipped: list[str] = []
     absent: list[str] = []
     for c in tr.checkpoints:
@@ -178,9 +240,20 @@ def check_checkpoints(ctx: Context) -> None:
             t.fail(CHECKPOINT, f"{where}: expected sha256 {c.sha256}, found {d.sha256}")
             continue
         if chain is not None:
-            # The model's tensors only: a checkpoint also holds optim/* and rng/* tensors.
+            # The state root is over the start record's tensors; every other tensor of a
+            # checkpoint MUST be optimizer or RNG state (records.md §5 "Checkpoint file").
             missing = sorted(chain.tensors - set(d.leaves))
+            others = sorted(
+                n for n in d.leaves if n not in chain.tensors and not n.startswith(EXCLUDED)
+            )
             got_root = state_root({n: d.leaves[n] for n in chain.tensors if n in d.leaves}).hex()
+            if others:
+                t.fail(
+                    CHECKPOINT,
+                    f"{where}: expected only model, optim/* and rng/* tensors, found "
+                    f"{len(others)} other(s) (e.g. {others[0]!r})",
+                )
+                continue
             if missing:
                 t.fail(
                     CHECKPOINT,
@@ -206,6 +279,22 @@ def check_checkpoints(ctx: Context) -> None:
     if absent:
         msg += f", {len(absent)} not shipped ({', '.join(absent[:5])}; allowed without --replay)"
     t.flush({CHECKPOINT: msg})
+    return not t.failed(CHECKPOINT) and chain is not None
+
+
+def _checkpoints_on_schedule(t: Tally, every: object, chain: VerifiedChain) -> None:
+    """Derived, not trusted: the trainer checkpoints after every step that is a multiple of
+    the signed config's ``checkpoint_every`` (when the config has one), and after no other."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        return  # a config without the key (another trainer) fixes no schedule
+    want = [s for s in range(1, chain.last_step + 1) if every and s % every == 0]
+    got = [s for s, _cp, _root in chain.derived.checkpoint_records]
+    if got != want:
+        t.fail(
+            CHECKPOINT,
+            f"{STEPS_FILE}: expected checkpoints after steps {want[:8]} (config "
+            f"checkpoint_every {every}), found them after steps {got[:8]}",
+        )
 
 
 def _checkpoints_match_chain(
@@ -256,19 +345,22 @@ def _checkpoints_match_chain(
         t.fail(CHECKPOINT, f"training-run checkpoints: expected step order, found steps {steps}")
 
 
-def check_base(ctx: Context, base: Path | None) -> None:
+def check_base(
+    ctx: Context, base: Path | None, bundle: VerifiedBundle | None, chain: VerifiedChain | None
+) -> None:
     r = ctx.result
     if base is None:
-        skip_all(r, ("GT-BASE-ROOT",), "no --base given")
+        skip_all(r, BASE_CODES, "no --base given")
         return
-    tr = ctx.training_pred
-    if tr is None:
-        skip_all(r, ("GT-BASE-ROOT",), "no usable training-run statement")
+    if missing_inputs(r, BASE_CODES, {"bundle": bundle}) or bundle is None:
         return
+    tr = bundle.training
     files = sorted(base.glob("*.safetensors"))
     if not files:
         r.fail("GT-BASE-ROOT", f"{base}: expected *.safetensors base weights, found none")
+        skip_all(r, BASE_CODES, "no base weights")
         return
+    table: dict[str, tuple[str, tuple[int, ...]]] = {}
     leaves: dict[str, bytes] = {}
     origin: dict[str, str] = {}
     for f in files:
@@ -276,6 +368,7 @@ def check_base(ctx: Context, base: Path | None) -> None:
             d = hash_safetensors(f, with_file_digest=False, limits=ctx.limits)
         except FormatError as e:
             r.fail("GT-BASE-ROOT", f"base {e}")
+            skip_all(r, BASE_CODES, "a base file is unreadable")
             return
         # Same rule as V6 (GT-WEIGHTS-FORMAT): a tensor in two files has no one value,
         # so the base has no state root; never let one file silently overwrite another.
@@ -286,9 +379,25 @@ def check_base(ctx: Context, base: Path | None) -> None:
                     f"{base}: expected each tensor in one base file, found {tn!r} in both "
                     f"{origin[tn]} and {f.name}",
                 )
+                skip_all(r, BASE_CODES, "the base has no single value per tensor")
                 return
             origin[tn] = f.name
         leaves.update(d.leaves)
+        table.update(_table(d.tensors))
+    if chain is None:
+        skip_all(r, ("GT-BASE-TENSORS",), "no verified start record")
+    else:
+        diff = _table_diff(chain.start.tensors, table)
+        if diff:
+            r.fail(
+                "GT-BASE-TENSORS",
+                f"{base}: expected the start record's tensor table (name, dtype, shape), found "
+                f"{diff}",
+            )
+            # Another table is another model: its root says nothing more (and would differ).
+            skip_all(r, ("GT-BASE-ROOT",), "the base's tensor table differs")
+            return
+        r.add("GT-BASE-TENSORS", "pass", f"{len(table)} tensors")
     got = state_root(leaves).hex()
     if got != tr.base_state_root:
         r.fail(

@@ -21,6 +21,11 @@ class Check:
 
 CHECKS: tuple[Check, ...] = (
     # V1 bundle and signatures
+    Check(
+        "GT-FILE-TYPE",
+        "bundle",
+        "every entry of the folder is a regular file with one link, or a folder",
+    ),
     Check("GT-BUNDLE-MISSING", "bundle", "the provenance bundle exists"),
     Check("GT-BUNDLE-FORMAT", "bundle", "every bundle line is a well-formed DSSE envelope"),
     Check(
@@ -39,7 +44,9 @@ CHECKS: tuple[Check, ...] = (
     Check("GT-STMT-DUPLICATE", "bundle", "every required predicate type is present exactly once"),
     Check("GT-STMT-BINDING", "bundle", "all statements name the same run and policy"),
     Check(
-        "GT-FILE-UNCOVERED", "bundle", "every file of provenance/ is covered by a signed statement"
+        "GT-FILE-UNCOVERED",
+        "bundle",
+        "every entry of the folder is one the layout allows and the signed statements bind",
     ),
     Check("GT-FILE-DIGEST", "bundle", "sidecar files match their signed digests"),
     # V2 policy
@@ -47,12 +54,14 @@ CHECKS: tuple[Check, ...] = (
     Check("GT-POLICY-DIGEST", "policy", "the policy matches the signed policy digest"),
     # V3 admissions
     Check(
-        "GT-LOG-FORMAT",
+        "GT-ADMIT-LOG-FORMAT",
         "admissions",
-        "sidecar logs are canonical msgpack with an unbroken prev chain",
+        "the admission log is canonical msgpack with an unbroken prev chain",
     ),
     Check(
-        "GT-LOG-SUMMARY", "admissions", "log count, head and Merkle root match the signed summary"
+        "GT-ADMIT-LOG-SUMMARY",
+        "admissions",
+        "the admission log's count, head and Merkle root match the signed summary",
     ),
     Check("GT-ADMIT-ORDER", "admissions", "admission records cover examples 0..n-1 in order"),
     Check(
@@ -64,11 +73,31 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "GT-ADMIT-CANARIES", "admissions", "canary examples number exactly what the policy plants"
     ),
+    Check(
+        "GT-ADMIT-CANARY-METADATA",
+        "admissions",
+        "canary records carry the fixed canary metadata and empty findings",
+    ),
     # V4 step chain
+    Check(
+        "GT-STEP-LOG-FORMAT",
+        "chain",
+        "the step log is canonical msgpack with an unbroken prev chain",
+    ),
+    Check(
+        "GT-STEP-LOG-SUMMARY",
+        "chain",
+        "the step log's count, head and Merkle root match the signed summary",
+    ),
     Check(
         "GT-CHAIN-START", "chain", "the step log starts with a valid start record bound to the run"
     ),
     Check("GT-CHAIN-PROFILES", "chain", "profiles resolve to the recorded parameter names"),
+    Check(
+        "GT-CHAIN-HELDOUT",
+        "chain",
+        "the held-out reference set is the one derived from the seed and the admitted pool",
+    ),
     Check("GT-CHAIN-GAP", "chain", "steps are numbered 1..n without gaps or repeats"),
     Check("GT-BATCH-REFUSED", "chain", "batches use only admitted examples"),
     Check("GT-BATCH-HELDOUT", "chain", "batches never use held-out reference examples"),
@@ -94,13 +123,18 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "GT-MEM-SIGNAL",
         "memorization",
-        "loss-drop flags equal those re-derived from the recorded losses",
+        "memorization flags equal those re-derived from the recorded values and thresholds",
     ),
     Check("GT-MEM-ACTION", "memorization", "the policy's memorization action was carried out"),
     # V6 weights
     Check("GT-WEIGHTS-MISSING", "weights", "the released weight files are present"),
     Check("GT-WEIGHTS-FORMAT", "weights", "weight files are valid safetensors"),
     Check("GT-WEIGHTS-DIGEST", "weights", "weight files match the signed sha256 subjects"),
+    Check(
+        "GT-WEIGHTS-TENSORS",
+        "weights",
+        "the weights' tensor names, dtypes and shapes equal the start record's table",
+    ),
     Check(
         "GT-WEIGHTS-ROOT", "weights", "the weights' state root equals the signed final state root"
     ),
@@ -110,10 +144,20 @@ CHECKS: tuple[Check, ...] = (
         "signed checkpoints match the step log, and shipped checkpoint files their digests",
     ),
     # V7 base (--base)
+    Check(
+        "GT-BASE-TENSORS",
+        "base",
+        "the base weights' tensor names, dtypes and shapes equal the start record's table",
+    ),
     Check("GT-BASE-ROOT", "base", "the base model's state root equals the signed base state root"),
     # V8 data (--data, --openings)
     Check("GT-DATA-FORMAT", "data", "the dataset and openings are readable and complete"),
     Check("GT-DATA-COMMITMENT", "data", "every example commitment opens to the dataset content"),
+    Check(
+        "GT-DATA-CANARY",
+        "data",
+        "canary commitments open to the canary texts derived from the run secret",
+    ),
     Check("GT-DATA-METADATA", "data", "committed metadata matches the dataset"),
     Check(
         "GT-DATA-FINDINGS",

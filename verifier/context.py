@@ -1,95 +1,68 @@
 """Shared state of one verification run, and the per-code tally of findings.
 
 Layers run in order (spec/verification.md) and hand each other only what they
-verified: a later layer reads the policy, the admission table or the chain's
-recomputed roots from here, never from unverified files.
+verified (verifier/verified.py): a layer gets the verified objects it needs as
+arguments and returns its own, or None when any of its checks did not pass.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attest.limits import Limits
 from attest.policy import Policy
-from attest.predicates import (
-    ADMISSIONS_TYPE,
-    MEMORIZATION_TYPE,
-    POLICY_TYPE,
-    TRAINING_TYPE,
-    AdmissionsPredicate,
-    MemorizationPredicate,
-    PolicyPredicate,
-    TrainingPredicate,
-)
-from attest.records import Event
-from attest.statement import Statement
+from attest.predicates import TrainingPredicate
 
 from .result import Result
-
-if TYPE_CHECKING:
-    from .loss_drop import LossDropCheck
+from .verified import (
+    VerifiedAdmissions,
+    VerifiedBundle,
+    VerifiedChain,
+    VerifiedPolicy,
+    VerifiedWeights,
+)
 
 MAX_MESSAGES = 10  # failure messages kept per check code; the rest are counted
 
 
 @dataclass
-class AdmissionTable:
-    """What the chain needs from the admission log: O(examples), not O(steps)."""
-
-    admitted: dict[int, str | None]  # index -> admitted profile (None = refused)
-    canaries: set[int]
-    examples: int  # dataset examples (canaries excluded)
-
-
-@dataclass
-class ChainFacts:
-    """What the chain layer recomputed (for memorization and weights)."""
-
-    complete: bool  # every record read and parsed
-    steps: int
-    final_root: bytes | None  # recomputed from base leaves + changes
-    base_root: bytes | None
-    events: list[dict[str, Any]]  # {**event.to_record(), "step": t} in log order
-    halt_steps: list[int] = field(default_factory=list)
-    last_step: int = 0
-    step_events: dict[int, list[Event]] = field(default_factory=dict)  # only steps that have events
-    # GT-MEM-SIGNAL: the loss-drop flags re-derived while streaming (None: no verified policy)
-    loss_drop: LossDropCheck | None = None
-    # GT-CHECKPOINT-DIGEST: (step, the record's checkpoint map, recomputed state root hex)
-    checkpoints: list[tuple[int, dict[str, Any], str]] = field(default_factory=list)
-    tensors: frozenset[str] = frozenset()  # the model's tensor names (start record)
-
-
-@dataclass
 class Context:
+    """The run being verified: where, under which keys and limits, and the verified
+    objects the layers returned so far (verifier/verified.py; None = not verified).
+
+    Layers receive the verified objects they need as arguments; the api stores each
+    returned object here once (only the api assigns these fields). The properties
+    below are the v0.1 names the replay module reads, all derived from verified objects.
+    """
+
     root: Path
     prov: Path
     keys: Sequence[Any]
     threshold: int
     limits: Limits
     result: Result
-    statements: dict[str, Statement] = field(default_factory=dict)
-    policy_pred: PolicyPredicate | None = None
-    admissions_pred: AdmissionsPredicate | None = None
-    training_pred: TrainingPredicate | None = None
-    memorization_pred: MemorizationPredicate | None = None
-    bad_files: set[str] = field(default_factory=set)  # provenance files failing their digest
-    policy: Policy | None = None
-    admissions: AdmissionTable | None = None
-    admissions_log_ok: bool = False
-    chain: ChainFacts | None = None
+    bundle: VerifiedBundle | None = None
+    vpolicy: VerifiedPolicy | None = None
+    admissions: VerifiedAdmissions | None = None
+    chain: VerifiedChain | None = None
+    weights: VerifiedWeights | None = None
 
-    def pred(self, ptype: str) -> Any:
-        return {
-            POLICY_TYPE: self.policy_pred,
-            ADMISSIONS_TYPE: self.admissions_pred,
-            TRAINING_TYPE: self.training_pred,
-            MEMORIZATION_TYPE: self.memorization_pred,
-        }[ptype]
+    @property
+    def training_pred(self) -> TrainingPredicate | None:
+        return self.bundle.training if self.bundle is not None else None
+
+    @property
+    def policy(self) -> Policy | None:
+        return self.vpolicy.policy if self.vpolicy is not None else None
+
+    @property
+    def bad_files(self) -> frozenset[str]:
+        # A sidecar that failed its digest leaves no VerifiedBundle at all.
+        return frozenset()
 
 
 class Tally:
@@ -134,18 +107,15 @@ class Tally:
                 self.result.add(code, "pass", passes.get(code, ""))
 
 
-def inputs_unusable(
-    ctx: Context, codes: Iterable[str], pred: object, statement: str, sidecar: str
-) -> bool:
-    """Skip ``codes`` (and say why) when a layer's statement or sidecar file is unusable.
+def missing_inputs(result: Result, codes: Iterable[str], needed: Mapping[str, object]) -> bool:
+    """Skip ``codes`` when a verified input is absent (its layer failed or did not run).
 
-    Callers add ``or pred is None`` so the type checker sees the narrowing too.
+    ``needed`` maps a name for the message ("bundle", "policy", ...) to the verified
+    object; returns True (after skipping) when any is None.
     """
-    if pred is None:
-        skip_all(ctx.result, codes, f"no usable {statement} statement")
-        return True
-    if sidecar in ctx.bad_files:
-        skip_all(ctx.result, codes, f"{sidecar} does not match its signed digest")
+    absent = [name for name, obj in needed.items() if obj is None]
+    if absent:
+        skip_all(result, codes, f"no verified {' or '.join(absent)}")
         return True
     return False
 
@@ -155,3 +125,16 @@ def skip_all(result: Result, codes: Iterable[str], reason: str) -> None:
     for c in codes:
         if c not in reported:
             result.add(c, "skip", reason)
+
+
+def all_passed(result: Result, codes: Iterable[str]) -> bool:
+    """Whether every one of ``codes`` was reported and none failed or was skipped: the
+    condition for a layer to publish its verified object (verification.md §2.1)."""
+    want = set(codes)
+    seen: set[str] = set()
+    for f in result.findings:
+        if f.code in want:
+            if f.status != "pass":
+                return False
+            seen.add(f.code)
+    return seen == want

@@ -120,7 +120,7 @@ def check_replay(
             for plan in plans:
                 try:
                     res, ran = engine.replay(
-                        plan, records, texts, table.admitted, mode, tol, t, stored
+                        plan, records, texts, dict(table.admitted), mode, tol, t, stored
                     )
                 except (RuntimeError, ValueError, KeyError, FormatError, UsageError) as e:
                     # e.g. a checkpoint whose AdamW tensors do not fit the model: a failed replay

@@ -21,6 +21,7 @@ import base64
 import copy
 import hashlib
 import json
+import os
 import shutil
 import struct
 import sys
@@ -36,6 +37,8 @@ from securesystemslib.signer import CryptoSigner
 
 from attest.admission import Findings, Metadata, decide, inspect_content
 from attest.bundle import encode_bundle
+from attest.canary import canary_metadata, heldout_indices
+from attest.canary import canary_text as derive_canary_text
 from attest.canonical import canonical_json, canonical_msgpack
 from attest.commitment import commit, derive_salt
 from attest.envelope import PAYLOAD_TYPE
@@ -150,8 +153,6 @@ DATASET: list[dict[str, Any]] = [
     _ex("Apache licensed explanation of the retry loop.", "Apache-2.0"),  # 11 deep
 ]
 EXPECTED_ADMITTED = {0: "deep", 1: "shallow", 4: "deep", 9: "deep", 10: "shallow", 11: "deep"}
-CANARY_SECRET = "314159"
-HELDOUT = (9,)
 
 TENSORS: dict[str, tuple[int, ...]] = {
     "embed.weight": (4, 2),  # not trainable
@@ -163,7 +164,10 @@ TENSORS: dict[str, tuple[int, ...]] = {
     "head.weight": (2, 4),
 }
 TRAINABLE = tuple(n for n in TENSORS if n != "embed.weight")
-CONFIG = {"model": "vector-tiny", "steps": 6, "batchSize": 2, "lr": 0.125, "seed": 0, "holdout": 1}
+# seed 7: the held-out set derived from it (attest.canary.heldout_indices) is example 9.
+CONFIG = {"model": "vector-tiny", "steps": 6, "batchSize": 2, "lr": 0.125, "seed": 7, "holdout": 1}
+HELDOUT = heldout_indices(CONFIG["seed"], sorted(EXPECTED_ADMITTED), 1)
+assert HELDOUT == (9,), "the vector plan trains every admitted example but 9"
 CHECKPOINT_STEP = 3
 CHECKPOINT_FILE = f"checkpoints/step-{CHECKPOINT_STEP:06d}.safetensors"
 
@@ -229,7 +233,8 @@ def default_plan() -> list[StepPlan]:
             [4, 13],
             ["h.0.mlp.w", "head.weight"],
             [
-                _ev("canary-exposure", 12, "canary-exposure", 1.5, 0.0, "exposure of canary 0"),
+                # exposure_max is 0 (off): the threshold is nil (records.md §5.1)
+                _ev("canary-exposure", 12, "canary-exposure", 1.5, None, "exposure of canary 0"),
             ],
         ),
     ]
@@ -281,7 +286,9 @@ def raw_f32(values: list[float]) -> bytes:
 
 
 def safetensors_bytes(
-    values: dict[str, list[float]], metadata: dict[str, str] | None = None
+    values: dict[str, list[float]],
+    metadata: dict[str, str] | None = None,
+    shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> bytes:
     header: dict[str, Any] = {}
     if metadata is not None:
@@ -291,7 +298,7 @@ def safetensors_bytes(
         nbytes = 4 * len(values[name])
         header[name] = {
             "dtype": "F32",
-            "shape": list(TENSORS[name]),
+            "shape": list({**TENSORS, **(shapes or {})}[name]),
             "data_offsets": [off, off + nbytes],
         }
         off += nbytes
@@ -348,7 +355,8 @@ class Variant:
 
 
 def canary_text() -> str:
-    return Policy.from_toml(POLICY_TOML.encode()).canaries.template.format(secret=CANARY_SECRET)
+    """Canary 0's text, derived from the run secret (policy.md §7; attest.canary)."""
+    return derive_canary_text(RUN_SECRET, Policy.from_toml(POLICY_TOML.encode()).canaries, 0)
 
 
 def build(v: Variant, dest: Path) -> dict[str, Any]:
@@ -370,9 +378,8 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
         examples.append({"index": i, "trained": trained, "metadata": meta, "findings": findings})
     canary = canary_text()
     for rep in range(policy.canaries.count * policy.canaries.repeats):
-        meta = Metadata(
-            "LicenseRef-govtune-canary", "govtune:canary", "canary", True, len(canary), True
-        )
+        meta = canary_metadata(policy.canaries)  # records.md §3 rule 2
+        assert meta.length == len(canary)
         examples.append(
             {
                 "index": len(dataset) + rep,
@@ -425,7 +432,7 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
         "profiles": {p: list(ns) for p, ns in policy.resolve_profiles(TRAINABLE).items()},
         "trainable": list(TRAINABLE),
         "heldout": list(HELDOUT),
-        "extra": {"dataOrderSeed": 0},
+        "extra": {"dataOrderSeed": CONFIG["seed"]},
     }
     step_records: list[dict[str, Any]] = [start]
     leaves = dict(base_leaves)
@@ -509,7 +516,11 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
                 "platform": "any",
                 "deterministic": True,
             },
-            "stepLog": steps_summary.to_dict(),
+            # sha256 of the file as written (a vector may alter it after encoding)
+            "stepLog": {
+                **steps_summary.to_dict(),
+                "sha256": hashlib.sha256(steps_file).hexdigest(),
+            },
             "steps": len(step_records) - 1,
             "baseStateRoot": base_root.hex(),
             "finalStateRoot": final_root.hex(),
@@ -527,7 +538,12 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
             "events": events,
             "quarantined": sorted({e["example"] for e in events if e["kind"] == "quarantine"}),
             "halted": any(e["kind"] == "halt" for e in events),
-            "canaries": [{"index": len(dataset), "exposure": 1.5, "step": 6}],
+            # the step log's canary-exposure events (GT-MEM-EVENTS compares them)
+            "canaries": [
+                {"index": e["example"], "exposure": e["value"], "step": e["step"]}
+                for e in events
+                if e["kind"] == "canary-exposure"
+            ],
             "reference": {"count": 1, "quantiles": {"0.05": 1.25, "0.5": 2.0}},
         },
     }
@@ -841,6 +857,34 @@ def _unknown_tensor(recs: list[dict[str, Any]]) -> None:
     )
 
 
+def _symlink(path: str, target: str) -> Hook:
+    def hook(run: Path) -> None:
+        (run / path).unlink()
+        os.symlink(target, run / path)
+
+    return hook
+
+
+def _canary_source(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    recs = copy.deepcopy(recs)
+    recs[12]["metadata"]["source"] = "docs:a"
+    return recs
+
+
+def _reshape_bias(recs: list[dict[str, Any]]) -> None:
+    for item in recs[0]["tensors"]:
+        if item[0] == "head.bias":
+            item[2] = [2, 2]
+
+
+def _other_canary_text(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = copy.deepcopy(examples)
+    for ex in out:
+        if ex["metadata"].canary:
+            ex["trained"] = "the secret code is 271828"  # same length, not the derived secret
+    return out
+
+
 def _write(path: str, data: bytes) -> Hook:
     def hook(run: Path) -> None:
         (run / path).write_bytes(data)
@@ -1000,13 +1044,13 @@ def variants() -> list[Variant]:
         # V3 admissions
         Variant(
             "log-format",
-            "GT-LOG-FORMAT",
+            "GT-ADMIT-LOG-FORMAT",
             "admissions.msgpack truncated by one byte (file digest signed)",
             {"admissions_bytes": _truncate},
         ),
         Variant(
             "log-summary",
-            "GT-LOG-SUMMARY",
+            "GT-ADMIT-LOG-SUMMARY",
             "admission-log predicate with another Merkle root (signed)",
             {"predicates": _resign(A, lambda p: p["log"].update(merkleRoot="0" * 64))},
         ),
@@ -1227,6 +1271,69 @@ def variants() -> list[Variant]:
             "GT-DATA-FINDINGS",
             "example 5 (an exact duplicate) recorded as not a duplicate",
             {"examples": _claim_not_duplicate},
+            flags=data,
+        ),
+        # v0.2: checks of the derived values and the folder layout
+        Variant(
+            "file-type",
+            "GT-FILE-TYPE",
+            "the checkpoint file is a symbolic link to model.safetensors",
+            {"files": _symlink(CHECKPOINT_FILE, "../" + WEIGHTS)},
+        ),
+        Variant(
+            "step-log-format",
+            "GT-STEP-LOG-FORMAT",
+            "steps.msgpack truncated by one byte (file digest signed)",
+            {"steps_bytes": _truncate},
+        ),
+        Variant(
+            "base-tensors",
+            "GT-BASE-TENSORS",
+            "the --base file stores head.bias with shape [2, 2] instead of the start record's [4]",
+            {
+                "base_bytes": lambda _b: safetensors_bytes(
+                    base_values(), shapes={"head.bias": (2, 2)}
+                )
+            },
+            flags={"base": True},
+        ),
+        Variant(
+            "file-weight-like",
+            "GT-FILE-UNCOVERED",
+            "a pytorch_model.bin beside the signed weights (a loader may take it instead)",
+            {"files": _write("pytorch_model.bin", b"not the verified weights")},
+        ),
+        Variant(
+            "admit-canary-metadata",
+            "GT-ADMIT-CANARY-METADATA",
+            "canary record 12 claims source docs:a instead of govtune:canary (signed)",
+            {"admission_records": _canary_source},
+        ),
+        Variant(
+            "chain-heldout",
+            "GT-CHAIN-HELDOUT",
+            "the start record holds out example 10 instead of the derived example 9 (signed)",
+            {"step_records": _step_edit(lambda r: r[0].update(heldout=[10]))},
+        ),
+        Variant(
+            "step-log-summary",
+            "GT-STEP-LOG-SUMMARY",
+            "training-run stepLog with another Merkle root (signed)",
+            {"predicates": _resign(T, lambda p: p["stepLog"].update(merkleRoot="0" * 64))},
+        ),
+        Variant(
+            "weights-tensors",
+            "GT-WEIGHTS-TENSORS",
+            "the start record claims head.bias has shape [2, 2], the weights' header says [4] "
+            "(signed)",
+            {"step_records": _step_edit(_reshape_bias)},
+        ),
+        Variant(
+            "data-canary",
+            "GT-DATA-CANARY",
+            "canary records 12 and 13 commit to another text than the one derived from the "
+            "run secret (canaries.jsonl holds that text)",
+            {"examples": _other_canary_text},
             flags=data,
         ),
     ]

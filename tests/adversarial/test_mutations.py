@@ -819,7 +819,12 @@ FORGERIES: dict[str, tuple[Callable[[mutate.Evidence, dict[str, Any]], None], se
     "tensor changed outside the batch's profiles": (forge_route_violation, {"GT-ROUTE-VIOLATION"}),
     "quarantined example used again": (forge_quarantined_reused, {"GT-BATCH-QUARANTINED"}),
     "step removed, chain re-linked": (forge_step_removed_relinked, {"GT-CHAIN-GAP"}),
-    "step removed, steps renumbered": (forge_step_removed_renumbered, {"GT-STATE-ROOT"}),
+    # When the next step re-changes every tensor the removed one changed, the roots still
+    # chain; the checkpoint record then sits one step early (and loss flags shift).
+    "step removed, steps renumbered": (
+        forge_step_removed_renumbered,
+        {"GT-STATE-ROOT", "GT-CHECKPOINT-DIGEST"},
+    ),
     "state root altered": (forge_state_root_altered, {"GT-STATE-ROOT"}),
     "weights swapped, subjects re-computed": (forge_weights_swapped, {"GT-WEIGHTS-ROOT"}),
     "weights swapped, final root claimed": (
@@ -843,18 +848,21 @@ FORGERIES: dict[str, tuple[Callable[[mutate.Evidence, dict[str, Any]], None], se
         forge_memorization_flag_and_quarantine_deleted,
         {"GT-MEM-SIGNAL"},
     ),
+    # Its quarantine makes a later batch use a quarantined example: the chain fails first
+    # and V5 (which needs a verified chain, verification.md §2.1) is skipped.
     "loss-drop flag invented at a first visit": (
         forge_spurious_loss_drop_flag,
-        {"GT-MEM-SIGNAL"},
+        {"GT-MEM-SIGNAL", "GT-BATCH-QUARANTINED"},
     ),
     "loss-drop flag value rewritten": (forge_loss_drop_value_rewritten, {"GT-MEM-SIGNAL"}),
     "checkpoint stateRoot forged in the predicate": (
         forge_checkpoint_root_claimed,
         {"GT-CHECKPOINT-DIGEST"},
     ),
+    # The shipped file is then an unbound weight-like file (README "The run folder").
     "checkpoint entry dropped from the predicate": (
         forge_checkpoint_entry_dropped,
-        {"GT-CHECKPOINT-DIGEST"},
+        {"GT-FILE-UNCOVERED"},
     ),
     "checkpoint file swapped, digests re-signed": (
         forge_checkpoint_file_swapped,

@@ -297,7 +297,7 @@ def test_verifier_fails_on_a_signed_log_with_a_four_gigabyte_length_prefix(
     raw = PREFIXES[kind] + b"A" * (8 << 20)
     ev.write(run_copy, mutate.signer(tiny_run), steps_raw=raw)
     report = verify_bounded(run_copy, tiny_run.pub)
-    assert report["outcome"] == "FAIL" and "GT-LOG-FORMAT" in report["failed"], report  # type: ignore[operator]
+    assert report["outcome"] == "FAIL" and "GT-STEP-LOG-FORMAT" in report["failed"], report  # type: ignore[operator]
 
 
 @pytest.mark.slow
@@ -337,4 +337,4 @@ def test_verifier_fails_on_a_signed_step_log_summary_claiming_a_billion_records(
     )
     report = verify_bounded(run_copy, tiny_run.pub)
     assert report["outcome"] == "FAIL", report
-    assert {"GT-CHAIN-GAP", "GT-LOG-SUMMARY"} & set(report["failed"]), report  # type: ignore[arg-type]
+    assert {"GT-CHAIN-GAP", "GT-STEP-LOG-SUMMARY"} & set(report["failed"]), report  # type: ignore[arg-type]

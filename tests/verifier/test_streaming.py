@@ -39,7 +39,9 @@ def _long_run(tmp_path: Path, repeats: int) -> Path:
 
     def plan(p: list) -> list:  # type: ignore[type-arg]
         steps = [gen.StepPlan(list(s.batch), list(s.changes)) for s in p if 11 not in s.batch]
-        return [gen.StepPlan(list(s.batch), list(s.changes)) for _ in range(repeats) for s in steps]
+        out = [gen.StepPlan(list(s.batch), list(s.changes)) for _ in range(repeats) for s in steps]
+        out[-1].events = list(p[-1].events)  # the last step is the canary's evaluation point
+        return out
 
     dest = tmp_path / f"long-{repeats}"
     gen.build(gen.Variant("long", None, "many steps", {"plan": plan}), dest)
@@ -54,12 +56,12 @@ def _chain_peak(run: Path) -> tuple[int, int]:
     """
     limits = Limits(record_max=64 * 1024)
     ctx = Context(run, run / "provenance", [load_public_key(KEY)], 1, limits, Result(str(run)))
-    checks_bundle.check_bundle(ctx)
-    checks_admissions.check_policy(ctx)
-    checks_admissions.check_admissions(ctx)
+    bundle = checks_bundle.check_bundle(ctx)
+    policy = checks_admissions.check_policy(ctx, bundle)
+    table = checks_admissions.check_admissions(ctx, bundle, policy)
     tracemalloc.start()
     try:
-        checks_chain.check_chain(ctx)
+        checks_chain.check_chain(ctx, bundle, policy, table)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

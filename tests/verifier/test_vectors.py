@@ -125,14 +125,14 @@ def test_a_bug_in_a_check_is_a_fail_not_a_crash(
 ) -> None:
     from verifier import checks_chain
 
-    def broken(ctx: object) -> None:
+    def broken(*_args: object) -> None:
         raise KeyError("boom")
 
     monkeypatch.setattr(checks_chain, "check_chain", broken)
     result = verify(basic / "run", **verify_kwargs(basic))
     assert result.verdict == "FAIL"
     [failure] = result.failures
-    assert failure.code == "GT-CHAIN-START"
+    assert failure.code == "GT-STEP-LOG-FORMAT"  # the chain layer's first code
     assert "internal error in the chain checks (KeyError: 'boom')" in failure.message
     assert result.verified["steps"] is None  # the shape stays stable for the report
 
