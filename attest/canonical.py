@@ -197,26 +197,29 @@ def _keys_in_order(keys: tuple[Any, ...]) -> bool:
 def _canonical_shape(value: Any, depth_max: int) -> bool:
     """True if ``value`` has only exact allowed types, str keys in UTF-8 order, bounded depth.
 
-    Level by level (breadth first): the members of all containers of one level are
-    type-checked together by one ``set(map(type, ...))``, so a list of 53 two-item
-    lists costs one pass, not 53. Python compares str by code point, and UTF-8
-    preserves code point order, so ``sorted(keys)`` is the spec's UTF-8 byte order.
+    Level by level (breadth first), with the iteration in C: the members of all
+    containers of one level are type-checked together by one ``set(map(type, ...))``,
+    and the key tuples of all maps of a level are looked up in one set operation, so
+    a list of 53 two-item lists or nine outcome maps cost one pass each, not one per
+    container. Python compares str by code point, and UTF-8 preserves code point
+    order, so ``sorted(keys)`` is the spec's UTF-8 byte order.
     """
     kind = type(value)
-    if kind is not list and kind is not dict:
+    if kind is dict:
+        dicts, lists = [value], []
+    elif kind is list:
+        dicts, lists = [], [value]
+    else:
         return kind in _MSGPACK_SCALARS
-    level: list[Any] = [value]
-    depth = 0  # depth of the containers in ``level``; their members sit at depth + 1
+    depth = 0  # depth of this level's containers; their members sit at depth + 1
     while True:
-        dicts = [c for c in level if type(c) is dict]
-        for d in dicts:
-            if not _keys_in_order(tuple(d)):
+        if dicts:
+            keysets = set(map(tuple, dicts))
+            if not keysets <= _SORTED_KEYS and not all(map(_keys_in_order, keysets)):
                 return False
-        if len(dicts) == len(level):
-            members = list(chain.from_iterable(d.values() for d in dicts))
+            members = list(chain(chain.from_iterable(map(dict.values, dicts)), *lists))
         else:
-            lists = [c for c in level if type(c) is list]
-            members = list(chain(chain.from_iterable(d.values() for d in dicts), *lists))
+            members = list(chain.from_iterable(lists))
         if not members:
             return True
         if depth >= depth_max:
@@ -224,13 +227,10 @@ def _canonical_shape(value: Any, depth_max: int) -> bool:
         types = set(map(type, members))
         if not types <= _MSGPACK_PLAIN:
             return False
-        if not types & _MSGPACK_CONTAINERS:
+        dicts = [m for m in members if type(m) is dict] if dict in types else []
+        lists = [m for m in members if type(m) is list] if list in types else []
+        if not dicts and not lists:
             return True
-        level = (
-            members
-            if types <= _MSGPACK_CONTAINERS
-            else [m for m in members if type(m) is list or type(m) is dict]
-        )
         depth += 1
 
 
