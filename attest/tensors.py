@@ -32,7 +32,7 @@ from .canonical import canonical_json, parse_json
 from .digest import CHUNK
 from .errors import FormatError
 from .limits import DEFAULT_LIMITS, Limits
-from .merkle import MerkleBuilder
+from .merkle import root_of_leaf_hashes
 
 TENSOR_TAG = b"govtune.tensor.v1\x00"
 
@@ -73,11 +73,15 @@ def tensor_leaf_hash(
 
 
 def state_root(leaves: Mapping[str, bytes]) -> bytes:
-    """Merkle root over tensor leaf hashes sorted by name (UTF-8 byte order)."""
-    b = MerkleBuilder()
-    for name in sorted(leaves, key=lambda n: n.encode("utf-8")):
-        b.add(leaves[name])
-    return b.root()
+    """Merkle root over tensor leaf hashes sorted by name (UTF-8 byte order).
+
+    Python orders str by code point, which is the UTF-8 byte order, so plain
+    ``sorted`` gives the spec's order without encoding every name (the verifier
+    computes one state root per step). No memo of leaf or node hashes: a full
+    fine-tune changes every tensor at every step, where a cache only adds misses.
+    """
+    sha = hashlib.sha256
+    return root_of_leaf_hashes([sha(b"\x00" + leaves[n]).digest() for n in sorted(leaves)])
 
 
 def read_header(
