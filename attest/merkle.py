@@ -9,7 +9,7 @@ memory: the verifier never holds a whole log.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import FormatError
@@ -39,11 +39,40 @@ def _root_of_hashes(hashes: Sequence[bytes]) -> bytes:
 
 
 def merkle_root(leaves: Iterable[bytes]) -> bytes:
-    """MTH(D[n]) of RFC 9162 §2.1.1 over the given leaf data."""
+    """MTH(D[n]) of RFC 9162 §2.1.1 over the given leaf data.
+
+    A list or tuple is folded level by level (`root_of_leaf_hashes`); any other
+    iterable is streamed through `MerkleBuilder` in O(log n) memory.
+    """
+    if isinstance(leaves, list | tuple):
+        return root_of_leaf_hashes([leaf_hash(x) for x in leaves])
     b = MerkleBuilder()
     for leaf in leaves:
         b.add(leaf)
     return b.root()
+
+
+def root_of_leaf_hashes(
+    hashes: Sequence[bytes], node: Callable[[bytes, bytes], bytes] | None = None
+) -> bytes:
+    """MTH of RFC 9162 §2.1.1 from the leaf hashes ``SHA-256(0x00 || d)``, level by level.
+
+    Pairing neighbours from the left and carrying an odd last node up unchanged gives
+    the same tree as the recursive split at the largest power of two (every left
+    subtree is perfect), with one list per level and no recursion: this is what the
+    verifier runs once per step for the state root (spec/format.md §5.2). ``node``
+    replaces `node_hash` (e.g. by a memoized one); it must compute the same function.
+    """
+    level = list(hashes)
+    if not level:
+        return EMPTY_ROOT
+    pair = node or node_hash
+    while len(level) > 1:
+        odd = level[-1] if len(level) % 2 else None
+        level = list(map(pair, level[0:-1:2], level[1::2]))
+        if odd is not None:
+            level.append(odd)
+    return level[0]
 
 
 class MerkleBuilder:

@@ -23,6 +23,7 @@ import queue
 import struct
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -31,7 +32,7 @@ from .canonical import canonical_json, parse_json
 from .digest import CHUNK
 from .errors import FormatError
 from .limits import DEFAULT_LIMITS, Limits
-from .merkle import MerkleBuilder
+from .merkle import root_of_leaf_hashes
 
 TENSOR_TAG = b"govtune.tensor.v1\x00"
 
@@ -72,11 +73,15 @@ def tensor_leaf_hash(
 
 
 def state_root(leaves: Mapping[str, bytes]) -> bytes:
-    """Merkle root over tensor leaf hashes sorted by name (UTF-8 byte order)."""
-    b = MerkleBuilder()
-    for name in sorted(leaves, key=lambda n: n.encode("utf-8")):
-        b.add(leaves[name])
-    return b.root()
+    """Merkle root over tensor leaf hashes sorted by name (UTF-8 byte order).
+
+    Python orders str by code point, which is the UTF-8 byte order, so plain
+    ``sorted`` gives the spec's order without encoding every name (the verifier
+    computes one state root per step). No memo of leaf or node hashes: a full
+    fine-tune changes every tensor at every step, where a cache only adds misses.
+    """
+    sha = hashlib.sha256
+    return root_of_leaf_hashes([sha(b"\x00" + leaves[n]).digest() for n in sorted(leaves)])
 
 
 def read_header(
@@ -174,66 +179,169 @@ class SafetensorsDigest:
     tensors: tuple[TensorInfo, ...]
 
 
+def default_workers() -> int:
+    """Hashing threads to use: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def hash_safetensors(
-    path: Path, *, with_file_digest: bool = True, limits: Limits = DEFAULT_LIMITS
+    path: Path,
+    *,
+    with_file_digest: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
+    workers: int | None = None,
 ) -> SafetensorsDigest:
     """Read a safetensors file once for its tensor leaf hashes and its whole-file sha256.
 
     Both digests come from the very same bytes (no second read that a concurrent
-    writer could make disagree). The file digest runs in a second thread fed the
-    chunks the leaf hashing reads: hashlib releases the GIL on large updates, so on
-    two free cores it adds little wall time. Raises FormatError (also when unreadable).
+    writer could make disagree): one reader feeds each chunk to the file digest and
+    to its tensor's leaf hash. hashlib releases the GIL on large updates, so hashing
+    runs on ``workers`` threads (default: the usable CPUs): the file digest has a
+    thread of its own, and the tensors are spread over the remaining ones (balanced by
+    bytes; one tensor's hash is sequential and stays on one thread). The whole-file
+    sha256 is one sequential stream, so with it a file never hashes faster than one
+    core; without it (``with_file_digest=False``, e.g. for base weights) the leaves of
+    a many-tensor file hash on every core. Memory is bounded: at most
+    ``_QUEUE_CHUNKS`` chunks of ``CHUNK`` bytes wait per thread, whatever the file size.
+    Raises FormatError (also when unreadable).
     """
     where = str(path.name)
+    workers = default_workers() if workers is None else max(1, workers)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             start, tensors = read_header(f, size, where=where, limits=limits)
             f.seek(0)
-            file_hasher = _FileHasher(f.read(start)) if with_file_digest else None
-            f.seek(start)  # tensors start here, whether or not the header went to the file digest
+            head = f.read(start)
+            file_lane = _Lane() if with_file_digest else None
+            file_h = hashlib.sha256(head)
+            # Threads left for leaves once the file digest has one. With one or none,
+            # the reader hashes leaves itself (a thread handoff would only add cost).
+            spare = workers - 1 if with_file_digest else workers
+            lanes = [_Lane() for _ in range(spare)] if spare >= 2 and len(tensors) > 1 else []
             try:
-                leaves = {t.name: _leaf_from_file(f, t, where, file_hasher) for t in tensors}
+                leaves = _hash_tensors(f, start, tensors, where, file_lane, file_h, lanes)
             finally:
-                file_sha = file_hasher.finish() if file_hasher else ""
+                for lane in ([file_lane] if file_lane else []) + lanes:
+                    lane.close()
+            file_sha = file_h.hexdigest() if with_file_digest else ""
     except OSError as e:
         raise FormatError(f"{where}: cannot read: {e.strerror or e}") from e
     return SafetensorsDigest(file_sha, size, leaves, tuple(tensors))
 
 
-def _leaf_from_file(
-    f: BinaryIO, t: TensorInfo, where: str, file_hasher: _FileHasher | None
-) -> bytes:
-    h = hashlib.sha256(leaf_prefix(t.name, t.dtype, t.shape))
-    remaining = t.nbytes
-    while remaining:
-        chunk = f.read(min(CHUNK, remaining))  # a fresh bytes object: safe to share with the thread
-        if not chunk:
-            raise FormatError(f"{where}: tensor {t.name!r} truncated")
-        if file_hasher:
-            file_hasher.feed(chunk)
-        h.update(chunk)
-        remaining -= len(chunk)
-    return h.digest()
+def hash_safetensors_files(
+    paths: Sequence[Path],
+    *,
+    with_file_digest: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
+    workers: int | None = None,
+) -> list[SafetensorsDigest | FormatError]:
+    """`hash_safetensors` of several files (e.g. the shards of a model) in parallel.
+
+    Returns one entry per path, in order: the digest, or the FormatError that file
+    raised, so a caller can report every bad file, not only the first. Files run
+    concurrently (at most ``workers`` at once), each with its share of the threads.
+    """
+    workers = default_workers() if workers is None else max(1, workers)
+    if len(paths) <= 1:
+        return [_digest_or_error(p, with_file_digest, limits, workers) for p in paths]
+    at_once = min(len(paths), workers)
+    each = max(1, workers // at_once)
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="govtune-hash") as pool:
+        return list(pool.map(lambda p: _digest_or_error(p, with_file_digest, limits, each), paths))
 
 
-class _FileHasher:
-    """SHA-256 over chunks handed over through a bounded queue (at most 8 chunks in flight)."""
+def _digest_or_error(
+    path: Path, with_file_digest: bool, limits: Limits, workers: int
+) -> SafetensorsDigest | FormatError:
+    try:
+        return hash_safetensors(
+            path, with_file_digest=with_file_digest, limits=limits, workers=workers
+        )
+    except FormatError as e:
+        return e
 
-    def __init__(self, first: bytes) -> None:
-        self._h = hashlib.sha256(first)
-        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self._t = threading.Thread(target=self._run, daemon=True)
+
+def _hash_tensors(
+    f: BinaryIO,
+    start: int,
+    tensors: Sequence[TensorInfo],
+    where: str,
+    file_lane: _Lane | None,
+    file_h: hashlib._Hash,
+    lanes: Sequence[_Lane],
+) -> dict[str, bytes]:
+    f.seek(start)  # tensors start here, whether or not the header went to the file digest
+    hashers = {t.name: hashlib.sha256(leaf_prefix(t.name, t.dtype, t.shape)) for t in tensors}
+    lane_of = _balance(tensors, len(lanes))
+    for t in tensors:
+        h = hashers[t.name]
+        lane = lanes[lane_of[t.name]] if lanes else None
+        remaining = t.nbytes
+        while remaining:
+            # A fresh bytes object per read: immutable, so safe to share between threads.
+            chunk = f.read(min(CHUNK, remaining))
+            if not chunk:
+                raise FormatError(f"{where}: tensor {t.name!r} truncated")
+            if file_lane:
+                file_lane.put(file_h, chunk)
+            if lane:
+                lane.put(h, chunk)
+            else:
+                h.update(chunk)
+            remaining -= len(chunk)
+    for lane in lanes:
+        lane.drain()
+    if file_lane:
+        file_lane.drain()
+    return {name: h.digest() for name, h in hashers.items()}
+
+
+def _balance(tensors: Sequence[TensorInfo], n: int) -> dict[str, int]:
+    """Assign each tensor to one of ``n`` lanes, largest first to the least loaded lane."""
+    if n <= 1:
+        return {t.name: 0 for t in tensors}
+    load = [0] * n
+    out: dict[str, int] = {}
+    for t in sorted(tensors, key=lambda t: -t.nbytes):
+        i = load.index(min(load))
+        out[t.name] = i
+        load[i] += t.nbytes
+    return out
+
+
+_QUEUE_CHUNKS = 8  # chunks waiting per hashing thread: bounds memory at 8 x CHUNK each
+
+
+class _Lane:
+    """A hashing thread: applies ``hasher.update(chunk)`` in the order the items were put.
+
+    The queue is bounded, so a reader faster than the hash blocks instead of buffering
+    the file. Items of one hasher always go to one lane, so its updates stay in order.
+    """
+
+    def __init__(self) -> None:
+        self._q: queue.Queue[tuple[hashlib._Hash, bytes] | None] = queue.Queue(_QUEUE_CHUNKS)
+        self._t = threading.Thread(target=self._run, daemon=True, name="govtune-hash-lane")
         self._t.start()
 
     def _run(self) -> None:
-        while (chunk := self._q.get()) is not None:
-            self._h.update(chunk)
+        while (item := self._q.get()) is not None:
+            item[0].update(item[1])
+            self._q.task_done()
+        self._q.task_done()
 
-    def feed(self, chunk: bytes) -> None:
-        self._q.put(chunk)
+    def put(self, hasher: hashlib._Hash, chunk: bytes) -> None:
+        self._q.put((hasher, chunk))
 
-    def finish(self) -> str:
+    def drain(self) -> None:
+        """Wait until every chunk put so far has been hashed."""
+        self._q.join()
+
+    def close(self) -> None:
         self._q.put(None)
         self._t.join()
-        return self._h.hexdigest()

@@ -383,3 +383,149 @@ def test_json_decoder_raises_only_format_error(data):
     except FormatError:
         return
     assert canonical_json(value) == data
+
+
+# --------------------------------------------------------------------------- fast path = walk
+# canonical_msgpack and require_canonical_msgpack take a fast path (one C pack, a
+# container-only type pass, a regex for bad floats) and fall back to the per-value walk
+# of v0.1 (`_walk_msgpack`, the reference) for anything else. These tests hold the two
+# to the same answers, bytes and refusal messages alike. (Importing the private walk is
+# deliberate: it is the oracle.)
+
+from attest.canonical import _walk_msgpack  # noqa: E402
+from attest.limits import DEFAULT_LIMITS  # noqa: E402
+
+
+def _outcome(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except FormatError as e:
+        return ("refused", str(e))
+
+
+def _require(value, data, where="$"):
+    return require_canonical_msgpack(value, data, where=where)
+
+
+def _reference_require(value, data, where="$"):
+    """v0.1's require_canonical_msgpack, written with the walk alone."""
+    try:
+        encoded = _walk_msgpack(value, DEFAULT_LIMITS)
+    except FormatError as e:
+        raise FormatError(f"{where}{str(e).removeprefix('$')}") from e
+    if encoded != data:
+        raise FormatError(f"{where}: expected canonical msgpack, got another encoding")
+
+
+awkward_scalars = (
+    msgpack_scalars
+    | st.sampled_from(
+        [
+            math.nan,
+            -math.nan,
+            math.inf,
+            -math.inf,
+            -0.0,
+            2**64,
+            -(2**63) - 1,
+            bytearray(b"x"),
+            msgpack.ExtType(1, b"a"),
+            msgpack.Timestamp(1, 0),
+            (1, 2),
+            {1: 2},
+            {b"k": 1},
+            {"b": 1, "a": 2},
+            True,
+        ]
+    )
+    # bytes that contain the float64 NaN / -0.0 patterns: the fast path's false positives
+    | st.sampled_from([b"\xcb\x7f\xf8" + b"\x00" * 6, b"\xcb\x80" + b"\x00" * 7])
+)
+awkward_values = st.recursive(
+    awkward_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _nested(depth, leaf):
+    v = leaf
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+@settings(max_examples=200, deadline=None)
+@given(awkward_values)
+def test_fast_encoder_agrees_with_the_walk(v):
+    assert _outcome(canonical_msgpack, v) == _outcome(_walk_msgpack, v, DEFAULT_LIMITS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(awkward_values)
+def test_fast_require_agrees_with_the_walk(v):
+    try:
+        data = _walk_msgpack(v, DEFAULT_LIMITS)
+    except FormatError:
+        data = b"\xc0"
+    assert _outcome(_require, v, data) == _outcome(_reference_require, v, data)
+    # and on the decoded value, as a reader sees it
+    decoded = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    assert _outcome(_require, decoded, data, "rec") == _outcome(
+        _reference_require, decoded, data, "rec"
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(msgpack_values, st.data())
+def test_fast_reader_agrees_with_the_walk_on_mutated_bytes(v, data):
+    raw = bytearray(canonical_msgpack(v))
+    i = data.draw(st.integers(0, len(raw) - 1))
+    raw[i] ^= data.draw(st.integers(1, 255))
+    try:
+        value = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=True)
+    except Exception:  # noqa: BLE001 - undecodable: both readers refuse before the check
+        return
+    got = _outcome(_require, value, bytes(raw), "rec")
+    assert got == _outcome(_reference_require, value, bytes(raw), "rec")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _nested(16, 0),
+        _nested(17, 0),
+        _nested(17, []),
+        _nested(18, []),
+        {"a": _nested(16, 1)},
+        {"a": _nested(15, {"b": 1})},
+        {"a": _nested(16, {"b": 1})},
+        [[1.5, -0.0], [b"\xcb\x80" + bytes(7)]],
+        {"z": 1, "\U0001f600": 2, "\ue000": 3},
+        [{"b": 1, "a": 1}],
+        [msgpack.Timestamp(0, 0)],
+    ],
+    ids=[
+        "depth-16",
+        "depth-17",
+        "empty-at-16",
+        "empty-at-17",
+        "map-depth-17",
+        "map-in-list-depth-16",
+        "map-in-list-depth-17",
+        "minus-zero-beside-lookalike",
+        "non-bmp-keys",
+        "unsorted-nested",
+        "timestamp-in-list",
+    ],
+)
+def test_fast_path_edge_cases_agree_with_the_walk(value):
+    assert _outcome(canonical_msgpack, value) == _outcome(_walk_msgpack, value, DEFAULT_LIMITS)
+    ok, got = _outcome(_walk_msgpack, value, DEFAULT_LIMITS)
+    if ok == "ok":
+        decoded = msgpack.unpackb(got, raw=False)
+        assert _outcome(unpack_canonical_msgpack, got) == ("ok", decoded)

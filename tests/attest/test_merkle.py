@@ -17,6 +17,7 @@ from attest.merkle import (
     leaf_hash,
     merkle_root,
     node_hash,
+    root_of_leaf_hashes,
     verify_inclusion,
 )
 
@@ -213,3 +214,16 @@ PROOF_BAD = [
 def test_malformed_proofs_raise_format_error(make, match):
     with pytest.raises(FormatError, match=match):
         make()
+
+
+@pytest.mark.parametrize("n", [*range(0, 70), 127, 128, 129, 255, 256, 257, 1000])
+def test_level_by_level_root_equals_the_builder(n):
+    # root_of_leaf_hashes (lists, the state root) and MerkleBuilder (streams, the logs)
+    # are two ways to the one RFC 9162 root.
+    leaves = [hashlib.sha256(b"%d" % i).digest() for i in range(n)]
+    b = MerkleBuilder()
+    for x in leaves:
+        b.add(x)
+    assert root_of_leaf_hashes([leaf_hash(x) for x in leaves]) == b.root()
+    assert merkle_root(leaves) == b.root()
+    assert merkle_root(iter(leaves)) == b.root()

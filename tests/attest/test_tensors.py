@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -15,7 +16,13 @@ from attest.digest import CHUNK
 from attest.errors import FormatError
 from attest.limits import Limits
 from attest.merkle import merkle_root
-from attest.tensors import hash_safetensors, leaf_prefix, state_root, tensor_leaf_hash
+from attest.tensors import (
+    hash_safetensors,
+    hash_safetensors_files,
+    leaf_prefix,
+    state_root,
+    tensor_leaf_hash,
+)
 
 
 def write_st(
@@ -462,3 +469,117 @@ def test_any_bytes_raise_only_format_error(tmp_path, data):
         hash_safetensors(path)
     except FormatError as e:
         assert "\n" not in str(e)
+
+
+# --------------------------------------------------------------------------- parallel hashing
+# hash_safetensors spreads tensors over hashing threads and hash_safetensors_files runs
+# files concurrently; the results must be those of one serial reader, whatever the
+# thread count, and memory must stay bounded by the queues, not the file.
+
+
+def _mixed_tensors(seed: int) -> list[tuple[str, str, list[int], bytes]]:
+    """Tensors from empty to over two read chunks, in a shuffled name order."""
+    import random
+
+    rnd = random.Random(seed)
+    sizes = [0, 1, 7, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3, 4096, 12, CHUNK // 3]
+    rnd.shuffle(sizes)
+    return [
+        (f"t{rnd.randrange(10**6)}.{i}", "U8", [n], rnd.randbytes(n)) for i, n in enumerate(sizes)
+    ]
+
+
+def _serial_leaves(tensors):
+    return {n: spec_leaf(n, dt, sh, raw) for n, dt, sh, raw in tensors}
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 5, 16])
+@pytest.mark.parametrize("with_file_digest", [True, False])
+def test_parallel_hashing_equals_serial(tmp_path, workers, with_file_digest):
+    tensors = _mixed_tensors(workers)
+    path = write_st(tmp_path / "m.safetensors", tensors)
+    d = hash_safetensors(path, with_file_digest=with_file_digest, workers=workers)
+    assert d.leaves == _serial_leaves(tensors)
+    want = hashlib.sha256(path.read_bytes()).hexdigest() if with_file_digest else ""
+    assert d.sha256 == want
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_hash_files_equals_one_by_one(tmp_path, workers):
+    paths = []
+    for i in range(4):
+        paths.append(write_st(tmp_path / f"shard-{i}.safetensors", _mixed_tensors(10 + i)))
+    bad = write_raw(tmp_path / "bad.safetensors", b'{"a":{"dtype":"U8"}}', b"")
+    paths.insert(2, bad)
+    got = hash_safetensors_files(paths, workers=workers)
+    assert len(got) == len(paths)
+    for p, d in zip(paths, got, strict=True):
+        if p == bad:
+            assert isinstance(d, FormatError)
+            assert "bad.safetensors" in str(d)
+        else:
+            assert d == hash_safetensors(p, workers=1)
+    assert hash_safetensors_files([]) == []
+
+
+@pytest.mark.parametrize("with_file_digest", [True, False])
+def test_file_cut_while_hashing_stops_every_thread(tmp_path, monkeypatch, with_file_digest):
+    # The file shrinks after its header was checked (a concurrent writer): the reader
+    # runs out mid-tensor, raises, and every hashing thread is stopped and joined.
+    import threading
+
+    import attest.tensors as tensors_mod
+
+    path = write_st(tmp_path / "m.safetensors", _mixed_tensors(3))
+    real = tensors_mod.read_header
+
+    def header_then_cut(f, size, **kw):
+        out = real(f, size, **kw)
+        os.truncate(path, size - CHUNK)
+        return out
+
+    monkeypatch.setattr(tensors_mod, "read_header", header_then_cut)
+    before = threading.active_count()
+    with pytest.raises(FormatError, match="truncated"):
+        hash_safetensors(path, with_file_digest=with_file_digest, workers=4)
+    assert threading.active_count() == before
+
+
+def test_parallel_hashing_memory_is_bounded(tmp_path):
+    # 96 MiB of tensors hashed on 4 threads: the queues hold at most 8 chunks per thread,
+    # so peak RSS grows by far less than the file (measured in a child process).
+    import subprocess
+    import sys
+    import textwrap
+
+    mib = 1 << 20
+    header = {
+        f"w{i}": {
+            "dtype": "U8",
+            "shape": [16 * mib],
+            "data_offsets": [i * 16 * mib, (i + 1) * 16 * mib],
+        }
+        for i in range(6)
+    }
+    h = json.dumps(header).encode()
+    path = tmp_path / "big.safetensors"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        f.truncate(8 + len(h) + 96 * mib)  # sparse: no disk traffic
+    code = textwrap.dedent(
+        """
+        import resource, sys
+        from pathlib import Path
+        from attest.tensors import hash_safetensors
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for fd in (True, False):
+            d = hash_safetensors(Path(sys.argv[1]), with_file_digest=fd, workers=4)
+            assert len(d.leaves) == 6
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    grew_mib = int(out.stdout.strip())
+    assert grew_mib < 48, f"peak RSS grew by {grew_mib} MiB hashing a 96 MiB file"

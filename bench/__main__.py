@@ -1,0 +1,178 @@
+"""Run every benchmark and write docs/PERFORMANCE.md.
+
+    python -m bench --quick        # a few minutes on 2 cores: small sizes, 3 runs a figure
+    python -m bench --full         # the issue's sizes (1 and 4 GiB, 1M steps, 10M admissions);
+                                   # about an hour on an idle 2-core machine
+    python -m bench --quick --only hashing canonical --out /tmp/perf.md
+
+Sections: demo, canonical, hashing, verify, cli, scale, storage, replay, training.
+Every figure is measured against its baseline in the same run (interleaved); large
+temporary files go under --tmp (default: the system temp folder) and are deleted.
+A benchmark that fails is listed as failed in the output, never left out silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import fig_canonical, fig_hashing, fig_models, fig_scale, fig_verify, report
+from .runner import ROOT, Figure, bin_path, env_for_children, machine, run_child
+
+ADMISSIONS, STEPS = "admissions.msgpack", "steps.msgpack"
+SECTIONS = ("demo", "canonical", "hashing", "verify", "cli", "scale", "storage", "replay",
+            "training")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sizes:
+    runs: int
+    demo_runs: int
+    hash_mib: tuple[int, ...]
+    shards: tuple[int, int]  # count, MiB each
+    verify_mib: tuple[int, ...]
+    scale_steps: tuple[int, ...]
+    scale_admissions: tuple[int, ...]
+    replay: tuple[int, int, tuple[int, ...]]  # steps, checkpoint every, q values
+    train_steps: int
+
+
+QUICK = Sizes(3, 1, (256,), (4, 64), (256,), (1_000, 10_000), (10_000, 100_000),
+              (40, 10, (1, 2)), 12)  # fmt: skip
+FULL = Sizes(5, 3, (1024, 4096), (8, 512), (1024, 4096), (1_000, 10_000, 100_000, 1_000_000),
+             (10_000, 100_000, 1_000_000, 10_000_000), (120, 20, (1, 2, 4, 8)), 40)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes (the default)")
+    mode.add_argument("--full", action="store_true", help="the issue's sizes (about an hour)")
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only")
+    ap.add_argument("--demo", type=Path, help="reuse this `govtune demo` output (no demo timing)")
+    ap.add_argument("--out", type=Path, help="default: docs/PERFORMANCE.md (none with --only)")
+    ap.add_argument("--tmp", type=Path, help="folder for large temporary files")
+    args = ap.parse_args(argv)
+    sizes = FULL if args.full else QUICK
+    mode_name = "full" if args.full else "quick"
+    wanted = set(args.only or SECTIONS)
+    out_path = args.out or (None if args.only else ROOT / "docs" / "PERFORMANCE.md")
+    cmd = "python -m bench --" + mode_name
+    command = " ".join(["python -m bench", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
+
+    t_start = time.perf_counter()
+    info = machine()
+    figures: list[Figure] = []
+    failures: list[str] = []
+    unavailable: list[str] = []
+
+    done: list[str] = []
+
+    def flush() -> None:
+        """Write what is measured so far: an interrupted run still leaves its figures."""
+        if out_path is None:
+            return
+        todo = [s for s in SECTIONS if s in wanted and s not in done]
+        text = report.render(figures, info, mode=mode_name, command=command,
+                             seconds=time.perf_counter() - t_start, unavailable=unavailable,
+                             failures=failures, pending=todo)  # fmt: skip
+        report.write(out_path, text)
+
+    def section(name: str, fn):  # type: ignore[no-untyped-def]
+        if name not in wanted:
+            return
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            got = fn()
+            figures.extend(got)
+            for f in got:
+                print(f"[bench]   {f.name}: {f.headline:.3g}", file=sys.stderr, flush=True)
+        except Exception as e:  # noqa: BLE001 - one failed benchmark must not hide the others
+            failures.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+            traceback.print_exc()
+        print(f"[bench]   {name} took {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        done.append(name)
+        flush()
+
+    tmp_root = Path(tempfile.mkdtemp(prefix="govtune-bench-", dir=args.tmp))
+    try:
+        demo = args.demo
+        needs_demo = wanted & {"demo", "canonical", "verify", "cli", "scale", "storage"}
+        if demo is None and needs_demo:
+            demo = tmp_root / "demo"
+            section("demo", lambda: _demo_figures(demo, sizes.demo_runs, f"{cmd} --only demo"))
+            if not (demo / "run").is_dir():
+                failures.append("demo: no demo output; the sections that need it were skipped")
+                wanted -= {"canonical", "verify", "cli", "scale", "storage"}
+        if demo is not None:
+            prov = demo / "run" / "provenance"
+            logs = {"demo admissions": prov / ADMISSIONS, "demo steps": prov / STEPS}
+            section("canonical", lambda: fig_canonical.figures(
+                logs, max(5, sizes.runs), f"{cmd} --only canonical"))  # fmt: skip
+        section("hashing", lambda: fig_hashing.figures(
+            tmp_root, sizes.hash_mib, sizes.shards, sizes.runs,
+            f"{cmd} --only hashing"))  # fmt: skip
+        if demo is not None:
+            section("verify", lambda: fig_verify.verify_figures(
+                demo, tmp_root, sizes.verify_mib, sizes.runs, f"{cmd} --only verify"))  # fmt: skip
+            section("cli", lambda: fig_verify.cli_figures(
+                demo, tmp_root, max(5, sizes.runs), f"{cmd} --only cli"))  # fmt: skip
+            section("scale", lambda: fig_scale.figures(
+                demo, tmp_root, sizes.scale_steps, sizes.scale_admissions, 1,
+                f"{cmd} --only scale"))  # fmt: skip
+            section("storage", lambda: fig_models.storage_figures(demo, f"{cmd} --only storage"))
+        steps, every, qs = sizes.replay
+        section(
+            "replay", lambda: fig_models.replay_figures(steps, every, qs, f"{cmd} --only replay")
+        )
+
+        def training() -> list[Figure]:
+            figs, missing = fig_models.training_figures(
+                sizes.train_steps, not args.full, f"{cmd} --only training"
+            )
+            unavailable.extend(
+                f"training: {m} (its benchmark arrives with the models branch)" for m in missing
+            )
+            return figs
+
+        section("training", training)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    seconds = time.perf_counter() - t_start
+    if out_path is not None:
+        done.extend(s for s in SECTIONS if s not in done)
+        flush()
+        print(f"[bench] wrote {out_path} ({seconds / 60:.1f} min)", file=sys.stderr)
+    else:
+        print(report.render(figures, info, mode=mode_name, command=command, seconds=seconds,
+                            unavailable=unavailable, failures=failures))  # fmt: skip
+    return 1 if failures else 0
+
+
+def _demo_figures(out: Path, runs: int, command: str) -> list[Figure]:
+    """`govtune demo` wall time, whole process; the last run's output is kept for the others."""
+    walls = []
+    for _ in range(runs):
+        shutil.rmtree(out, ignore_errors=True)
+        r = run_child(
+            [bin_path("govtune"), "demo", "--out", str(out), "--quiet"], env=env_for_children()
+        )
+        if r.rc != 0:
+            raise RuntimeError(f"govtune demo exited {r.rc}: {r.output[-600:]}")
+        walls.append(r.wall)
+    return [
+        Figure("govtune demo", "`govtune demo` wall time (admit, train, sign, verify)", "s",
+               tuple(walls), target="<= 300 s", target_value=300.0, command=command)
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

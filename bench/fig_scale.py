@@ -1,0 +1,106 @@
+"""Structural verification at scale: `govtune verify` on runs grown to N steps / N admissions.
+
+Each size is a real signed run (bench/synthetic.py `scale_run`) verified by a child
+`govtune verify` process; wall time and that child's own peak RSS (os.wait4) are
+recorded. Records/s is marginal: (time at N − time of the demo's run) / (N − demo's
+records), so process start-up and the fixed layers do not flatter small sizes.
+Linearity is the time per record at the largest size over that at the smallest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from .fig_verify import govtune_verify_cmd
+from .runner import Figure, env_for_children, run_child
+from .synthetic import scale_run
+
+SECTION = "structural verification at scale"
+RSS_LIMIT_MB = 300
+MB = 2**20
+
+
+def _verify(run: Path, pub: Path, runs: int) -> tuple[list[float], list[int]]:
+    walls, rss = [], []
+    for _ in range(runs):
+        r = run_child(govtune_verify_cmd(run, pub), env=env_for_children())
+        if r.rc != 0:
+            raise RuntimeError(f"govtune verify {run} exited {r.rc}: {r.output[-800:]}")
+        walls.append(r.wall)
+        rss.append(r.max_rss)
+    return walls, rss
+
+
+def figures(demo: Path, tmp: Path, steps: Sequence[int], admissions: Sequence[int], runs: int,
+            command: str) -> list[Figure]:  # fmt: skip
+    pub = demo / "producer.pub"
+    out: list[Figure] = []
+    base_walls, base_rss = _verify(demo / "run", pub, runs)
+    t0 = statistics.median(base_walls)
+    from attest.log import iter_log
+
+    prov = demo / "run" / "provenance"
+    n_steps0 = sum(1 for _ in iter_log(prov / "steps.msgpack")) - 1
+    n_adm0 = sum(1 for _ in iter_log(prov / "admissions.msgpack"))
+    for kind, sizes, n0 in (("steps", steps, n_steps0), ("admissions", admissions, n_adm0)):
+        per_record: list[tuple[int, float]] = []
+        for n in sizes:
+            folder = tmp / f"scale-{kind}-{n}"
+            try:
+                kw = {kind: n}
+                run = scale_run(demo, folder, **kw)  # type: ignore[arg-type]
+                walls, rss = _verify(run, pub, runs)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            marginal = [max(w - t0, 1e-9) for w in walls]
+            rate = tuple((n - n0) / m for m in marginal)
+            per_record.append((n, statistics.median(marginal) / (n - n0)))
+            out.append(
+                Figure(
+                    SECTION,
+                    f"{n:,} {kind}: {kind[:-1]} records/s (marginal over the demo's run)",
+                    "records/s",
+                    rate,
+                    command=command,
+                    lower_is_better=False,
+                    extra={
+                        "wall s (min/median/max)": "/".join(f"{x:.2f}" for x in _mmm(walls)),
+                        "demo run wall s (median)": f"{t0:.2f}",
+                    },
+                )
+            )
+            out.append(
+                Figure(
+                    SECTION,
+                    f"{n:,} {kind}: peak RSS of the verifier process",
+                    "MB",
+                    tuple(x / 2**20 for x in rss),
+                    command=command,
+                    target=f"< {RSS_LIMIT_MB} MB",
+                    target_value=RSS_LIMIT_MB,
+                    extra={
+                        "demo run peak RSS (median)": f"{statistics.median(base_rss) / MB:.0f} MB"
+                    },
+                )
+            )
+        if len(per_record) >= 2:
+            (n_lo, lo), (n_hi, hi) = per_record[0], per_record[-1]
+            out.append(
+                Figure(
+                    SECTION,
+                    f"{kind}: linearity, seconds per record at {n_hi:,} / at {n_lo:,}",
+                    "ratio",
+                    (hi / lo,),
+                    command=command,
+                    target="<= 1.5 (1.0 is linear)",
+                    target_value=1.5,
+                )
+            )
+    return out
+
+
+def _mmm(xs: Sequence[float]) -> tuple[float, float, float]:
+    return min(xs), statistics.median(xs), max(xs)

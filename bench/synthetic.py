@@ -1,0 +1,250 @@
+"""Synthetic inputs at model scale, built with the attest API: weight files, big-weight runs, logs.
+
+Nothing here is a shortcut around the verifier: a big-weight run is a real signed run
+(the demo's) whose weights gain frozen tensors, with the start record, every state
+root and the signed statements rebuilt and re-signed by the producer's own key (the
+test suite's forger, tests/support/evidence.py), so `govtune verify` passes on it
+and does all of its work, including hashing every byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+from attest.digest import sha256_file
+from attest.tensors import hash_safetensors, state_root
+
+from .runner import ROOT
+
+MIB = 1 << 20
+
+
+def write_weights(
+    path: Path, total_mib: int, *, prefix: str = "layer", tensor_mib: int = 16
+) -> None:
+    """A safetensors file of ``total_mib`` MiB of F32 tensors: one embedding of an eighth of
+    the total, the rest ``tensor_mib`` MiB layers. Real (random) bytes, written in 4 MiB
+    blocks, so the file is not sparse and reads come from the page cache like a model's."""
+    total = total_mib * MIB
+    embed = max(MIB, (total // 8) // MIB * MIB)
+    sizes = [embed]
+    left = total - embed
+    while left > 0:
+        sizes.append(min(tensor_mib * MIB, left))
+        left -= sizes[-1]
+    header: dict[str, Any] = {}
+    pos = 0
+    for i, n in enumerate(sizes):
+        name = f"{prefix}.embed" if i == 0 else f"{prefix}.{i - 1}.weight"
+        header[name] = {"dtype": "F32", "shape": [n // 4], "data_offsets": [pos, pos + n]}
+        pos += n
+    _write(path, header, pos)
+
+
+def _write(path: Path, header: dict[str, Any], nbytes: int) -> None:
+    hj = json.dumps(header, separators=(",", ":")).encode()
+    hj += b" " * (-len(hj) % 8)
+    block = os.urandom(4 * MIB)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hj)) + hj)
+        left = nbytes
+        while left:
+            n = min(len(block), left)
+            f.write(block[:n])
+            left -= n
+    tmp.rename(path)
+
+
+def write_shards(folder: Path, shards: int, shard_mib: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(shards):
+        p = folder / f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        write_weights(p, shard_mib, prefix=f"shard{i}")
+        paths.append(p)
+    return paths
+
+
+def big_weight_run(demo: Path, out: Path, extra_mib: int) -> Path:
+    """Copy ``demo``'s run into ``out`` with ``extra_mib`` MiB of frozen tensors added to its
+    weights; re-derive and re-sign everything that binds them. Returns the run folder."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.evidence import Evidence  # the suite's forger: rebuilds and re-signs
+
+    from attest.keys import load_signer
+
+    run = out / "run"
+    shutil.copytree(demo / "run", run, ignore=shutil.ignore_patterns("checkpoints"))
+    (run / "checkpoints").mkdir()  # checkpoints are optional in a verified folder
+    ev = Evidence.load(run, demo / "producer.pub")
+    weights = run / "model.safetensors"
+    old = hash_safetensors(weights)
+    _append_tensors(weights, extra_mib)
+    new = hash_safetensors(weights)
+    added = {n: h for n, h in new.leaves.items() if n not in old.leaves}
+    shapes = {t.name: (t.dtype, list(t.shape)) for t in new.tensors if t.name in added}
+
+    start = ev.steps[0]
+    leaves = dict(start["baseLeaves"])
+    leaves.update(added)
+    start["baseLeaves"] = [[n, leaves[n]] for n in sorted(leaves)]
+    start["tensors"] = sorted(start["tensors"] + [[n, *shapes[n]] for n in added])
+    start["baseStateRoot"] = state_root(leaves)
+    roots = {}
+    for rec in ev.steps[1:]:
+        leaves.update(dict(rec["changed"]) if isinstance(rec["changed"], list) else rec["changed"])
+        rec["stateRoot"] = state_root(leaves)
+        roots[rec["step"]] = rec["stateRoot"].hex()
+        if rec.get("checkpoint"):
+            rec["checkpoint"]["stateRoot"] = rec["stateRoot"].hex()
+    from attest.predicates import TRAINING_TYPE
+
+    for c in ev.predicates[TRAINING_TYPE].get("checkpoints", []):
+        c["stateRoot"] = roots[c["step"]]
+    for w in ev.predicates[TRAINING_TYPE]["weights"]:
+        w["sha256"] = sha256_file(run / w["name"])
+    ev.write(run, load_signer(demo / "producer.key"), recompute_weights=False)
+    return run
+
+
+def _append_tensors(path: Path, extra_mib: int) -> None:
+    """Rewrite ``path`` with frozen F32 tensors of ``extra_mib`` MiB after its own."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        body = f.read()
+    pos = len(body)
+    left = extra_mib * MIB
+    i = 0
+    while left > 0:
+        size = min(16 * MIB, left)
+        header[f"frozen.{i}.weight"] = {
+            "dtype": "F32",
+            "shape": [size // 4],
+            "data_offsets": [pos, pos + size],
+        }
+        pos += size
+        left -= size
+        i += 1
+    hj = json.dumps(header, separators=(",", ":")).encode()
+    hj += b" " * (-len(hj) % 8)
+    block = os.urandom(4 * MIB)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hj)) + hj)
+        f.write(body)
+        left = extra_mib * MIB
+        while left:
+            k = min(len(block), left)
+            f.write(block[:k])
+            left -= k
+    tmp.rename(path)
+
+
+def scale_run(demo: Path, out: Path, *, steps: int = 0, admissions: int = 0) -> Path:
+    """Copy ``demo``'s run into ``out`` with its logs grown to ``steps`` steps and
+    ``admissions`` admission records (0: keep the demo's), streamed to disk with
+    attest.log.LogWriter (never held in memory), and the statements re-signed.
+
+    Steps repeat the demo's own recorded steps, renumbered, with every state root
+    recomputed; ``steps`` is rounded up to whole cycles, so the chain ends at the demo's
+    final state and the released weights still match. Admission records repeat the
+    demo's non-canary records under new indices and fresh commitments.
+    """
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.evidence import Evidence
+
+    from attest.keys import load_signer
+    from attest.log import LogWriter
+    from attest.predicates import (
+        ADMISSIONS_FILE,
+        ADMISSIONS_TYPE,
+        MEMORIZATION_TYPE,
+        STEPS_FILE,
+        TRAINING_TYPE,
+        file_subject,
+    )
+
+    run = out / "run"
+    shutil.copytree(demo / "run", run, ignore=shutil.ignore_patterns("checkpoints"))
+    (run / "checkpoints").mkdir()
+    ev = Evidence.load(run, demo / "producer.pub")
+    p = ev.predicates
+    prov = run / "provenance"
+    offset = 0  # how far the canaries move: they follow every dataset example
+    if admissions > len(ev.admissions):
+        import hashlib
+
+        dataset = [r for r in ev.admissions if not r["metadata"].get("canary")]
+        canaries = [r for r in ev.admissions if r["metadata"].get("canary")]
+        n_dataset = admissions - len(canaries)
+        offset = n_dataset - len(dataset)
+        counts = {"total": 0, "admitted": 0, "refused": 0, "canaries": 0}
+        (prov / ADMISSIONS_FILE).unlink()
+        with LogWriter(prov / ADMISSIONS_FILE) as w:
+            for i in range(admissions):
+                if i < len(dataset):
+                    rec = dataset[i]
+                elif i < n_dataset:
+                    rec = dict(dataset[i % len(dataset)], index=i)
+                    rec["commitment"] = hashlib.sha256(rec["commitment"] + b"%d" % i).digest()
+                else:
+                    rec = dict(canaries[i - n_dataset], index=i)
+                w.append(rec)
+                counts["total"] += 1
+                counts["admitted" if rec["decision"] == "admit" else "refused"] += 1
+                counts["canaries"] += bool(rec["metadata"].get("canary"))
+            adm = w.summary()
+        p[ADMISSIONS_TYPE]["log"] = adm.to_dict()
+        p[ADMISSIONS_TYPE]["counts"] = counts
+        for ptype in (ADMISSIONS_TYPE, TRAINING_TYPE):
+            p[ptype]["dataset"] = {**p[ptype]["dataset"], "examples": n_dataset}
+        p[TRAINING_TYPE]["admissionHead"] = adm.head
+        ev.subjects[ADMISSIONS_TYPE] = [file_subject(ADMISSIONS_FILE, adm.sha256)]
+    first_canary = min(
+        (r["index"] for r in ev.admissions if r["metadata"].get("canary")), default=1 << 62
+    )
+
+    def moved(i: int | None) -> int | None:
+        return i + offset if i is not None and i >= first_canary else i
+
+    if steps > len(ev.steps) - 1 or offset:
+        demo_steps = ev.steps[1:]
+        cycles = max(1, -(-steps // len(demo_steps)))
+        leaves = dict(ev.steps[0]["baseLeaves"])
+        (prov / STEPS_FILE).unlink()
+        events = []
+        with LogWriter(prov / STEPS_FILE) as w:
+            w.append(ev.steps[0])
+            t = 0
+            for _ in range(cycles):
+                for rec in demo_steps:
+                    t += 1
+                    rec = dict(rec, step=t, checkpoint=None if cycles > 1 else rec["checkpoint"])
+                    rec["batch"] = [moved(b) for b in rec["batch"]]
+                    rec["events"] = [dict(e, example=moved(e["example"])) for e in rec["events"]]
+                    changed = rec["changed"]
+                    leaves.update(dict(changed) if isinstance(changed, list) else changed)
+                    rec["stateRoot"] = state_root(leaves)
+                    events += [{**e, "step": t} for e in rec["events"]]
+                    w.append(rec)
+            stp = w.summary()
+        tr = p[TRAINING_TYPE]
+        tr["stepLog"] = stp.to_dict()
+        tr["steps"] = t
+        if cycles > 1:
+            tr["checkpoints"] = []
+        mem = p[MEMORIZATION_TYPE]
+        mem["stepLogHead"] = stp.head
+        mem["events"] = events
+        mem["quarantined"] = sorted(moved(i) for i in mem.get("quarantined", []))
+        mem["canaries"] = [dict(c, index=moved(c["index"])) for c in mem.get("canaries", [])]
+    ev.sign_bundle(run, load_signer(demo / "producer.key"))
+    return run
