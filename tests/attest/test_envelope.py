@@ -224,7 +224,41 @@ ENVELOPE_BAD = [
         lambda e: e | {"signatures": e["signatures"] * 2},
         r"malformed DSSE envelope",
     ),
+    # spec/format.md §1.1.3: one spelling per byte string. "QR==" decodes to the bytes of
+    # "QQ==" in Python and most decoders; govtune refuses it.
+    (
+        "payload-nonzero-pad-bits",
+        lambda e: e | {"payload": "QR=="},
+        r"envelope\.payload: expected canonical base64, got non-zero unused bits",
+    ),
+    (
+        "sig-nonzero-pad-bits",
+        lambda e: e | {"signatures": [{"keyid": "k", "sig": "AAB="}]},
+        r"signatures\[0\]\.sig: expected canonical base64, got non-zero unused bits",
+    ),
+    (
+        "payload-url-safe",
+        lambda e: e | {"payload": "-_8="},
+        r"envelope\.payload: expected standard base64",
+    ),
+    (
+        "payload-unpadded",
+        lambda e: e | {"payload": "QQ"},
+        r"envelope\.payload: expected standard base64",
+    ),
+    (
+        "payload-with-newline",
+        lambda e: e | {"payload": "QUJD\nREVG"},
+        r"envelope\.payload: expected standard base64",
+    ),
 ]
+
+
+def test_canonical_base64_with_padding_is_accepted(ecdsa_signer):
+    env = sign_statement(make_statement(), [ecdsa_signer])
+    assert parse_envelope(env | {"payload": "QQ=="}).payload == b"A"
+    assert parse_envelope(env | {"payload": "QUI="}).payload == b"AB"
+    assert parse_envelope(env | {"payload": ""}).payload == b""
 
 
 @pytest.mark.parametrize(
@@ -421,7 +455,31 @@ BUNDLE_BAD = [
         lambda line: line + b"[1]\n",
         r"b.intoto.jsonl:2: expected a JSON object, got list",
     ),
+    # spec/format.md §1.4 rule 2: LF only; a CR LF file (e.g. after a Windows checkout)
+    # is refused, not read as JSON whitespace.
+    (
+        "crlf",
+        lambda line: line[:-1] + b"\r\n",
+        rf"b.intoto.jsonl:1: expected lines ending in LF only, got CR \(0x0D\) at byte \d+",
+    ),
+    (
+        "cr-as-whitespace",
+        lambda line: line + b"\r" + line,
+        r"b.intoto.jsonl:2: expected lines ending in LF only, got CR \(0x0D\) at byte 1$",
+    ),
+    (
+        "line-65-levels-deep",
+        lambda line: line[:-2] + b',"x":' + b"[" * 64 + b"]" * 64 + b"}\n",
+        r"b.intoto.jsonl:1: JSON nested deeper than 64 levels",
+    ),
 ]
+
+
+def test_bundle_line_64_levels_deep_is_read(tmp_path, ecdsa_signer):
+    """The envelope object is level 1 (spec/format.md §2.1); unknown members are ignored."""
+    line = encode_bundle([sign_statement(make_statement(), [ecdsa_signer])])
+    deep = line[:-2] + b',"x":' + b"[" * 63 + b"]" * 63 + b"}\n"
+    assert len(read_bundle(_bundle_with(tmp_path, deep))) == 1
 
 
 @pytest.mark.parametrize("body,match", [c[1:] for c in BUNDLE_BAD], ids=[c[0] for c in BUNDLE_BAD])

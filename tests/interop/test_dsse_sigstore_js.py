@@ -170,4 +170,6 @@ def test_keyid_computed_by_sigstore_js_script_matches_the_format_rule() -> None:
     bundle = VECTORS / "valid" / "ecdsa" / "run" / BUNDLE
     rc, out = sigstore_js(bundle, VECTORS / "keys" / "vector.pub")  # the ed25519 key
     assert rc == 1
-    assert out == [f"FAIL: line {i}: expected a signature by a given key, got none" for i in (1, 2, 3, 4)]
+    assert out == [
+        f"FAIL: line {i}: expected a signature by a given key, got none" for i in (1, 2, 3, 4)
+    ]
