@@ -133,6 +133,14 @@ NON_CANONICAL_JSON = [
     ("escaped-slash", b'"\\/"'),
     ("leading-zero-fraction", b"0.10"),
     ("big-int", b"9007199254740992"),
+    # spec/format.md §2.1
+    ("byte-order-mark", b"\xef\xbb\xbf{}"),
+    ("escaped-duplicate-key", b'{"a":1,"\\u0061":2}'),
+    ("escaped-lone-surrogate", b'"\\ud800"'),
+    ("minus-zero", b"-0"),
+    ("number-that-does-not-round-trip", b"4503599627370496.5"),
+    ("float-1e21", b"1e+21"),
+    ("float-1e16-spelled-as-integer", b"10000000000000000"),
 ]
 
 
