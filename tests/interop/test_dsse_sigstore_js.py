@@ -143,3 +143,22 @@ def test_keyid_computed_by_sigstore_js_script_matches_the_format_rule() -> None:
     assert out == [
         f"FAIL: line {i}: expected a signature by a given key, got none" for i in (1, 2, 3, 4)
     ]
+
+
+# spec/format.md §1.5: a stock DSSE verifier accepts these; govtune refuses them, by design.
+STRICTER = {
+    "bundle-base64-bits": "GT-BUNDLE-FORMAT",
+    "bundle-crlf": "GT-BUNDLE-FORMAT",
+    "stmt-unsafe-number": "GT-STMT-FORMAT",
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRICTER))
+def test_sigstore_js_accepts_what_the_format_refuses(name: str) -> None:
+    from verifier import verify
+
+    vector = VECTORS / "invalid" / name
+    rc, out = sigstore_js(vector / "run" / BUNDLE, VECTORS / "keys" / "vector.pub")
+    assert (rc, [o[:4] for o in out]) == (0, ["OK: "] * 4), out
+    codes = {f.code for f in verify(vector / "run", [VECTORS / "keys" / "vector.pub"]).failures}
+    assert codes == {STRICTER[name]}
