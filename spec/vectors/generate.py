@@ -8,8 +8,9 @@ canary examples, a step log whose changes respect the depth profiles, the four
 predicates and a signed bundle. Then one invalid variant per reachable check code,
 each built by the same pipeline with one stage altered and everything after it
 recomputed and re-signed, so that it fails exactly that check (its ``expected.json``
-names the code). Signatures are ed25519 (deterministic, RFC 8032) with keys derived
-from fixed seeds and stored in ``keys/``: regenerating gives identical bytes.
+names the code). Signatures are ed25519 (deterministic, RFC 8032) or, for the ECDSA
+vectors, ECDSA P-256 with RFC 6979 nonces, with keys derived from fixed seeds and stored
+in ``keys/``: regenerating gives identical bytes.
 
 THE KEYS IN keys/ ARE PUBLIC TEST KEYS. Never trust them for anything else.
 """
