@@ -94,7 +94,13 @@ function main(argv) {
     process.stderr.write(`error: ${e.message}\n`);
     return 2;
   }
-  const lines = text.trim().startsWith('{') && !text.trim().includes('\n') ? [text.trim()] : text.split('\n');
+  let lines = text.split('\n');
+  try {
+    const whole = JSON.parse(text); // one envelope, possibly pretty-printed
+    if (whole !== null && typeof whole === 'object' && !Array.isArray(whole)) lines = [JSON.stringify(whole)];
+  } catch (e) {
+    // JSON Lines: one envelope per line
+  }
   let failed = 0;
   let seen = 0;
   lines.forEach((line, i) => {
