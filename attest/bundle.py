@@ -70,6 +70,12 @@ def read_bundle(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> list[BundleLi
                 )
             if not raw.strip():
                 raise FormatError(f"{path.name}:{n}: expected an envelope, got an empty line")
+            cr = raw.find(b"\r")
+            if cr >= 0:  # spec/format.md §1.4 rule 2: LF only, no CR LF line ends
+                raise FormatError(
+                    f"{path.name}:{n}: expected lines ending in LF only, got CR (0x0D) "
+                    f"at byte {cr + 1}"
+                )
             if n > limits.bundle_lines_max:
                 raise FormatError(f"{path.name}: more than {limits.bundle_lines_max} envelopes")
             obj = parse_json(raw, where=f"{path.name}:{n}", limits=limits)

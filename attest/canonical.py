@@ -20,14 +20,17 @@ import rfc8785
 from .errors import FormatError
 from .limits import DEFAULT_LIMITS, Limits
 
-# Integers at or beyond 2^53 lose precision in many JSON readers; the spec writes
-# them as decimal strings (spec/format.md §2.2), so the canonical JSON writer refuses them.
+# The format's one rule beyond RFC 8785 (spec/format.md §2.2, after I-JSON, RFC 7493
+# §2.2): no JSON number, integer or float, exceeds 2^53 - 1 in magnitude. Every binary64
+# that large is an integer, and RFC 8785 spells 1e16 as 10000000000000000, which many
+# readers take for an exact integer it is not. Such values are decimal strings instead.
+# A stock RFC 8785 library serializes them; this writer refuses and the reader rejects.
 JSON_SAFE_INT = 2**53 - 1
 
 
 def _check_json_value(value: Any, where: str, depth: int, limits: Limits) -> None:
-    if depth > limits.json_depth_max:
-        raise FormatError(f"{where}: nesting deeper than {limits.json_depth_max}")
+    # ``depth`` counts the arrays/objects enclosing ``value``: the top level is 0 and a
+    # container at depth d is nesting level d + 1, so `[]` has 1 level (spec/format.md §2.1).
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return
     if isinstance(value, int):
@@ -39,14 +42,14 @@ def _check_json_value(value: Any, where: str, depth: int, limits: Limits) -> Non
     if isinstance(value, float):
         if not math.isfinite(value):
             raise FormatError(f"{where}: expected a finite number, got {value!r}")
-        # RFC 8785 writes integral floats below 1e21 without a fraction or exponent,
-        # so 2.0**53 would come back as an integer past 2^53 that readers refuse.
-        if value.is_integer() and JSON_SAFE_INT < abs(value) < 1e21:
+        if abs(value) > JSON_SAFE_INT:
             raise FormatError(
-                f"{where}: number {value!r} is integral and exceeds 2^53-1; "
+                f"{where}: number {value!r} exceeds 2^53-1 in magnitude; "
                 "write it as a decimal string"
             )
         return
+    if isinstance(value, dict | list | tuple) and depth >= limits.json_depth_max:
+        raise FormatError(f"{where}: nesting deeper than {limits.json_depth_max} levels")
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
@@ -124,7 +127,7 @@ def parse_json(data: bytes | str, *, where: str = "$", limits: Limits = DEFAULT_
     else:
         text = data
     if not _json_depth_ok(text, limits.json_depth_max):
-        raise FormatError(f"{where}: JSON nested deeper than {limits.json_depth_max}")
+        raise FormatError(f"{where}: JSON nested deeper than {limits.json_depth_max} levels")
     try:
         return json.loads(
             text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant

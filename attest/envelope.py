@@ -37,12 +37,21 @@ def sign_statement(statement: Statement, signers: Sequence[Signer]) -> dict[str,
 
 
 def _b64(value: object, where: str) -> bytes:
+    """Decode standard padded base64 and require the canonical spelling (spec/format.md
+    §1.1.3): re-encoding must give back ``value``. This refuses non-zero unused bits
+    (``QR==`` for ``QQ==``), which Python's and most decoders accept silently, so one
+    envelope's bytes have one base64 text. Raises FormatError."""
     if not isinstance(value, str):
         raise FormatError(f"{where}: expected a base64 string, got {type(value).__name__}")
     try:
-        return base64.b64decode(value, validate=True)
+        data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
         raise FormatError(f"{where}: expected standard base64, got invalid data") from e
+    if base64.b64encode(data).decode("ascii") != value:
+        raise FormatError(
+            f"{where}: expected canonical base64, got non-zero unused bits in the last group"
+        )
+    return data
 
 
 def parse_envelope(obj: object, *, where: str = "envelope") -> Envelope:

@@ -69,15 +69,24 @@ def _read_key_file(path: Path, limits: Limits) -> bytes:
         raise UsageError(f"{path}: cannot read key file: {e.strerror or e}") from e
 
 
+def _check_curve(key: object, path: Path) -> None:
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and not (
+        isinstance(key.curve, ec.SECP256R1)
+    ):
+        raise FormatError(f"{path}: expected an ECDSA key on P-256, got curve {key.curve.name}")
+
+
 def load_public_key(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> SSlibKey:
     """Load a PEM public key. Raises UsageError (missing) or FormatError (malformed)."""
     data = _read_key_file(path, limits)
     try:
         crypto_key = serialization.load_pem_public_key(data)
-        # Fail closed on other algorithms (RSA, DSA...): securesystemslib would accept them.
+        # Fail closed on other algorithms (RSA, DSA, P-384...): securesystemslib would
+        # accept them, and spec/format.md §1.1.1 allows P-256 and ed25519 only.
         if not isinstance(crypto_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
             found = type(crypto_key).__name__
             raise FormatError(f"{path}: expected an ECDSA or ed25519 public key, got {found}")
+        _check_curve(crypto_key, path)
         return SSlibKey.from_crypto(crypto_key)
     except FormatError:
         raise
@@ -94,6 +103,7 @@ def load_signer(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> CryptoSigner:
         private = serialization.load_pem_private_key(data, password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
             raise FormatError(f"{path}: expected an ECDSA or ed25519 private key")
+        _check_curve(private, path)
         return CryptoSigner(private)
     except FormatError:
         raise
@@ -102,5 +112,22 @@ def load_signer(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> CryptoSigner:
         raise FormatError(f"{path}: expected an unencrypted PKCS#8 PEM private key") from e
 
 
+def keyid_input(key: SSlibKey) -> bytes:
+    """The bytes whose SHA-256 is the keyid (spec/format.md §1.1.2), spelled out.
+
+    securesystemslib computes the keyid from the same object with its own canonical JSON,
+    which escapes only ``"`` and ``\\``: the PEM's line feeds stay raw 0x0A bytes. Neither
+    character occurs in a hex key or a PEM, so the bytes are plain concatenation.
+    Raises FormatError for a key type the format does not allow.
+    """
+    if (key.keytype, key.scheme) not in (("ecdsa", "ecdsa-sha2-nistp256"), ("ed25519", "ed25519")):
+        raise FormatError(f"key: expected ecdsa or ed25519, got {key.keytype}/{key.scheme}")
+    public = public_pem(key).decode("ascii") if key.keytype == "ecdsa" else key.keyval["public"]
+    return (
+        f'{{"keytype":"{key.keytype}","keyval":{{"public":"{public}"}},"scheme":"{key.scheme}"}}'
+    ).encode("ascii")
+
+
 def keyid(key: SSlibKey) -> str:
+    """The key's keyid: hex SHA-256 of `keyid_input` (securesystemslib's default keyid)."""
     return key.keyid

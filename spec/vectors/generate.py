@@ -8,8 +8,9 @@ canary examples, a step log whose changes respect the depth profiles, the four
 predicates and a signed bundle. Then one invalid variant per reachable check code,
 each built by the same pipeline with one stage altered and everything after it
 recomputed and re-signed, so that it fails exactly that check (its ``expected.json``
-names the code). Signatures are ed25519 (deterministic, RFC 8032) with keys derived
-from fixed seeds and stored in ``keys/``: regenerating gives identical bytes.
+names the code). Signatures are ed25519 (deterministic, RFC 8032) or, for the ECDSA
+vectors, ECDSA P-256 with RFC 6979 nonces, with keys derived from fixed seeds and stored
+in ``keys/``: regenerating gives identical bytes.
 
 THE KEYS IN keys/ ARE PUBLIC TEST KEYS. Never trust them for anything else.
 """
@@ -30,10 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+import rfc8785
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from securesystemslib.dsse import Envelope
-from securesystemslib.signer import CryptoSigner
+from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
 from attest.admission import Findings, Metadata, decide, inspect_content
 from attest.bundle import encode_bundle
@@ -42,6 +48,7 @@ from attest.canary import canary_text as derive_canary_text
 from attest.canonical import canonical_json, canonical_msgpack
 from attest.commitment import commit, derive_salt
 from attest.envelope import PAYLOAD_TYPE
+from attest.keys import keyid_input
 from attest.log import GENESIS, LogSummary, record_hash
 from attest.merkle import MerkleBuilder
 from attest.policy import Policy
@@ -248,14 +255,43 @@ def signer_from_seed(label: bytes) -> CryptoSigner:
     return CryptoSigner(priv)
 
 
+class Rfc6979Signer:
+    """ECDSA P-256 / SHA-256 signer with RFC 6979 deterministic nonces, so that regenerating
+    the vectors is byte for byte. Producers (securesystemslib) draw random nonces; a verifier
+    cannot tell the two apart and MUST NOT try (spec/format.md §1.1.1). ``high_s`` rewrites
+    each signature to the s > n/2 form, equally valid, that libraries with a low-s rule refuse.
+    """
+
+    def __init__(self, label: bytes, *, high_s: bool = False) -> None:
+        scalar = int.from_bytes(hashlib.sha256(label).digest(), "big") % (P256_N - 1) + 1
+        self._private_key = ec.derive_private_key(scalar, ec.SECP256R1())
+        self.public_key = SSlibKey.from_crypto(self._private_key.public_key())
+        self.high_s = high_s
+
+    def sign(self, payload: bytes) -> Signature:
+        der = self._private_key.sign(payload, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+        if self.high_s:
+            r, s = decode_dss_signature(der)
+            der = encode_dss_signature(r, s if s > P256_N // 2 else P256_N - s)
+        return Signature(self.public_key.keyid, der.hex())
+
+
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the group order
 SIGNER = signer_from_seed(b"govtune spec vector key 1")
 UNTRUSTED = signer_from_seed(b"govtune spec vector untrusted key")
+ECDSA_SIGNER = Rfc6979Signer(b"govtune spec vector ecdsa key 1")
+SIGNERS: dict[str, Any] = {
+    "vector": SIGNER,
+    "vector-ecdsa": ECDSA_SIGNER,
+    "vector-ecdsa-high-s": Rfc6979Signer(b"govtune spec vector ecdsa key 1", high_s=True),
+}
+KEY_FILES = {"vector-ecdsa-high-s": "vector-ecdsa"}  # same key, other signature form
 
 
 def write_keys(out: Path) -> None:
     kdir = out / "keys"
     kdir.mkdir(parents=True, exist_ok=True)
-    for name, s in (("vector", SIGNER), ("untrusted", UNTRUSTED)):
+    for name, s in (("vector", SIGNER), ("untrusted", UNTRUSTED), ("vector-ecdsa", ECDSA_SIGNER)):
         priv = s._private_key.private_bytes(  # noqa: SLF001 - test-vector key export
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -561,7 +597,7 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
     }
     payloads = v.apply("payloads", payloads)
     envelopes = [
-        sign(payloads[t], [SIGNER])
+        sign(payloads[t], [SIGNERS[v.flags.get("signer", "vector")]])
         for t in (POLICY_TYPE, ADMISSIONS_TYPE, TRAINING_TYPE, MEMORIZATION_TYPE)
     ]
     envelopes = v.apply("envelopes", envelopes)
@@ -652,13 +688,42 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
         "keyid": SIGNER.public_key.keyid,
         "envelope": envelopes[0],
     }
+    inter["keyids"] = {
+        f"keys/{n}.pub": _keyid_example(SIGNERS[n]) for n in ("vector", "vector-ecdsa")
+    }
+    der = bytes.fromhex(ECDSA_SIGNER.sign(pae).signature)
+    r, s = decode_dss_signature(der)
+    inter["ecdsaSignature"] = {
+        "key": "keys/vector-ecdsa.pub",
+        "signs": "policyStatement.paeHex",
+        "nonce": "RFC 6979 (deterministic, for reproducible vectors); any valid nonce verifies",
+        "derHex": der.hex(),
+        "r": f"{r:064x}",
+        "s": f"{s:064x}",
+        "sig": base64.b64encode(der).decode(),
+    }
     return inter
+
+
+def _keyid_example(signer: Any) -> dict[str, str]:
+    """The keyid worked example of spec/format.md §1.1.2 for one key."""
+    key = signer.public_key
+    data = keyid_input(key)
+    return {
+        "keytype": key.keytype,
+        "scheme": key.scheme,
+        "public": key.keyval["public"],
+        "keyidInput": data.decode("ascii"),
+        "keyidInputHex": data.hex(),
+        "keyid": hashlib.sha256(data).hexdigest(),
+    }
 
 
 def _cli_flags(v: Variant) -> dict[str, Any]:
     """The verify arguments of this vector, relative to its folder."""
+    signer = v.flags.get("signer", "vector")
     flags: dict[str, Any] = {
-        "key": ["../../keys/vector.pub"],
+        "key": [f"../../keys/{KEY_FILES.get(signer, signer)}.pub"],
         "threshold": v.flags.get("threshold", 1),
     }
     if v.flags.get("base"):
@@ -735,6 +800,69 @@ def _flip_sig(envs: list[dict[str, Any]]) -> None:
     sig = bytearray(base64.b64decode(envs[1]["signatures"][0]["sig"]))
     sig[0] ^= 0x01
     envs[1]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+
+
+def _ecdsa_sig_edit(edit: Callable[[bytes], bytes]) -> Hook:
+    """Rewrite the ECDSA signature of the admission-log envelope (bundle line 2)."""
+
+    def change(envs: list[dict[str, Any]]) -> None:
+        sig = envs[1]["signatures"][0]
+        sig["sig"] = base64.b64encode(edit(base64.b64decode(sig["sig"]))).decode()
+
+    return _envelope_edit(change)
+
+
+def _der_flip_last(der: bytes) -> bytes:
+    return der[:-1] + bytes([der[-1] ^ 0x01])  # still DER; s is off by one bit
+
+
+def _der_to_raw(der: bytes) -> bytes:
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")  # IEEE P1363 r || s
+
+
+def _der_to_ber(der: bytes) -> bytes:
+    """The same (r, s) with one more leading zero byte in r: valid BER, not DER."""
+    r_len = der[3]
+    body = b"\x02" + bytes([r_len + 1]) + b"\x00" + der[4 : 4 + r_len] + der[4 + r_len :]
+    return b"\x30" + bytes([len(body)]) + body
+
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64_pad_bits(envs: list[dict[str, Any]]) -> None:
+    """The policy signature (64 bytes, so its base64 ends in 'X==' with 4 unused bits) with
+    one unused bit set: a lenient decoder returns the very same bytes."""
+    sig = envs[0]["signatures"][0]["sig"]
+    i = B64.index(sig[-3])
+    assert sig.endswith("==") and i % 16 == 0, sig
+    envs[0]["signatures"][0]["sig"] = sig[:-3] + B64[i + 1] + "=="
+
+
+def _stock_jcs(t: str, edit: Callable[[dict[str, Any]], None]) -> Hook:
+    """Edit statement ``t``'s predicate and serialize it with the stock RFC 8785 library
+    (not attest.canonical, which refuses what the format forbids), then sign as usual."""
+
+    def hook(payloads: dict[str, bytes]) -> dict[str, bytes]:
+        st = json.loads(payloads[t])
+        edit(st["predicate"])
+        return {**payloads, t: rfc8785.dumps(st)}
+
+    return hook
+
+
+def _nested(levels: int) -> Callable[[dict[str, Any]], None]:
+    """Add member ``nested``: ``levels`` arrays one inside the other, the innermost empty,
+    to the object given, or to its ``extra`` object where it has one (a predicate)."""
+
+    def edit(obj: dict[str, Any]) -> None:
+        v: list[Any] = []
+        for _ in range(levels - 1):
+            v = [v]
+        obj.get("extra", obj)["nested"] = v
+
+    return edit
 
 
 def _untrusted(envs: list[dict[str, Any]]) -> None:
@@ -991,6 +1119,84 @@ def variants() -> list[Variant]:
             "GT-SIG-INVALID",
             "admission-log signature with one bit flipped",
             {"envelopes": _envelope_edit(_flip_sig)},
+        ),
+        # ECDSA P-256 (the default key type): DER signatures, no low-s rule (format.md §1.1.1)
+        Variant(
+            "ecdsa",
+            None,
+            "the basic run signed with the ECDSA P-256 key keys/vector-ecdsa (DER signatures)",
+            flags={"signer": "vector-ecdsa"},
+        ),
+        Variant(
+            "ecdsa-high-s",
+            None,
+            "signed with keys/vector-ecdsa, every signature in its high-s form (s > n/2): "
+            "valid, there is no low-s rule",
+            flags={"signer": "vector-ecdsa-high-s"},
+        ),
+        Variant(
+            "ecdsa-sig-invalid",
+            "GT-SIG-INVALID",
+            "ECDSA admission-log signature with the last bit of s flipped (still DER)",
+            {"envelopes": _ecdsa_sig_edit(_der_flip_last)},
+            flags={"signer": "vector-ecdsa"},
+        ),
+        Variant(
+            "ecdsa-sig-raw",
+            "GT-SIG-INVALID",
+            "ECDSA admission-log signature written as raw r || s (64 bytes), not DER",
+            {"envelopes": _ecdsa_sig_edit(_der_to_raw)},
+            flags={"signer": "vector-ecdsa"},
+        ),
+        Variant(
+            "ecdsa-sig-ber",
+            "GT-SIG-INVALID",
+            "ECDSA admission-log signature with a superfluous leading zero byte in r: "
+            "the same (r, s) in BER, not DER",
+            {"envelopes": _ecdsa_sig_edit(_der_to_ber)},
+            flags={"signer": "vector-ecdsa"},
+        ),
+        # Encodings (format.md §1.1, §1.4, §2)
+        Variant(
+            "bundle-base64-bits",
+            "GT-BUNDLE-FORMAT",
+            "policy signature in base64 with a non-zero unused (padding) bit; it decodes "
+            "to the valid signature",
+            {"envelopes": _envelope_edit(_b64_pad_bits)},
+        ),
+        Variant(
+            "bundle-crlf",
+            "GT-BUNDLE-FORMAT",
+            "bundle lines end with CR LF instead of LF",
+            {"bundle_bytes": lambda b: b.replace(b"\n", b"\r\n")},
+        ),
+        Variant(
+            "stmt-unsafe-number",
+            "GT-STMT-FORMAT",
+            "training-run predicate extra.tokensSeen = 1e16, written by a stock RFC 8785 "
+            "library as 10000000000000000 (signed): magnitude above 2^53 - 1",
+            {"payloads": _stock_jcs(T, lambda p: p["extra"].update(tokensSeen=1e16))},
+        ),
+        Variant(
+            "stmt-depth-64",
+            None,
+            "training-run payload nested exactly json_depth_max (64) levels deep, the "
+            "statement object counting as level 1",
+            {"payloads": _stock_jcs(T, _nested(64 - 3))},
+        ),
+        Variant(
+            "bundle-depth-64",
+            None,
+            "policy envelope with an unknown member that nests its bundle line exactly 64 "
+            "levels deep, the envelope object counting as level 1 (ignored, as unknown "
+            "envelope members are)",
+            {"envelopes": _envelope_edit(lambda e: _nested(64 - 1)(e[0]))},
+        ),
+        Variant(
+            "bundle-depth-65",
+            "GT-BUNDLE-FORMAT",
+            "policy envelope with an unknown member that nests its bundle line 65 levels deep",
+            {"envelopes": _envelope_edit(lambda e: _nested(65 - 1)(e[0]))},
         ),
         Variant(
             "stmt-format",

@@ -7,6 +7,7 @@ import struct
 
 import msgpack
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,10 +41,11 @@ JSON_GOLDEN = [
     ("float-integral", 1.0, b"1"),
     ("float-minus-zero", -0.0, b"0"),
     ("float-0.1", 0.1, b"0.1"),
-    ("float-1e21", 1e21, b"1e+21"),
     ("float-1e-7", 1e-7, b"1e-7"),
     ("float-2^53-1", 2.0**53 - 1, b"9007199254740991"),
-    ("float-1e300", 1e300, b"1e+300"),
+    ("float-1e-300", 1e-300, b"1e-300"),
+    ("float-smallest-subnormal", 5e-324, b"5e-324"),
+    ("float-below-2^53", 4503599627370496.5, b"4503599627370496"),  # binary64 rounds .5 away
     ("bool-null", [True, False, None], b"[true,false,null]"),
     ("tuple-as-array", (1, 2), b"[1,2]"),
     ("empty", {"a": [], "b": {}}, b'{"a":[],"b":{}}'),
@@ -61,10 +63,14 @@ JSON_REFUSED = [
     ("int-2^53", 2**53, r"integer 9007199254740992 exceeds 2\^53-1"),
     ("int-minus-2^53", -(2**53), r"exceeds 2\^53-1"),
     ("nan", math.nan, r"expected a finite number, got nan"),
-    # regression: RFC 8785 prints 2.0**53 as "9007199254740992", which reads back as an
-    # integer past 2^53 that parse_canonical_json refuses: the writer must refuse it too.
-    ("float-2^53", 2.0**53, r"number 9007199254740992.0 is integral and exceeds 2\^53-1"),
-    ("float-2^60", {"x": 2.0**60}, r"\$\.x: number .* is integral and exceeds 2\^53-1"),
+    # spec/format.md §2.2: no number exceeds 2^53 - 1 in magnitude, however it is spelled.
+    # RFC 8785 prints 2.0**53 as "9007199254740992" and 1e16 as "10000000000000000", which
+    # read back as integers past 2^53; 1e21 and up get an exponent but are refused alike.
+    ("float-2^53", 2.0**53, r"number 9007199254740992.0 exceeds 2\^53-1 in magnitude"),
+    ("float-2^60", {"x": 2.0**60}, r"\$\.x: number .* exceeds 2\^53-1 in magnitude"),
+    ("float-1e16", 1e16, r"number 1e\+16 exceeds 2\^53-1 in magnitude"),
+    ("float-1e21", 1e21, r"number 1e\+21 exceeds 2\^53-1 in magnitude"),
+    ("float-minus-1e300", -1e300, r"number -1e\+300 exceeds 2\^53-1 in magnitude"),
     ("inf", {"x": math.inf}, r"\$\.x: expected a finite number, got inf"),
     ("bytes", {"a": [b"x"]}, r"\$\.a\[0\]: expected a JSON value, got bytes"),
     ("int-key", {1: "a"}, r"expected string object keys, got int"),
@@ -127,6 +133,14 @@ NON_CANONICAL_JSON = [
     ("escaped-slash", b'"\\/"'),
     ("leading-zero-fraction", b"0.10"),
     ("big-int", b"9007199254740992"),
+    # spec/format.md §2.1
+    ("byte-order-mark", b"\xef\xbb\xbf{}"),
+    ("escaped-duplicate-key", b'{"a":1,"\\u0061":2}'),
+    ("escaped-lone-surrogate", b'"\\ud800"'),
+    ("minus-zero", b"-0"),
+    ("number-that-does-not-round-trip", b"4503599627370496.5"),
+    ("float-1e21", b"1e+21"),
+    ("float-1e16-spelled-as-integer", b"10000000000000000"),
 ]
 
 
@@ -291,9 +305,7 @@ json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(-(2**53) + 1, 2**53 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False).filter(
-        lambda f: not (f.is_integer() and 2**53 - 1 < abs(f) < 1e21)
-    )
+    | st.floats(-(2.0**53) + 1, 2.0**53 - 1, allow_nan=False)
     | st.text(alphabet=st.characters(exclude_categories=("Cs",)))
 )
 json_values = st.recursive(
@@ -529,3 +541,72 @@ def test_fast_path_edge_cases_agree_with_the_walk(value):
     if ok == "ok":
         decoded = msgpack.unpackb(got, raw=False)
         assert _outcome(unpack_canonical_msgpack, got) == ("ok", decoded)
+
+
+
+# --------------------------------------------------------------------------- stock RFC 8785
+# attest.canonical is the stock `rfc8785` package plus the format's checks (spec/format.md
+# §2): within the format both give the same bytes; past it, the stock library serializes
+# what the format refuses, and the reader rejects those bytes.
+
+STOCK_SAME = [c for c in JSON_GOLDEN if not isinstance(c[1], tuple)]
+
+
+@pytest.mark.parametrize("value", [c[1] for c in STOCK_SAME], ids=[c[0] for c in STOCK_SAME])
+def test_stock_rfc8785_gives_the_same_bytes_within_the_format(value):
+    assert rfc8785.dumps(value) == canonical_json(value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values)
+def test_stock_rfc8785_agrees_on_every_value_the_format_allows(v):
+    assert rfc8785.dumps(v) == canonical_json(v)
+
+
+STOCK_ONLY = [
+    ("1e16", 1e16, b"10000000000000000"),
+    ("2^53-float", 2.0**53, b"9007199254740992"),
+    ("1e21", 1e21, b"1e+21"),
+    ("minus-1e300", -1e300, b"-1e+300"),
+]
+
+
+@pytest.mark.parametrize("value,stock", [c[1:] for c in STOCK_ONLY], ids=[c[0] for c in STOCK_ONLY])
+def test_unsafe_number_a_stock_jcs_digests_is_refused_by_writer_and_reader(value, stock):
+    assert rfc8785.dumps(value) == stock  # the stock library serializes it ...
+    with pytest.raises(FormatError, match=r"exceeds 2\^53-1"):
+        canonical_json(value)  # ... the format's writer refuses it ...
+    doc = b'{"n":' + stock + b"}"
+    with pytest.raises(FormatError, match=r"^payload\.n: .*exceeds 2\^53-1"):
+        parse_canonical_json(doc, where="payload")  # ... and its reader rejects the bytes
+
+
+def test_stock_rfc8785_refuses_the_unsafe_integer_but_not_the_float_of_equal_value():
+    """The gap the format closes: the same bytes come from 2.0**53, which the stock library
+    writes, and from 2**53, which it refuses."""
+    with pytest.raises(rfc8785.IntegerDomainError):
+        rfc8785.dumps(2**53)
+    assert rfc8785.dumps(2.0**53) == b"9007199254740992"
+
+
+def _nest(levels: int) -> list:
+    v: list = []
+    for _ in range(levels - 1):
+        v = [v]
+    return v
+
+
+def test_json_depth_counts_the_top_level_in_writer_and_reader_alike():
+    """spec/format.md §2.1: `[]` is 1 level; 64 levels pass, 65 fail, even when the innermost
+    array is empty (the writer used to count only the values inside containers)."""
+    ok = canonical_json(_nest(64))
+    assert ok == b"[" * 64 + b"]" * 64
+    assert parse_canonical_json(ok) == _nest(64)
+    with pytest.raises(FormatError, match="nesting deeper than 64 levels"):
+        canonical_json(_nest(65))
+    with pytest.raises(FormatError, match="JSON nested deeper than 64 levels"):
+        parse_canonical_json(b"[" * 65 + b"]" * 65)
+    assert canonical_json({"a": 1}, limits=Limits(json_depth_max=1)) == b'{"a":1}'
+    with pytest.raises(FormatError, match=r"\$\.a: nesting deeper than 1 levels"):
+        canonical_json({"a": {}}, limits=Limits(json_depth_max=1))
+    assert canonical_json(7, limits=Limits(json_depth_max=0)) == b"7"  # a scalar has depth 0

@@ -145,6 +145,53 @@ def test_tampered_signature(signer):
     assert e.value.code == "GT-SIG-INVALID"
 
 
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _rs(der: bytes) -> tuple[int, int]:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    return decode_dss_signature(der)
+
+
+def _der(r: int, s: int) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    return encode_dss_signature(r, s)
+
+
+# spec/format.md §1.1.1: ECDSA signatures are strict DER; the same (r, s) spelled any other
+# way is an invalid signature. The high-s twin of a signature is valid (no low-s rule).
+ECDSA_SPELLINGS = [
+    ("raw-r-s", lambda d: b"".join(x.to_bytes(32, "big") for x in _rs(d)), False),
+    ("trailing-byte", lambda d: d + b"\x00", False),
+    ("long-form-length", lambda d: b"\x30\x81" + d[1:], False),
+    ("high-s-twin", lambda d: _der(_rs(d)[0], P256_N - _rs(d)[1]), True),
+]
+
+
+@pytest.mark.parametrize(
+    "spell,valid", [c[1:] for c in ECDSA_SPELLINGS], ids=[c[0] for c in ECDSA_SPELLINGS]
+)
+def test_ecdsa_signature_encoding(ecdsa_signer, spell, valid):
+    env = sign_statement(make_statement(), [ecdsa_signer])
+    sig = env["signatures"][0]
+    sig["sig"] = b64(spell(base64.b64decode(sig["sig"])))
+    key = ecdsa_signer.public_key
+    if valid:
+        assert verify_envelope(parse_envelope(env), [key]).keyids == (key.keyid,)
+    else:
+        with pytest.raises(VerificationError) as e:
+            verify_envelope(parse_envelope(env), [key])
+        assert e.value.code == "GT-SIG-INVALID"
+
+
+def test_ecdsa_signatures_are_der(ecdsa_signer):
+    env = sign_statement(make_statement(), [ecdsa_signer])
+    der = base64.b64decode(env["signatures"][0]["sig"])
+    assert der[0] == 0x30 and der[1] == len(der) - 2 and _der(*_rs(der)) == der
+
+
 def test_signature_moved_to_other_keyid(ecdsa_signer, ed25519_signer):
     """Attack: relabel a signature with a trusted key's keyid."""
     env = sign_statement(make_statement(), [ecdsa_signer])
@@ -224,7 +271,41 @@ ENVELOPE_BAD = [
         lambda e: e | {"signatures": e["signatures"] * 2},
         r"malformed DSSE envelope",
     ),
+    # spec/format.md §1.1.3: one spelling per byte string. "QR==" decodes to the bytes of
+    # "QQ==" in Python and most decoders; govtune refuses it.
+    (
+        "payload-nonzero-pad-bits",
+        lambda e: e | {"payload": "QR=="},
+        r"envelope\.payload: expected canonical base64, got non-zero unused bits",
+    ),
+    (
+        "sig-nonzero-pad-bits",
+        lambda e: e | {"signatures": [{"keyid": "k", "sig": "AAB="}]},
+        r"signatures\[0\]\.sig: expected canonical base64, got non-zero unused bits",
+    ),
+    (
+        "payload-url-safe",
+        lambda e: e | {"payload": "-_8="},
+        r"envelope\.payload: expected standard base64",
+    ),
+    (
+        "payload-unpadded",
+        lambda e: e | {"payload": "QQ"},
+        r"envelope\.payload: expected standard base64",
+    ),
+    (
+        "payload-with-newline",
+        lambda e: e | {"payload": "QUJD\nREVG"},
+        r"envelope\.payload: expected standard base64",
+    ),
 ]
+
+
+def test_canonical_base64_with_padding_is_accepted(ecdsa_signer):
+    env = sign_statement(make_statement(), [ecdsa_signer])
+    assert parse_envelope(env | {"payload": "QQ=="}).payload == b"A"
+    assert parse_envelope(env | {"payload": "QUI="}).payload == b"AB"
+    assert parse_envelope(env | {"payload": ""}).payload == b""
 
 
 @pytest.mark.parametrize(
@@ -421,7 +502,31 @@ BUNDLE_BAD = [
         lambda line: line + b"[1]\n",
         r"b.intoto.jsonl:2: expected a JSON object, got list",
     ),
+    # spec/format.md §1.4 rule 2: LF only; a CR LF file (e.g. after a Windows checkout)
+    # is refused, not read as JSON whitespace.
+    (
+        "crlf",
+        lambda line: line[:-1] + b"\r\n",
+        r"b.intoto.jsonl:1: expected lines ending in LF only, got CR \(0x0D\) at byte \d+",
+    ),
+    (
+        "cr-as-whitespace",
+        lambda line: line + b"\r" + line,
+        r"b.intoto.jsonl:2: expected lines ending in LF only, got CR \(0x0D\) at byte 1$",
+    ),
+    (
+        "line-65-levels-deep",
+        lambda line: line[:-2] + b',"x":' + b"[" * 64 + b"]" * 64 + b"}\n",
+        r"b.intoto.jsonl:1: JSON nested deeper than 64 levels",
+    ),
 ]
+
+
+def test_bundle_line_64_levels_deep_is_read(tmp_path, ecdsa_signer):
+    """The envelope object is level 1 (spec/format.md §2.1); unknown members are ignored."""
+    line = encode_bundle([sign_statement(make_statement(), [ecdsa_signer])])
+    deep = line[:-2] + b',"x":' + b"[" * 63 + b"]" * 63 + b"}\n"
+    assert len(read_bundle(_bundle_with(tmp_path, deep))) == 1
 
 
 @pytest.mark.parametrize("body,match", [c[1:] for c in BUNDLE_BAD], ids=[c[0] for c in BUNDLE_BAD])

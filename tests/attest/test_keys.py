@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import stat
 
@@ -169,3 +171,102 @@ def test_oversized_key_file(tmp_path, loader):
 def test_key_path_is_a_folder(tmp_path):
     with pytest.raises(UsageError, match="cannot read key file"):
         keys.load_signer(tmp_path)
+
+
+# -- the keyid rule (spec/format.md §1.1.2) ------------------------------------------------
+
+
+@pytest.mark.parametrize("key_type", ["ecdsa", "ed25519"])
+def test_keyid_is_sha256_of_the_spelled_out_key_object(tmp_path, key_type):
+    _, pub = keys.write_keypair(tmp_path / "k", key_type)
+    key = keys.load_public_key(pub)
+    data = keys.keyid_input(key)
+    assert hashlib.sha256(data).hexdigest() == keys.keyid(key) == key.keyid
+    if key_type == "ecdsa":
+        # the PEM goes in verbatim: raw line feeds, final one included, nothing escaped
+        assert data == (
+            b'{"keytype":"ecdsa","keyval":{"public":"'
+            + pub.read_bytes()
+            + b'"},"scheme":"ecdsa-sha2-nistp256"}'
+        )
+        assert data.count(b"\n") == pub.read_bytes().count(b"\n") == 4
+    else:
+        raw = serialization.load_pem_public_key(pub.read_bytes()).public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        assert data == b'{"keytype":"ed25519","keyval":{"public":"%s"},"scheme":"ed25519"}' % (
+            raw.hex().encode()
+        )
+
+
+PEM_SPELLINGS = [
+    ("crlf", lambda pem: pem.replace(b"\n", b"\r\n")),
+    ("no-final-newline", lambda pem: pem.rstrip(b"\n")),
+    ("text-around", lambda pem: b"producer key of run 7\n" + pem + b"\n\n"),
+]
+
+
+@pytest.mark.parametrize("spell", [c[1] for c in PEM_SPELLINGS], ids=[c[0] for c in PEM_SPELLINGS])
+def test_keyid_depends_on_the_key_not_on_the_pem_file_text(tmp_path, spell):
+    _, pub = keys.write_keypair(tmp_path / "k")
+    other = tmp_path / "other.pub"
+    other.write_bytes(spell(pub.read_bytes()))
+    assert keys.load_public_key(other).keyid == keys.load_public_key(pub).keyid
+
+
+def test_keyid_of_a_compressed_point_key_is_that_of_its_uncompressed_form(tmp_path):
+    priv = ec.generate_private_key(ec.SECP256R1())
+    spki = priv.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    compressed = priv.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    # SubjectPublicKeyInfo with the 33-byte compressed point: the 27-byte algorithm prefix
+    # of the uncompressed form, with the BIT STRING and SEQUENCE lengths shortened by 32.
+    head = bytearray(spki[:26])
+    head[1] -= 32
+    head[24] -= 32
+    der = bytes(head) + compressed
+    pem = b"-----BEGIN PUBLIC KEY-----\n" + base64.encodebytes(der) + b"-----END PUBLIC KEY-----\n"
+    (tmp_path / "c.pub").write_bytes(pem)
+    (tmp_path / "u.pub").write_bytes(
+        priv.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    assert (
+        keys.load_public_key(tmp_path / "c.pub").keyid
+        == keys.load_public_key(tmp_path / "u.pub").keyid
+    )
+
+
+def _p384(tmp_path, public: bool):
+    k = ec.generate_private_key(ec.SECP384R1())
+    path = tmp_path / ("p384.pub" if public else "p384.key")
+    path.write_bytes(
+        k.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if public
+        else k.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def test_load_public_key_refuses_other_curves(tmp_path):
+    with pytest.raises(
+        FormatError, match=r"p384.pub: expected an ECDSA key on P-256, got curve secp384r1"
+    ):
+        keys.load_public_key(_p384(tmp_path, True))
+
+
+def test_load_signer_refuses_other_curves(tmp_path):
+    with pytest.raises(
+        FormatError, match=r"p384.key: expected an ECDSA key on P-256, got curve secp384r1"
+    ):
+        keys.load_signer(_p384(tmp_path, False))

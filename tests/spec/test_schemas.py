@@ -414,6 +414,10 @@ def test_unknown_predicate_type_is_a_valid_statement() -> None:
         ("payload-type", lambda e: e.update(payloadType="application/json")),
         ("missing-signatures", lambda e: e.pop("signatures")),
         ("sig-not-base64", lambda e: e["signatures"][0].update(sig="***")),
+        # format.md §1.1.3: the unused bits of the last group are zero
+        ("sig-nonzero-pad-bits-2", lambda e: e["signatures"][0].update(sig="QR==")),
+        ("sig-nonzero-pad-bits-1", lambda e: e["signatures"][0].update(sig="QUJ=")),
+        ("payload-url-safe", lambda e: e.update(payload="-_8=")),
         ("keyid-missing", lambda e: e["signatures"][0].pop("keyid")),
     ],
 )
@@ -421,6 +425,28 @@ def test_envelope_schema_rejects(label: str, mutate: Callable[[dict[str, Any]], 
     env = sign_statement(STATEMENTS["policy"], [SIGNER])
     mutate(env)
     assert errors("envelope.schema.json", env), f"{label}: schema accepted"
+
+
+@pytest.mark.parametrize("text", ["", "QQ==", "QUI=", "QUJD", "AAECAwQFBgcICQ=="])
+def test_envelope_schema_accepts_canonical_base64(text: str) -> None:
+    env = sign_statement(STATEMENTS["policy"], [SIGNER])
+    env["payload"] = text
+    assert not errors("envelope.schema.json", env)
+    assert base64.b64encode(base64.b64decode(text)).decode() == text
+
+
+def test_schema_base64_pattern_is_exactly_canonical_base64() -> None:
+    """Every 1- and 2-byte string's encoding matches; every other last character does not."""
+    pattern = re.compile(
+        json.loads((SPEC / "schemas" / "common.schema.json").read_text())["$defs"]["base64"][
+            "pattern"
+        ]
+    )
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    canonical = {base64.b64encode(bytes([a])).decode() for a in range(256)}
+    canonical |= {base64.b64encode(bytes([0x41, b])).decode() for b in range(256)}
+    for text in {f"{x}{y}==" for x in "AQ" for y in alphabet} | {f"QU{y}=" for y in alphabet}:
+        assert bool(pattern.fullmatch(text)) == (text in canonical), text
 
 
 @pytest.mark.parametrize("path", sorted((SPEC / "predicates").glob("*.md")), ids=lambda p: p.stem)
