@@ -17,7 +17,6 @@ from attest.admission import (
 )
 from attest.canonical import canonical_json
 from attest.errors import FormatError
-from attest.pii import find_pii, luhn_ok, mask_pii
 from attest.policy import Policy
 
 OPTOUT_TEXT = "please do not train on me"
@@ -25,7 +24,7 @@ OPTOUT_TEXT = "please do not train on me"
 POLICY_TOML = f'''
 name = "t"
 [licenses]
-classes = {{ MIT = "permissive", "GPL-3.0-only" = "copyleft", Proprietary = "proprietary" }}
+classes = {{ MIT = "permissive", "GPL-3.0-only" = "copyleft", "LicenseRef-Proprietary" = "proprietary" }}
 allow = ["permissive"]
 deny = ["proprietary"]
 [consent]
@@ -71,9 +70,9 @@ def meta(**kw) -> Metadata:
     return Metadata(**(base | kw))
 
 
-# (id, metadata overrides, findings, admitted, profile, failing rules, detail fragment)
+# (id, metadata overrides, findings, admitted, profile, failing rules, one expected detail)
 DECIDE = [
-    ("all-pass-deep", {}, Findings(), True, "deep", (), ""),
+    ("all-pass-deep", {}, Findings(), True, "deep", (), {}),
     (
         "license-unknown",
         {"license": "WTFPL"},
@@ -81,16 +80,16 @@ DECIDE = [
         False,
         None,
         ("license", "profile"),
-        "license 'WTFPL' has no class in the policy",
+        {"reason": "license-unclassified", "license": "WTFPL"},
     ),
     (
         "license-denied",
-        {"license": "Proprietary"},
+        {"license": "LicenseRef-Proprietary"},
         Findings(),
         False,
         None,
         ("license", "profile"),
-        "license class 'proprietary' is denied",
+        {"reason": "license-denied", "license": "LicenseRef-Proprietary", "class": "proprietary"},
     ),
     (
         "license-neither",
@@ -99,7 +98,7 @@ DECIDE = [
         False,
         None,
         ("license", "profile"),
-        "license class 'copyleft' is not allowed",
+        {"reason": "license-not-allowed", "license": "GPL-3.0-only", "class": "copyleft"},
     ),
     (
         "consent-required-missing",
@@ -108,7 +107,7 @@ DECIDE = [
         False,
         None,
         ("consent",),
-        "data class 'personal' requires consent",
+        {"reason": "consent-required", "dataClass": "personal"},
     ),
     (
         "consent-required-given",
@@ -117,7 +116,7 @@ DECIDE = [
         True,
         "deep",
         (),
-        "",
+        {},
     ),
     (
         "source-deny-wins",
@@ -126,7 +125,7 @@ DECIDE = [
         False,
         None,
         ("source",),
-        "source matches deny pattern 'github.com/evil/*'",
+        {"reason": "source-denied", "pattern": "github.com/evil/*"},
     ),
     (
         "source-no-allow",
@@ -135,7 +134,7 @@ DECIDE = [
         False,
         None,
         ("source",),
-        "source matches no allow pattern",
+        {"reason": "source-not-allowed"},
     ),
     (
         "source-glob-is-case-sensitive",
@@ -144,10 +143,10 @@ DECIDE = [
         False,
         None,
         ("source",),
-        "source matches no allow pattern",
+        {"reason": "source-not-allowed"},
     ),
-    ("length-min-inclusive", {"length": 5}, Findings(), True, "deep", (), ""),
-    ("length-max-inclusive", {"length": 100}, Findings(), True, "deep", (), ""),
+    ("length-min-inclusive", {"length": 5}, Findings(), True, "deep", (), {}),
+    ("length-max-inclusive", {"length": 100}, Findings(), True, "deep", (), {}),
     (
         "length-too-short",
         {"length": 4},
@@ -155,7 +154,7 @@ DECIDE = [
         False,
         None,
         ("length",),
-        "length 4 outside [5, 100]",
+        {"reason": "length-out-of-range", "length": 4, "min": 5, "max": 100},
     ),
     (
         "length-too-long",
@@ -164,7 +163,7 @@ DECIDE = [
         False,
         None,
         ("length",),
-        "length 101 outside [5, 100]",
+        {"reason": "length-out-of-range", "length": 101, "min": 5, "max": 100},
     ),
     (
         "pii-reject",
@@ -173,7 +172,7 @@ DECIDE = [
         False,
         None,
         ("pii",),
-        "contains email,phone",
+        {"reason": "pii-found", "kinds": ["email", "phone"]},
     ),
     (
         "optout",
@@ -182,7 +181,7 @@ DECIDE = [
         False,
         None,
         ("optout",),
-        "content is on the opt-out list",
+        {"reason": "optout"},
     ),
     (
         "duplicate-reject",
@@ -191,27 +190,27 @@ DECIDE = [
         False,
         None,
         ("duplicate",),
-        "exact duplicate of an earlier example",
+        {"reason": "duplicate"},
     ),
     (
         "several-failures",
-        {"license": "Proprietary", "length": 1},
+        {"license": "LicenseRef-Proprietary", "length": 1},
         Findings(optout=True),
         False,
         None,
         ("license", "length", "optout", "profile"),
-        "is denied",
+        {"reason": "license-denied", "license": "LicenseRef-Proprietary", "class": "proprietary"},
     ),
     (
         "license-denied-but-profile-matches",
-        {"license": "Proprietary", "data_class": "docs"},
+        {"license": "LicenseRef-Proprietary", "data_class": "docs"},
         Findings(),
         False,
         None,
         ("license",),
-        "license class 'proprietary' is denied",
+        {"reason": "license-denied", "license": "LicenseRef-Proprietary", "class": "proprietary"},
     ),
-    ("assign-first-match-wins", {"data_class": "docs"}, Findings(), True, "deep", (), ""),
+    ("assign-first-match-wins", {"data_class": "docs"}, Findings(), True, "deep", (), {}),
     (
         "assign-second-rule",
         {"data_class": "docs", "source": "hf.co/x"},
@@ -219,9 +218,9 @@ DECIDE = [
         True,
         "docs",
         (),
-        "",
+        {},
     ),
-    ("assign-by-license", {"source": "hf.co/x"}, Findings(), True, "shallow", (), ""),
+    ("assign-by-license", {"source": "hf.co/x"}, Findings(), True, "shallow", (), {}),
     (
         "assign-no-match",
         {"license": "GPL-3.0-only", "source": "hf.co/x"},
@@ -229,7 +228,7 @@ DECIDE = [
         False,
         None,
         ("license", "profile"),
-        "no assignment rule matches",
+        {"reason": "no-assignment"},
     ),
 ]
 
@@ -245,19 +244,21 @@ def test_decide(policy, overrides, findings, admitted, profile, failing, detail)
     assert d.profile == profile
     assert d.reasons == failing
     assert tuple(o.rule for o in d.outcomes) == RULES  # every rule, in the fixed order
-    details = " | ".join(o.detail for o in d.outcomes)
-    assert detail in details
+    if detail:
+        assert detail in [o.detail for o in d.outcomes]
     for o in d.outcomes:
-        assert (o.detail == "") == (o.outcome == "pass")
+        assert (o.detail == {}) == (o.outcome == "pass")
 
 
 def test_decide_pii_mask(policy):
     masking = dataclasses.replace(policy, pii_action="mask")
     d = decide(masking, meta(), Findings(pii=("credit-card",)))
     assert d.admitted and d.profile == "deep"
-    assert Outcome("pii", "masked", "masked credit-card") in d.outcomes
+    assert (
+        Outcome("pii", "masked", {"reason": "pii-masked", "kinds": ["credit-card"]}) in d.outcomes
+    )
     clean = decide(masking, meta(), Findings())
-    assert Outcome("pii", "pass", "") in clean.outcomes
+    assert Outcome("pii", "pass") in clean.outcomes
 
 
 def test_decide_duplicates_allowed(policy):
@@ -278,7 +279,7 @@ def test_decide_canary_with_policy_canaries(policy):
         Findings(),
     )
     assert d.admitted and d.profile == "shallow"
-    assert d.outcomes == (Outcome("canary", "pass", ""),)
+    assert d.outcomes == (Outcome("canary", "pass"),)
 
 
 def test_decide_canary_without_policy_canaries(policy):
@@ -286,9 +287,11 @@ def test_decide_canary_without_policy_canaries(policy):
     no_canaries = dataclasses.replace(
         policy, canaries=dataclasses.replace(policy.canaries, count=0)
     )
-    d = decide(no_canaries, meta(license="Proprietary", canary=True), Findings(pii=("email",)))
+    d = decide(
+        no_canaries, meta(license="LicenseRef-Proprietary", canary=True), Findings(pii=("email",))
+    )
     assert not d.admitted and d.profile is None
-    assert d.outcomes == (Outcome("canary", "fail", "the policy plants no canaries"),)
+    assert d.outcomes == (Outcome("canary", "fail", {"reason": "no-canaries"}),)
 
 
 def test_decide_is_deterministic(policy):
@@ -336,7 +339,7 @@ def test_metadata_findings_outcome_round_trip():
     assert m.to_dict()["dataClass"] == "code"
     f = Findings(("email", "phone"), True, False)
     assert Findings.from_dict(f.to_dict()) == f
-    o = Outcome("pii", "masked", "masked email")
+    o = Outcome("pii", "masked", {"reason": "pii-masked", "kinds": ["email"]})
     assert Outcome.from_dict(o.to_dict()) == o
 
 
@@ -393,12 +396,12 @@ MODEL_BAD = [
     ),
     (
         "outcome-unknown-rule",
-        lambda: Outcome.from_dict({"rule": "vibes", "outcome": "pass", "detail": ""}),
+        lambda: Outcome.from_dict({"rule": "vibes", "outcome": "pass", "detail": {}}),
         r"outcome: unknown rule/outcome 'vibes'/'pass'",
     ),
     (
         "outcome-unknown-outcome",
-        lambda: Outcome.from_dict({"rule": "pii", "outcome": "ok", "detail": ""}),
+        lambda: Outcome.from_dict({"rule": "pii", "outcome": "ok", "detail": {}}),
         r"unknown rule/outcome 'pii'/'ok'",
     ),
 ]
@@ -408,89 +411,3 @@ MODEL_BAD = [
 def test_model_validation(make, match):
     with pytest.raises(FormatError, match=match):
         make()
-
-
-# --------------------------------------------------------------------------- PII
-
-PII = [
-    ("email", "write to alice.b+x@example.co.uk today", [("email", "alice.b+x@example.co.uk")]),
-    ("email-at-start", "bob@example.org", [("email", "bob@example.org")]),
-    ("phone-international", "call +1 415 555 2671 now", [("phone", "+1 415 555 2671")]),
-    ("phone-parens", "(415) 555-2671", [("phone", "(415) 555-2671")]),
-    # regression: a phone number ending a sentence was missed (the '.' lookahead)
-    ("phone-dashes-end-of-sentence", "tel 415-555-2671.", [("phone", "415-555-2671")]),
-    ("phone-dotted", "tel 415.555.2671, thanks", [("phone", "415.555.2671")]),
-    ("dotted-continuation", "build 415.555.2671.3", []),
-    ("phone-uk", "+44 20 7946 0958", [("phone", "+44 20 7946 0958")]),
-    ("card-visa-spaced", "pay 4111 1111 1111 1111 ok", [("credit-card", "4111 1111 1111 1111")]),
-    ("card-visa-plain", "4111111111111111", [("credit-card", "4111111111111111")]),
-    ("card-mastercard-dashes", "5500-0000-0000-0004", [("credit-card", "5500-0000-0000-0004")]),
-    ("card-amex-15", "378282246310005", [("credit-card", "378282246310005")]),
-    (
-        "mixed",
-        "a@b.io, 4111111111111111",
-        [("email", "a@b.io"), ("credit-card", "4111111111111111")],
-    ),
-    # Luhn-invalid numbers and lookalikes are not PII
-    ("card-luhn-invalid-plain", "4111111111111112", []),
-    # regression: the phone pattern used to fire inside a Luhn-invalid spaced card number
-    ("card-luhn-invalid-spaced", "pay 4111 1111 1111 1112 ok", []),
-    ("version-string", "requires numpy 1.26.4 and torch 2.3.1", []),
-    ("long-version", "Windows 10.0.19041.1234", []),
-    ("ip-address", "host 192.168.100.200", []),
-    ("sha1-hex", "commit 3f786850e387550fdab836ed7e6dc881de23001b", []),
-    ("sha256-hex", "a" * 64, []),
-    ("date", "released 2023-01-15", []),
-    ("pinned-requirement", "pkg==2.31.0", []),
-    ("no-tld", "user@localhost", []),
-    ("too-few-digits", "call 555-2671", []),
-    ("long-digit-run", "id 12345678901234567890123", []),
-    # regression: Unicode \d matched non-ASCII digits, which luhn_ok (ord(c) - 48) misreads;
-    # card and phone patterns are re.ASCII now (spec/policy.md §4.2)
-    ("card-fullwidth-digits-bogus-luhn", "pay \uff14" + "\uff11" * 15, []),
-    ("card-arabic-indic-digits-bogus-luhn", "pay \u0664" + "\u0661" * 14 + "\u0667", []),
-    (
-        "phone-arabic-indic-digits",
-        "call \u0664\u0661\u0665-\u0665\u0665\u0665-\u0662\u0666\u0667\u0661",
-        [],
-    ),
-    (
-        "card-after-arabic-indic-digit",
-        "\u0664 4111111111111111",
-        [("credit-card", "4111111111111111")],
-    ),
-]
-
-
-@pytest.mark.parametrize("text,expected", [c[1:] for c in PII], ids=[c[0] for c in PII])
-def test_find_pii(text, expected):
-    assert [(m.kind, text[m.start : m.end]) for m in find_pii(text)] == expected
-
-
-def test_find_pii_respects_kinds():
-    text = "a@b.io 4111111111111111 +1 415 555 2671"
-    assert [m.kind for m in find_pii(text, ["phone"])] == ["phone"]
-    assert [m.kind for m in find_pii(text, ["email", "credit-card"])] == ["email", "credit-card"]
-    assert find_pii(text, []) == []
-
-
-def test_mask_pii():
-    text = "mail a@b.io or call (415) 555-2671!"
-    assert mask_pii(text, find_pii(text)) == "mail [EMAIL] or call [PHONE]!"
-    assert mask_pii(text, []) == text
-
-
-LUHN = [
-    ("4111111111111111", True),
-    ("4111111111111112", False),
-    ("79927398713", True),
-    ("79927398710", False),
-    ("0", True),
-    ("18", True),
-    ("19", False),
-]
-
-
-@pytest.mark.parametrize("digits,ok", LUHN, ids=[c[0] for c in LUHN])
-def test_luhn(digits, ok):
-    assert luhn_ok(digits) is ok
