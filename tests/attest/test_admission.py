@@ -24,7 +24,8 @@ OPTOUT_TEXT = "please do not train on me"
 POLICY_TOML = f'''
 name = "t"
 [licenses]
-classes = {{ MIT = "permissive", "GPL-3.0-only" = "copyleft", "LicenseRef-Proprietary" = "proprietary" }}
+classes = {{ MIT = "permissive", "GPL-3.0-only" = "copyleft", \
+"LicenseRef-Proprietary" = "proprietary" }}
 allow = ["permissive"]
 deny = ["proprietary"]
 [consent]
