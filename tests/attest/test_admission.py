@@ -412,3 +412,129 @@ MODEL_BAD = [
 def test_model_validation(make, match):
     with pytest.raises(FormatError, match=match):
         make()
+
+
+# --------------------------------------------------------------------------- SPDX expressions
+
+EXPR_POLICY = Policy.from_toml(
+    b"""
+name = "spdx"
+[licenses]
+allow = ["public-domain", "permissive", "weak"]
+deny = ["strong"]
+classes = { "CC0-1.0" = "public-domain", MIT = "permissive", ISC = "permissive", \
+"MPL-2.0" = "weak", "GPL-3.0-only" = "strong", "GPL-2.0-only" = "strong", \
+"GPL-2.0-only WITH Classpath-exception-2.0" = "weak", "LicenseRef-odd" = "other" }
+[profiles.deep]
+patterns = ["*"]
+[profiles.surface]
+patterns = ["lm_head.*"]
+[profiles.pd]
+patterns = ["h.*"]
+[[assign]]
+when = { license = "MIT" }
+profile = "deep"
+[[assign]]
+when = { license_class = "public-domain" }
+profile = "pd"
+[[assign]]
+profile = "surface"
+"""
+)
+
+# (id, declared license, admitted, profile, license outcome detail ({} = pass))
+EXPRESSIONS = [
+    ("id", "MIT", True, "deep", {}),
+    ("id-any-case", "mit", True, "deep", {}),
+    ("or-picks-first-allowed-class", "GPL-3.0-only OR CC0-1.0 OR MIT", True, "pd", {}),
+    ("or-of-equal-rank-first-written", "ISC OR MIT", True, "surface", {}),
+    ("or-rescues-denied", "GPL-3.0-only OR MPL-2.0", True, "surface", {}),
+    ("and-takes-most-restrictive", "MIT AND MPL-2.0", True, "surface", {}),
+    ("and-with-denied-refused", "MIT AND GPL-3.0-only", False, None,
+     {"reason": "license-denied", "license": "GPL-3.0-only", "class": "strong"}),
+    ("with-classified-pair", "GPL-2.0-only WITH Classpath-exception-2.0", True, "surface", {}),
+    ("with-unclassified-pair-falls-back-to-id", "MIT WITH LLVM-exception", True, "surface", {}),
+    ("with-on-denied-id-stays-denied", "GPL-3.0-only WITH GCC-exception-3.1", False, None,
+     {"reason": "license-denied", "license": "GPL-3.0-only WITH GCC-exception-3.1",
+      "class": "strong"}),
+    ("and-unclassified-refused", "MIT AND BSD-3-Clause", False, None,
+     {"reason": "license-unclassified", "license": "BSD-3-Clause"}),
+    ("or-unclassified-ignored", "BSD-3-Clause OR MIT", True, "deep", {}),
+    ("class-in-neither-list", "LicenseRef-odd", False, None,
+     {"reason": "license-not-allowed", "license": "LicenseRef-odd", "class": "other"}),
+    ("homoglyph-hyphen", "MPL\u20102.0", False, None,
+     {"reason": "license-invalid", "license": "MPL\u20102.0"}),
+    ("unknown-id", "Apache-2", False, None, {"reason": "license-invalid", "license": "Apache-2"}),
+    ("free-text", "MIT License", False, None,
+     {"reason": "license-invalid", "license": "MIT License"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "declared,admitted,profile,detail",
+    [c[1:] for c in EXPRESSIONS],
+    ids=[c[0] for c in EXPRESSIONS],
+)
+def test_decide_license_expressions(declared, admitted, profile, detail):
+    d = decide(EXPR_POLICY, meta(license=declared), Findings())
+    assert (d.admitted, d.profile) == (admitted, profile)
+    (lic,) = [o for o in d.outcomes if o.rule == "license"]
+    assert lic.detail == detail
+    assert lic.outcome == ("fail" if detail else "pass")
+
+
+def test_outcome_detail_is_structured_and_validated():
+    o = Outcome(
+        "length", "fail", {"reason": "length-out-of-range", "length": 3, "min": 5, "max": 9}
+    )
+    assert o.to_dict() == {
+        "rule": "length",
+        "outcome": "fail",
+        "detail": {"reason": "length-out-of-range", "length": 3, "min": 5, "max": 9},
+    }
+    assert Outcome.from_dict(o.to_dict()) == o
+    kinds = ["email"]
+    masked = Outcome("pii", "masked", {"reason": "pii-masked", "kinds": kinds})
+    kinds.append("phone")  # the outcome keeps its own copy
+    assert masked.detail["kinds"] == ["email"]
+
+
+DETAIL_BAD = [
+    ("repr-string", {"rule": "pii", "outcome": "fail", "detail": "contains email"},
+     r"outcome\.detail: expected a map, got 'contains email'"),
+    ("pass-with-detail", {"rule": "pii", "outcome": "pass", "detail": {"reason": "pii-found"}},
+     r"outcome\.detail: expected an empty map on pass"),
+    ("unknown-reason", {"rule": "pii", "outcome": "fail", "detail": {"reason": "vibes"}},
+     r"outcome\.detail\.reason: expected a reason code, got 'vibes'"),
+    ("reason-of-other-rule", {"rule": "pii", "outcome": "fail", "detail": {"reason": "optout"}},
+     r"'optout' is not a pii fail reason"),
+    ("masked-reason-on-fail",
+     {"rule": "pii", "outcome": "fail", "detail": {"reason": "pii-masked", "kinds": []}},
+     r"'pii-masked' is not a pii fail reason"),
+    ("missing-argument",
+     {"rule": "consent", "outcome": "fail", "detail": {"reason": "consent-required"}},
+     r"outcome\.detail: expected keys dataClass, reason, got reason"),
+    ("extra-argument",
+     {"rule": "optout", "outcome": "fail", "detail": {"reason": "optout", "why": "x"}},
+     r"expected keys reason, got reason, why"),
+    ("argument-wrong-type",
+     {"rule": "length", "outcome": "fail",
+      "detail": {"reason": "length-out-of-range", "length": "3", "min": 1, "max": 2}},
+     r"outcome\.detail\.length: expected int, got '3'"),
+    ("argument-bool-is-not-int",
+     {"rule": "length", "outcome": "fail",
+      "detail": {"reason": "length-out-of-range", "length": True, "min": 1, "max": 2}},
+     r"outcome\.detail\.length: expected int, got True"),
+    ("kinds-not-strings",
+     {"rule": "pii", "outcome": "fail", "detail": {"reason": "pii-found", "kinds": [1]}},
+     r"outcome\.detail\.kinds: expected list"),
+    ("masked-on-other-rule",
+     {"rule": "optout", "outcome": "masked", "detail": {"reason": "optout"}},
+     r"'optout' is not a optout masked reason"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("doc,match", [c[1:] for c in DETAIL_BAD], ids=[c[0] for c in DETAIL_BAD])
+def test_outcome_detail_errors(doc, match):
+    with pytest.raises(FormatError, match=match):
+        Outcome.from_dict(doc)
