@@ -70,9 +70,28 @@ class Compound:
 Node = License | Compound
 
 
+def bundled_list_version() -> str:
+    """The SPDX License List version of the index `license-expression` ships (its .ABOUT)."""
+    about = resources.files("license_expression").joinpath("data/license_key_index.json.ABOUT")
+    for line in about.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "spdx_license_list_version":
+            return value.strip()
+    return ""
+
+
 @functools.cache
 def _table() -> tuple[dict[str, str], dict[str, str]]:
-    """(lowercase license id -> canonical id, lowercase exception id -> canonical id)."""
+    """(lowercase license id -> canonical id, lowercase exception id -> canonical id).
+
+    Raises LicenseError if the installed library ships another SPDX list than the spec
+    names: identifiers added or withdrawn would silently change verdicts.
+    """
+    if bundled_list_version() != LIST_VERSION:
+        raise LicenseError(
+            f"license-expression data: expected SPDX License List {LIST_VERSION}, "
+            f"got {bundled_list_version() or 'no version'} (install the pinned version)"
+        )
     raw = resources.files("license_expression").joinpath("data/scancode-licensedb-index.json")
     entries: list[dict[str, Any]] = json.loads(raw.read_text(encoding="utf-8"))
     licenses: dict[str, str] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,11 @@ DECIDED = [
 @pytest.mark.parametrize("text,used", [c[1:] for c in DECIDED], ids=[c[0] for c in DECIDED])
 def test_decide_license(text, used):
     assert str(decide_license(parse(text), rank)) == used
+
+
+def test_bundled_spdx_list_is_the_one_the_spec_names():
+    from attest.spdx import LIST_VERSION, bundled_list_version
+
+    assert bundled_list_version() == LIST_VERSION == "3.27"
+    spec = (Path(__file__).parents[2] / "spec" / "policy.md").read_text()
+    assert f"SPDX License List {LIST_VERSION}" in spec
