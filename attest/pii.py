@@ -39,6 +39,7 @@ EMAIL_DOMAIN = re.compile(r"@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}")
 CARD_MAX, PHONE_MAX, DOMAIN_MAX = 37, 21, 256  # longest strings the patterns can match
 # Candidate starts, found fast; the boundary rules are checked again per candidate.
 _RUN = re.compile(r"[0-9]+")
+_DOMAIN_RUN = re.compile(r"[A-Za-z0-9.-]+")
 _CARD_START = re.compile(r"(?<![0-9])[0-9]")
 _PHONE_START = re.compile(r"(?<![0-9])[0-9+(]")
 _ASCII_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -210,10 +211,12 @@ def _emails(v: str) -> Iterator[tuple[int, int]]:
         )
         if start is None:
             continue
+        run = _DOMAIN_RUN.match(v, a + 1)  # a domain holds only these characters
+        top = min(len(v), a + DOMAIN_MAX, run.end() if run else a + 1)
         end = next(
             (
                 e
-                for e in range(min(len(v), a + DOMAIN_MAX), a + 1, -1)
+                for e in range(top, a + 1, -1)
                 if EMAIL_DOMAIN.fullmatch(v, a, e)
                 and not (e < len(v) and (_word(v[e]) or v[e] == "-"))
             ),

@@ -215,3 +215,99 @@ def test_long_digit_text_is_linear_enough():
     t = time.perf_counter()
     assert [m.kind for m in find_pii(text)] == ["credit-card"]
     assert time.perf_counter() - t < 10  # seconds: a bound, not a benchmark
+
+
+# --------------------------------------------------------------------------- naive oracle
+# spec/policy.md §4.2 read literally: every (s, e), longest first at the leftmost s. The
+# module enumerates only candidates the boundary rules allow; this checks that it loses none.
+
+import random  # noqa: E402
+import re  # noqa: E402
+import unicodedata  # noqa: E402
+
+from attest import pii  # noqa: E402
+
+W = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _is_d(v, i):
+    return 0 <= i < len(v) and v[i].isascii() and v[i].isdigit()
+
+
+def _word(c):
+    return c == "_" or unicodedata.category(c)[0] in "LMN"
+
+
+def _card_ok(v, s, e):
+    return (
+        pii.CARD.fullmatch(v[s:e]) is not None
+        and not _is_d(v, s - 1)
+        and not _is_d(v, e)
+        and luhn_ok(re.sub("[^0-9]", "", v[s:e]))
+    )
+
+
+def _phone_ok(v, s, e):
+    if pii.PHONE.fullmatch(v[s:e]) is None:
+        return False
+    if s and (v[s - 1] in W or v[s - 1] in "+.-"):
+        return False
+    if v[s] != "+" and s >= 2 and v[s - 1] == " " and _is_d(v, s - 2):
+        return False
+    if e < len(v):
+        if v[e] in W or v[e] == "-":
+            return False
+        if e + 1 < len(v) and (
+            (v[e] == "." and v[e + 1] in W) or (v[e] == " " and _is_d(v, e + 1))
+        ):
+            return False
+    return 10 <= sum(c.isdigit() for c in v[s:e]) <= 15
+
+
+def _email_ok(v, s, e):
+    at = v.find("@", s, e)
+    return (
+        at > s
+        and pii.EMAIL_LOCAL.fullmatch(v[s:at]) is not None
+        and pii.EMAIL_DOMAIN.fullmatch(v[at:e]) is not None
+        and e - at <= 256
+        and not (s and (_word(v[s - 1]) or v[s - 1] in ".+-"))
+        and not (e < len(v) and (_word(v[e]) or v[e] == "-"))
+    )
+
+
+def _naive(v, ok):
+    out, s = [], 0
+    while s < len(v):
+        e = next((e for e in range(len(v), s, -1) if ok(v, s, e)), None)
+        if e is None:
+            s += 1
+        else:
+            out.append((s, e))
+            s = e
+    return out
+
+
+ALPHABET = ["4", "1", "5", "0", "2", " ", "-", ".", "(", ")", "+", "@", "a", "x", "o",
+            "\u0430", "\u0661", "\u00a0", "\u200d", "_"]  # fmt: skip
+
+
+def test_matches_equal_the_naive_reading_of_the_spec():
+    rng = random.Random(11)
+    seeds = ["4111 1111 1111 1111", "+1 415 555 2671", "(415) 555-2671", "ab@cd.io", "x.y@a.b.co"]
+    found = {"card": 0, "phone": 0, "email": 0}
+    for _ in range(150):
+        parts = [
+            rng.choice(seeds) if rng.random() < 0.3 else rng.choice(ALPHABET) for _ in range(10)
+        ]
+        text = "".join(parts)
+        v, _ = normalise(nfkc(text))
+        e = pii.email_view(v)
+        cards, phones, emails = _naive(v, _card_ok), _naive(v, _phone_ok), _naive(e, _email_ok)
+        assert list(pii._cards(v, pii._Digits(v))) == cards, text
+        assert list(pii._phones(v, pii._Digits(v))) == phones, text
+        assert list(pii._emails(e)) == emails, text
+        found["card"] += len(cards)
+        found["phone"] += len(phones)
+        found["email"] += len(emails)
+    assert min(found.values()) > 5, found  # the oracle saw every detector fire
