@@ -31,6 +31,8 @@ VALID = [
     ("parentheses", "(MIT OR ISC) AND 0BSD", "(MIT OR ISC) AND 0BSD"),
     ("redundant-parentheses", "((MIT))", "MIT"),
     ("outer-spaces", "  MIT  ", "MIT"),
+    ("operators-mixed-case", "MIT aNd ISC", "MIT AND ISC"),
+    ("parentheses-need-no-spaces", "(MIT)AND(ISC)", "MIT AND ISC"),
     ("real-metadata", "Apache-2.0 AND Apache-2.0 WITH LLVM-exception AND BSD-2-Clause",
      "Apache-2.0 AND Apache-2.0 WITH LLVM-exception AND BSD-2-Clause"),
 ]  # fmt: skip
@@ -63,6 +65,8 @@ INVALID = [
     ("unbalanced", "(MIT", r"expected an SPDX license expression"),
     ("slash", "MIT/Apache-2.0", r"expected an SPDX license expression"),
     ("two-ids", "MIT Apache-2.0", r"expected an SPDX license expression"),
+    ("parenthesised-exception", "MIT WITH(LLVM-exception)", r"expected an SPDX license expression"),
+    ("empty-parentheses", "()", r"expected an SPDX license expression"),
     ("too-long", "MIT OR " * (EXPRESSION_MAX // 7) + "MIT", r"expected at most 1024 characters"),
 ]  # fmt: skip
 
