@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 KINDS = ("email", "phone", "credit-card")
-UNICODE_VERSION = unicodedata.unidata_version  # spec/policy.md §4.2 states 14.0.0
+UNICODE_VERSION = unicodedata.unidata_version  # spec/policy.md §4.2: 14.0.0 or later
 
 # Core patterns: literals, ASCII classes, ?, {m,n}, +, | and groups only (§4.2).
 CARD = re.compile(r"[0-9]([ -]?[0-9]){12,18}")
@@ -49,7 +49,7 @@ _TARGETS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 @dataclass(frozen=True)
 class PiiMatch:
     kind: str
-    start: int  # code point offsets into the text `find_pii` was given (NFKC form)
+    start: int  # code point offsets into nfkc(text) of the text `find_pii` was given
     end: int
 
 
