@@ -8,20 +8,24 @@ An example is judged on two kinds of evidence (spec/policy.md §4):
   are recorded as the producer's claim and re-derived by an auditor with ``--data``.
 
 `decide(policy, metadata, findings)` maps both to every rule's outcome, the verdict
-and the depth profile. The verifier re-runs it and compares field by field.
+and the depth profile. The verifier re-runs it and compares field by field. An
+outcome's detail is a structured value (a reason code and its arguments), never a
+formatted string, so another implementation produces the same signed bytes.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_json
 from .errors import FormatError
+from .glob import glob_match
 from .pii import find_pii, mask_pii
 from .policy import Policy
+from .spdx import License, LicenseError
 
 RULES = (
     "canary",
@@ -35,6 +39,24 @@ RULES = (
     "profile",
 )
 OUTCOMES = ("pass", "fail", "masked")
+# reason -> (rule, its argument names and types): spec/policy.md §4.3
+Arg = str | int | list[str]
+REASONS: dict[str, tuple[str, dict[str, type]]] = {
+    "no-canaries": ("canary", {}),
+    "license-invalid": ("license", {"license": str}),
+    "license-unclassified": ("license", {"license": str}),
+    "license-denied": ("license", {"license": str, "class": str}),
+    "license-not-allowed": ("license", {"license": str, "class": str}),
+    "consent-required": ("consent", {"dataClass": str}),
+    "source-denied": ("source", {"pattern": str}),
+    "source-not-allowed": ("source", {}),
+    "length-out-of-range": ("length", {"length": int, "min": int, "max": int}),
+    "pii-found": ("pii", {"kinds": list}),
+    "pii-masked": ("pii", {"kinds": list}),
+    "optout": ("optout", {}),
+    "duplicate": ("duplicate", {}),
+    "no-assignment": ("profile", {}),
+}
 
 
 def _bool(v: object, where: str) -> bool:
@@ -140,27 +162,74 @@ def inspect_content(policy: Policy, text: str, seen: set[str]) -> tuple[Findings
     return Findings(kinds, digest in policy.optout_digests, duplicate), trained
 
 
+def _check_detail(rule: str, outcome: str, detail: Mapping[str, Any], where: str) -> None:
+    """A detail is ``{}`` on pass, else ``{"reason": R, ...R's arguments}`` (§4.3)."""
+    if not isinstance(detail, Mapping) or not all(isinstance(k, str) for k in detail):
+        raise FormatError(f"{where}.detail: expected a map, got {detail!r:.40}")
+    if outcome == "pass":
+        if detail:
+            raise FormatError(f"{where}.detail: expected an empty map on pass, got {detail!r:.80}")
+        return
+    reason = detail.get("reason")
+    if not isinstance(reason, str) or reason not in REASONS:
+        raise FormatError(f"{where}.detail.reason: expected a reason code, got {reason!r:.40}")
+    owner, args = REASONS[reason]
+    want = "pii-masked" if outcome == "masked" else None
+    if owner != rule or (want and reason != want) or (reason == "pii-masked" and not want):
+        raise FormatError(f"{where}.detail.reason: {reason!r} is not a {rule} {outcome} reason")
+    keys = set(detail) - {"reason"}
+    if keys != set(args):
+        raise FormatError(
+            f"{where}.detail: expected keys {', '.join(sorted({'reason', *args}))}, "
+            f"got {', '.join(sorted(detail))}"
+        )
+    for k, typ in args.items():
+        v = detail[k]
+        ok = isinstance(v, typ) and not isinstance(v, bool)
+        if typ is list:
+            ok = ok and all(isinstance(x, str) for x in v)
+        if not ok:
+            raise FormatError(f"{where}.detail.{k}: expected {typ.__name__}, got {v!r:.40}")
+
+
 @dataclass(frozen=True)
 class Outcome:
     rule: str
     outcome: str  # pass | fail | masked
-    detail: str = ""
+    detail: Mapping[str, Arg] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES or self.outcome not in OUTCOMES:
+            raise FormatError(f"outcome: unknown rule/outcome {self.rule!r}/{self.outcome!r}")
+        if self.outcome == "masked" and self.rule != "pii":
+            raise FormatError(f"outcome: only the pii rule masks, got {self.rule!r}")
+        _check_detail(self.rule, self.outcome, self.detail, "outcome")
+        # a private copy: the caller's dict (or list) can no longer change a decision
+        object.__setattr__(
+            self,
+            "detail",
+            {k: list(v) if isinstance(v, list) else v for k, v in self.detail.items()},
+        )
+
+    @property
+    def reason(self) -> str:
+        """The detail's reason code; "" on pass."""
+        return str(self.detail.get("reason", ""))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "outcome": self.outcome, "detail": self.detail}
+        detail = {k: list(v) if isinstance(v, list) else v for k, v in self.detail.items()}
+        return {"rule": self.rule, "outcome": self.outcome, "detail": detail}
 
     @classmethod
     def from_dict(cls, d: object, where: str = "outcome") -> Outcome:
         if not isinstance(d, dict) or set(d) != {"rule", "outcome", "detail"}:
             raise FormatError(f"{where}: expected keys detail, outcome, rule")
-        o = cls(
-            _str(d["rule"], f"{where}.rule"),
-            _str(d["outcome"], f"{where}.outcome"),
-            _str(d["detail"], f"{where}.detail"),
-        )
-        if o.rule not in RULES or o.outcome not in OUTCOMES:
-            raise FormatError(f"{where}: unknown rule/outcome {o.rule!r}/{o.outcome!r}")
-        return o
+        rule = _str(d["rule"], f"{where}.rule")
+        outcome = _str(d["outcome"], f"{where}.outcome")
+        if rule not in RULES or outcome not in OUTCOMES:
+            raise FormatError(f"{where}: unknown rule/outcome {rule!r}/{outcome!r}")
+        _check_detail(rule, outcome, d["detail"], where)
+        return cls(rule, outcome, d["detail"])
 
 
 @dataclass(frozen=True)
@@ -174,82 +243,95 @@ class Decision:
         return tuple(o.rule for o in self.outcomes if o.outcome == "fail")
 
 
-def _match_assign(policy: Policy, meta: Metadata) -> str | None:
-    lic_class = policy.license_class(meta.license) or ""
+def _match_assign(policy: Policy, meta: Metadata, lic: License | None) -> str | None:
+    """The first `[[assign]]` rule whose conditions all hold (spec/policy.md §3.10)."""
     fields = {
-        "license_class": lic_class,
+        "license_class": (policy.leaf_class(lic) if lic else None) or "",
         "data_class": meta.data_class,
-        "license": meta.license,
-        "source": meta.source,
+        "license": lic.key if lic else None,
     }
     for a in policy.assign:
         if all(
-            fnmatch.fnmatchcase(fields[k], v) if k == "source" else fields[k] == v
+            glob_match(meta.source, v)
+            if k == "source"
+            else fields[k] == (v.lower() if k == "license" else v)
             for k, v in a.when.items()
         ):
             return a.profile
     return None
 
 
+def _license_rule(policy: Policy, text: str) -> tuple[License | None, dict[str, Arg]]:
+    """(the license the example is used under, {} or the fail detail)."""
+    try:
+        lic = policy.license_of(text)
+    except LicenseError:
+        return None, {"reason": "license-invalid", "license": text}
+    cls = policy.leaf_class(lic)
+    if cls is None:
+        return lic, {"reason": "license-unclassified", "license": str(lic)}
+    if cls in policy.license_deny:
+        return lic, {"reason": "license-denied", "license": str(lic), "class": cls}
+    if cls not in policy.license_allow:
+        return lic, {"reason": "license-not-allowed", "license": str(lic), "class": cls}
+    return lic, {}
+
+
 def decide(policy: Policy, meta: Metadata, findings: Findings) -> Decision:
     """Apply every rule of ``policy`` in the fixed order of `RULES`. Never raises."""
     out: list[Outcome] = []
 
-    def rule(name: str, ok: bool, detail: str = "", masked: bool = False) -> None:
-        out.append(
-            Outcome(
-                name,
-                "masked" if ok and masked else ("pass" if ok else "fail"),
-                "" if ok and not masked else detail,
-            )
-        )
+    def rule(name: str, ok: bool, detail: dict[str, Arg], masked: bool = False) -> None:
+        outcome = "masked" if ok and masked else ("pass" if ok else "fail")
+        out.append(Outcome(name, outcome, detail if outcome != "pass" else {}))
 
     if meta.canary:
         # Canaries are planted by the policy itself; only their number is checked
         # (by the verifier, against canaries.count x repeats) and their profile fixed.
-        rule("canary", policy.canaries.count > 0, "the policy plants no canaries")
+        rule("canary", policy.canaries.count > 0, {"reason": "no-canaries"})
         admitted = policy.canaries.count > 0
         return Decision(admitted, policy.canaries.profile if admitted else None, tuple(out))
-    rule("canary", True)
-    cls = policy.license_class(meta.license)
-    if cls is None:
-        rule("license", False, f"license {meta.license!r} has no class in the policy")
-    elif cls in policy.license_deny:
-        rule("license", False, f"license class {cls!r} is denied")
-    else:
-        rule("license", cls in policy.license_allow, f"license class {cls!r} is not allowed")
+    rule("canary", True, {})
+    lic, why = _license_rule(policy, meta.license)
+    rule("license", not why, why)
     rule(
         "consent",
         meta.consent or meta.data_class not in policy.consent_required,
-        f"data class {meta.data_class!r} requires consent",
+        {"reason": "consent-required", "dataClass": meta.data_class},
     )
-    denied = [p for p in policy.source_deny if fnmatch.fnmatchcase(meta.source, p)]
-    allowed = any(fnmatch.fnmatchcase(meta.source, p) for p in policy.source_allow)
+    # deny patterns are a sorted set (§2), so "the first matching" is well defined
+    denied = [p for p in policy.source_deny if glob_match(meta.source, p)]
+    allowed = any(glob_match(meta.source, p) for p in policy.source_allow)
     rule(
         "source",
         allowed and not denied,
-        f"source matches deny pattern {denied[0]!r}"
+        {"reason": "source-denied", "pattern": denied[0]}
         if denied
-        else "source matches no allow pattern",
+        else {"reason": "source-not-allowed"},
     )
     rule(
         "length",
         policy.length_min <= meta.length <= policy.length_max,
-        f"length {meta.length} outside [{policy.length_min}, {policy.length_max}]",
+        {
+            "reason": "length-out-of-range",
+            "length": meta.length,
+            "min": policy.length_min,
+            "max": policy.length_max,
+        },
     )
-    kinds = ",".join(findings.pii)
+    kinds = list(findings.pii)
     if findings.pii and policy.pii_action == "mask":
-        rule("pii", True, f"masked {kinds}", masked=True)
+        rule("pii", True, {"reason": "pii-masked", "kinds": kinds}, masked=True)
     else:
-        rule("pii", not findings.pii, f"contains {kinds}")
-    rule("optout", not findings.optout, "content is on the opt-out list")
+        rule("pii", not findings.pii, {"reason": "pii-found", "kinds": kinds})
+    rule("optout", not findings.optout, {"reason": "optout"})
     rule(
         "duplicate",
         not (findings.duplicate and policy.duplicates == "reject"),
-        "exact duplicate of an earlier example",
+        {"reason": "duplicate"},
     )
     ok = all(o.outcome != "fail" for o in out)
-    profile = _match_assign(policy, meta)
-    rule("profile", profile is not None, "no assignment rule matches")
+    profile = _match_assign(policy, meta, lic)
+    rule("profile", profile is not None, {"reason": "no-assignment"})
     admitted = ok and profile is not None
     return Decision(admitted, profile if admitted else None, tuple(out))

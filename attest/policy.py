@@ -1,15 +1,17 @@
 """The governance policy document (spec/policy.md): model, TOML loading, digest.
 
-The policy is TOML (read with stdlib `tomllib`). It is normalized into frozen
+The policy is TOML 1.0 (read with stdlib `tomllib`). It is normalized into frozen
 dataclasses that check themselves; its identity is the SHA-256 of the RFC 8785
-JSON of `Policy.to_dict()`, so whitespace and comments in the TOML do not matter
-but every rule does. Unknown tables or keys are an error: a policy that says
-something this version does not understand must not be applied as if it did not.
+JSON of `Policy.to_dict()`, so whitespace, comments and the order of lists that are
+sets do not matter but every rule does. Unknown tables or keys are an error: a policy
+that says something this version does not understand must not be applied as if it
+did not. License identifiers are SPDX (`attest.spdx`), patterns are the policy's own
+globs (`attest.glob`), both checked on load.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,8 +22,10 @@ from typing import Any
 from .canonical import JSON_SAFE_INT, canonical_json
 from .digest import sha256_hex
 from .errors import PolicyError, UsageError
+from .glob import PatternError, compile_glob, glob_match
 from .limits import DEFAULT_LIMITS, Limits
 from .pii import KINDS as PII_KINDS
+from .spdx import License, LicenseError, decide_license, parse, parse_simple
 
 POLICY_VERSION = "0.1"
 ACTIONS = ("flag", "quarantine", "halt")
@@ -31,6 +35,36 @@ def _strs(value: object, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PolicyError(f"{where}: expected a list of strings, got {value!r:.80}")
     return tuple(value)
+
+
+def _set(value: object, where: str) -> tuple[str, ...]:
+    """A list that is a set (spec/policy.md §2): sorted by code point, duplicates dropped.
+
+    Normalized here, not only in `to_dict`, so two policies that say the same thing
+    are equal objects with equal digests, and first-match details name the same item.
+    """
+    return tuple(sorted(set(_strs(value, where))))
+
+
+def _globs(value: object, where: str) -> tuple[str, ...]:
+    pats = _set(value, where)
+    for p in pats:
+        _glob(p, where)
+    return pats
+
+
+def _glob(pattern: str, where: str) -> None:
+    try:
+        compile_glob(pattern)
+    except PatternError as e:
+        raise PolicyError(f"{where}: {e}") from e
+
+
+def _license(text: str, where: str) -> License:
+    try:
+        return parse_simple(text)
+    except LicenseError as e:
+        raise PolicyError(f"{where}: {e}") from e
 
 
 def _take(d: dict[str, Any], where: str, spec: Mapping[str, object]) -> dict[str, Any]:
@@ -71,8 +105,8 @@ class Profile:
     exclude: tuple[str, ...] = ()
 
     def matches(self, param: str) -> bool:
-        return any(fnmatch.fnmatchcase(param, p) for p in self.patterns) and not any(
-            fnmatch.fnmatchcase(param, p) for p in self.exclude
+        return any(glob_match(param, p) for p in self.patterns) and not any(
+            glob_match(param, p) for p in self.exclude
         )
 
     def resolve(self, names: Iterable[str]) -> tuple[str, ...]:
@@ -142,8 +176,8 @@ class Canaries:
 @dataclass(frozen=True)
 class Policy:
     name: str
-    license_classes: Mapping[str, str]  # SPDX id -> class
-    license_allow: tuple[str, ...]  # classes
+    license_classes: Mapping[str, str]  # canonical SPDX id (or "id WITH exception") -> class
+    license_allow: tuple[str, ...]  # classes, most preferred first (spec/policy.md §3.2.1)
     license_deny: tuple[str, ...]
     consent_required: tuple[str, ...]  # data classes needing consent = true
     source_allow: tuple[str, ...]  # glob patterns
@@ -169,6 +203,16 @@ class Policy:
                 raise PolicyError(f"assign[{i}].profile: unknown profile {a.profile!r}")
         if self.canaries.count and self.canaries.profile not in self.profiles:
             raise PolicyError(f"canaries.profile: unknown profile {self.canaries.profile!r}")
+        keys: dict[str, str] = {}
+        for lic in self.license_classes:
+            canon = str(_license(lic, f"licenses.classes.{lic}"))
+            if canon != lic:
+                raise PolicyError(f"licenses.classes: expected {canon!r}, got {lic!r}")
+            other = keys.setdefault(lic.lower(), lic)
+            if other != lic:  # SPDX ids match case-insensitively: one key, two classes
+                raise PolicyError(f"licenses.classes: {other!r} and {lic!r} are one license")
+        if len(set(self.license_allow)) != len(self.license_allow):
+            raise PolicyError("licenses.allow: expected distinct classes (the list is ordered)")
         overlap = set(self.license_allow) & set(self.license_deny)
         if overlap:
             raise PolicyError(
@@ -204,8 +248,42 @@ class Policy:
         """Hex SHA-256 of the canonical JSON of the normalized policy."""
         return sha256_hex(canonical_json(self.to_dict()))
 
-    def license_class(self, license_id: str) -> str | None:
-        return self.license_classes.get(license_id)
+    @functools.cached_property
+    def _class_by_key(self) -> dict[str, str]:
+        # cached_property writes the instance __dict__ directly, so frozen is fine
+        return {k.lower(): c for k, c in self.license_classes.items()}
+
+    def leaf_class(self, lic: License) -> str | None:
+        """The class of one license: its ``WITH`` pair if classified, else its id's."""
+        table = self._class_by_key
+        if lic.exception and lic.key in table:
+            return table[lic.key]
+        return table.get(lic.id.lower())
+
+    def license_of(self, expression: str) -> License:
+        """The license an SPDX expression is used under (§3.2.1). Raises LicenseError."""
+        return decide_license(parse(expression), self.license_rank)
+
+    def license_class(self, expression: str) -> str | None:
+        """The class of `license_of` ``expression``; None if unclassified or invalid."""
+        try:
+            return self.leaf_class(self.license_of(expression))
+        except LicenseError:
+            return None
+
+    def license_rank(self, lic: License) -> int:
+        """How restrictive a license is under this policy (spec/policy.md §3.2.1).
+
+        Allowed classes rank by their position in `license_allow`; then a class in
+        neither list, then a denied class, then no class at all (the worst).
+        """
+        cls = self.leaf_class(lic)
+        n = len(self.license_allow)
+        if cls is None:
+            return n + 2
+        if cls in self.license_allow:
+            return self.license_allow.index(cls)
+        return n + 1 if cls in self.license_deny else n
 
     def resolve_profiles(self, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """Profile name -> sorted parameter names it allows, out of ``names``."""
@@ -239,15 +317,24 @@ class Policy:
             raise PolicyError("name: expected a non-empty string")
         lic = _take(top["licenses"], "licenses", {"classes": {}, "allow": [], "deny": []})
         if not isinstance(lic["classes"], dict) or not all(
-            isinstance(v, str) for v in lic["classes"].values()
+            isinstance(v, str) and v for v in lic["classes"].values()
         ):
             raise PolicyError("licenses.classes: expected a table of SPDX id -> class name")
+        classes: dict[str, str] = {}
+        for key, cls_name in lic["classes"].items():
+            canon = str(_license(key, f"licenses.classes.{key}"))
+            if canon.lower() in {k.lower() for k in classes}:
+                raise PolicyError(
+                    f"licenses.classes.{key}: expected each license once, got it again "
+                    f"(SPDX identifiers match case-insensitively)"
+                )
+            classes[canon] = cls_name
         if not lic["allow"]:
             raise PolicyError("licenses.allow: expected at least one allowed license class")
         consent = _take(top["consent"], "consent", {"required": []})
         src = _take(top["sources"], "sources", {"allow": ["*"], "deny": []})
         pii = _take(top["pii"], "pii", {"detect": list(PII_KINDS), "action": "reject"})
-        detect = _strs(pii["detect"], "pii.detect")
+        detect = _set(pii["detect"], "pii.detect")
         for k in detect:
             if k not in PII_KINDS:
                 raise PolicyError(
@@ -272,10 +359,12 @@ class Policy:
         profiles = {}
         for pname, pdoc in profiles_doc.items():
             p = _take(pdoc, f"profiles.{pname}", {"patterns": None, "exclude": []})
-            pats = _strs(p["patterns"], f"profiles.{pname}.patterns")
+            pats = _globs(p["patterns"], f"profiles.{pname}.patterns")
             if not pats:
                 raise PolicyError(f"profiles.{pname}.patterns: expected at least one pattern")
-            profiles[pname] = Profile(pname, pats, _strs(p["exclude"], f"profiles.{pname}.exclude"))
+            profiles[pname] = Profile(
+                pname, pats, _globs(p["exclude"], f"profiles.{pname}.exclude")
+            )
         if not isinstance(top["assign"], list):
             raise PolicyError("assign: expected an array of [[assign]] tables")
         assign = []
@@ -291,7 +380,12 @@ class Policy:
                 )
             if not isinstance(a["profile"], str):
                 raise PolicyError(f"assign[{i}].profile: expected a profile name")
-            assign.append(Assignment(dict(when), a["profile"]))
+            when = dict(when)
+            if "source" in when:
+                _glob(when["source"], f"assign[{i}].when.source")
+            if "license" in when:
+                when["license"] = str(_license(when["license"], f"assign[{i}].when.license"))
+            assign.append(Assignment(when, a["profile"]))
         m = _take(top["memorization"], "memorization", Memorization().to_dict())
         if m["action"] not in ACTIONS:
             raise PolicyError(
@@ -327,12 +421,12 @@ class Policy:
             raise PolicyError(f"canaries.digits: expected at most 18, got {can.digits}")
         return cls(
             name=top["name"],
-            license_classes=dict(lic["classes"]),
+            license_classes=classes,
             license_allow=_strs(lic["allow"], "licenses.allow"),
-            license_deny=_strs(lic["deny"], "licenses.deny"),
-            consent_required=_strs(consent["required"], "consent.required"),
-            source_allow=_strs(src["allow"], "sources.allow"),
-            source_deny=_strs(src["deny"], "sources.deny"),
+            license_deny=_set(lic["deny"], "licenses.deny"),
+            consent_required=_set(consent["required"], "consent.required"),
+            source_allow=_globs(src["allow"], "sources.allow"),
+            source_deny=_globs(src["deny"], "sources.deny"),
             pii_detect=detect,
             pii_action=pii["action"],
             optout_digests=frozenset(digests),

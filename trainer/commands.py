@@ -136,9 +136,9 @@ def demo(args: argparse.Namespace) -> int:
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
 
     policy_bytes = _demo_policy_bytes()
-    policy = Policy.from_toml(policy_bytes, where="demo-policy.toml")
+    Policy.from_toml(policy_bytes, where="demo-policy.toml")  # fail before any work
     write_atomic(out / "policy.toml", policy_bytes)
-    corpus = build_corpus(policy.license_classes)
+    corpus = build_corpus()
     write_atomic(
         out / "dataset.jsonl",
         b"".join(json.dumps(x, sort_keys=True).encode() + b"\n" for x in corpus),

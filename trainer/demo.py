@@ -1,8 +1,10 @@
 """The demo corpus: docstrings of the Python packages installed in the running environment.
 
-Each docstring is labelled with its distribution's declared license mapped to an SPDX
-id (PEP 639 ``License-Expression``, else the legacy ``License`` field, else the trove
-classifiers). Docstrings are read with `ast` (no package is imported, so nothing runs).
+Each docstring is labelled with its distribution's declared license as an SPDX
+expression (PEP 639 ``License-Expression`` as written, else the legacy ``License``
+field when it is one or a known spelling, else the trove classifiers); the policy's
+license rule (spec/policy.md §3.2.1) judges it, expressions included. Docstrings are
+read with `ast` (no package is imported, so nothing runs).
 PII that real docstrings carry (authors' e-mail addresses, mostly) is left in: the
 policy's PII rule is what keeps it out of training.
 """
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
+
+from attest.spdx import LicenseError, parse
 
 MAX_FILE = 512 * 1024  # bytes: larger source files are skipped (generated code)
 UNKNOWN = "LicenseRef-unknown"
@@ -53,22 +56,25 @@ FREE_TEXT = {
     "mpl-2.0": "MPL-2.0", "mpl 2.0": "MPL-2.0", "isc": "ISC", "psf": "PSF-2.0",
     "lgpl": "LGPL-2.1-or-later", "gpl": "GPL-2.0-or-later", "gplv3": "GPL-3.0-only",
 }  # fmt: skip
-RANK = {"strong-copyleft": 3, "weak-copyleft": 2, "permissive": 1}
 
 
-def spdx_license(meta: Any, classes: Mapping[str, str]) -> str:
-    """One SPDX id for a distribution, choosing within expressions by the policy's classes.
+def spdx_license(meta: Any) -> str:
+    """A distribution's license as an SPDX expression, or `UNKNOWN`.
 
-    ``A OR B``: the licensee may pick, so the least restrictive known id; ``A AND B``: all
-    apply, so the most restrictive; ``WITH`` exceptions are dropped (they only grant).
+    ``License-Expression`` is passed on unchanged: choosing within ``A OR B`` and
+    ``A AND B`` is the policy evaluator's job, so the trainer and the verifier judge
+    the very string recorded in the admission log.
     """
     expr = (meta.get("License-Expression") or "").strip()
     if expr:
-        return _choose(expr, classes)
+        return expr
     free = (meta.get("License") or "").strip()
     if free and "\n" not in free and len(free) < 64:
-        if free in classes:
+        try:
+            parse(free)  # a legacy field that already is an SPDX expression ("MIT")
             return free
+        except LicenseError:
+            pass
         if free.lower() in FREE_TEXT:
             return FREE_TEXT[free.lower()]
     for c in meta.get_all("Classifier") or []:
@@ -77,21 +83,6 @@ def spdx_license(meta: Any, classes: Mapping[str, str]) -> str:
             if suffix in CLASSIFIERS:
                 return CLASSIFIERS[suffix]
     return UNKNOWN
-
-
-def _choose(expr: str, classes: Mapping[str, str]) -> str:
-    expr = expr.replace("(", " ").replace(")", " ")
-    alternatives = [a.strip() for a in re.split(r"\s+OR\s+", expr)]
-    best: tuple[int, str] | None = None
-    for alt in alternatives:
-        parts = [re.split(r"\s+WITH\s+", p.strip())[0].strip() for p in re.split(r"\s+AND\s+", alt)]
-        known = [(RANK.get(classes.get(p, ""), 0), p) for p in parts]
-        if any(r == 0 for r, _ in known):
-            continue  # an unknown component: this alternative cannot be judged
-        worst = max(known, key=lambda rp: rp[0])  # the first listed among equals
-        if best is None or worst[0] < best[0]:
-            best = worst
-    return best[1] if best else (alternatives[0] if " " not in alternatives[0] else UNKNOWN)
 
 
 def _docstrings(source: str) -> Iterator[str]:
@@ -106,9 +97,7 @@ def _docstrings(source: str) -> Iterator[str]:
                 yield doc
 
 
-def build_corpus(
-    classes: Mapping[str, str], *, max_examples: int = 1500, per_dist: int = 40
-) -> list[dict[str, Any]]:
+def build_corpus(*, max_examples: int = 1500, per_dist: int = 40) -> list[dict[str, Any]]:
     """Dataset lines (dicts) from installed distributions, in a deterministic order."""
     dists: dict[str, md.Distribution] = {}
     for d in md.distributions():
@@ -118,7 +107,7 @@ def build_corpus(
     out: list[dict[str, Any]] = []
     for name in sorted(dists):
         d = dists[name]
-        lic = spdx_license(d.metadata, classes)
+        lic = spdx_license(d.metadata)
         taken = 0
         files = sorted(str(f) for f in (d.files or []) if str(f).endswith(".py"))
         for rel in files:

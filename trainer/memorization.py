@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from attest.canonical import canonical_json
 from attest.policy import Canaries, Memorization
 from attest.records import Event
 
@@ -116,7 +117,7 @@ class Monitor:
                 loss = self.last_loss[ex]
                 if loss < q:
                     detail = (
-                        f"last loss below the {self.mem.reference_quantile:g} quantile of "
+                        f"last loss below the {_number(self.mem.reference_quantile)} quantile of "
                         f"{len(self.reference)} held-out losses"
                     )
                     events += self._trigger(ex, "reference-quantile", loss, q, detail)
@@ -214,10 +215,19 @@ class Monitor:
         )
         return {
             "count": len(self.reference),
-            "quantiles": {f"{q:g}": _f(quantile(self.reference, q)) for q in qs}
+            "quantiles": {_number(q): _f(quantile(self.reference, q)) for q in qs}
             if self.reference
             else {},
         }
+
+
+def _number(q: float) -> str:
+    """``q`` as signed text: its RFC 8785 spelling (shortest round-trip, ECMAScript rules).
+
+    Not ``format(q, "g")``: that is Python's and keeps 6 digits, so 0.0500001 and 0.05
+    would be one key (spec/predicates/memorization-report.md).
+    """
+    return canonical_json(q).decode("ascii")
 
 
 def quantile(values: Sequence[float], q: float) -> float:

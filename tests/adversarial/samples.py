@@ -110,7 +110,10 @@ def admission_record(index: int = 0) -> AdmissionRecord:
         bytes(range(32)),
         Metadata("MIT", "docs:x", "public", True, 12, False),
         Findings(("email",), False, False),
-        (Outcome("license", "pass", ""), Outcome("pii", "masked", "masked email")),
+        (
+            Outcome("license", "pass"),
+            Outcome("pii", "masked", {"reason": "pii-masked", "kinds": ["email"]}),
+        ),
         True,
         "deep",
     )

@@ -17,7 +17,6 @@ from attest.admission import (
 )
 from attest.canonical import canonical_json
 from attest.errors import FormatError
-from attest.pii import find_pii, luhn_ok, mask_pii
 from attest.policy import Policy
 
 OPTOUT_TEXT = "please do not train on me"
@@ -25,7 +24,8 @@ OPTOUT_TEXT = "please do not train on me"
 POLICY_TOML = f'''
 name = "t"
 [licenses]
-classes = {{ MIT = "permissive", "GPL-3.0-only" = "copyleft", Proprietary = "proprietary" }}
+classes = {{ MIT = "permissive", "GPL-3.0-only" = "copyleft", \
+"LicenseRef-Proprietary" = "proprietary" }}
 allow = ["permissive"]
 deny = ["proprietary"]
 [consent]
@@ -71,9 +71,9 @@ def meta(**kw) -> Metadata:
     return Metadata(**(base | kw))
 
 
-# (id, metadata overrides, findings, admitted, profile, failing rules, detail fragment)
+# (id, metadata overrides, findings, admitted, profile, failing rules, one expected detail)
 DECIDE = [
-    ("all-pass-deep", {}, Findings(), True, "deep", (), ""),
+    ("all-pass-deep", {}, Findings(), True, "deep", (), {}),
     (
         "license-unknown",
         {"license": "WTFPL"},
@@ -81,16 +81,16 @@ DECIDE = [
         False,
         None,
         ("license", "profile"),
-        "license 'WTFPL' has no class in the policy",
+        {"reason": "license-unclassified", "license": "WTFPL"},
     ),
     (
         "license-denied",
-        {"license": "Proprietary"},
+        {"license": "LicenseRef-Proprietary"},
         Findings(),
         False,
         None,
         ("license", "profile"),
-        "license class 'proprietary' is denied",
+        {"reason": "license-denied", "license": "LicenseRef-Proprietary", "class": "proprietary"},
     ),
     (
         "license-neither",
@@ -99,7 +99,7 @@ DECIDE = [
         False,
         None,
         ("license", "profile"),
-        "license class 'copyleft' is not allowed",
+        {"reason": "license-not-allowed", "license": "GPL-3.0-only", "class": "copyleft"},
     ),
     (
         "consent-required-missing",
@@ -108,7 +108,7 @@ DECIDE = [
         False,
         None,
         ("consent",),
-        "data class 'personal' requires consent",
+        {"reason": "consent-required", "dataClass": "personal"},
     ),
     (
         "consent-required-given",
@@ -117,7 +117,7 @@ DECIDE = [
         True,
         "deep",
         (),
-        "",
+        {},
     ),
     (
         "source-deny-wins",
@@ -126,7 +126,7 @@ DECIDE = [
         False,
         None,
         ("source",),
-        "source matches deny pattern 'github.com/evil/*'",
+        {"reason": "source-denied", "pattern": "github.com/evil/*"},
     ),
     (
         "source-no-allow",
@@ -135,7 +135,7 @@ DECIDE = [
         False,
         None,
         ("source",),
-        "source matches no allow pattern",
+        {"reason": "source-not-allowed"},
     ),
     (
         "source-glob-is-case-sensitive",
@@ -144,10 +144,10 @@ DECIDE = [
         False,
         None,
         ("source",),
-        "source matches no allow pattern",
+        {"reason": "source-not-allowed"},
     ),
-    ("length-min-inclusive", {"length": 5}, Findings(), True, "deep", (), ""),
-    ("length-max-inclusive", {"length": 100}, Findings(), True, "deep", (), ""),
+    ("length-min-inclusive", {"length": 5}, Findings(), True, "deep", (), {}),
+    ("length-max-inclusive", {"length": 100}, Findings(), True, "deep", (), {}),
     (
         "length-too-short",
         {"length": 4},
@@ -155,7 +155,7 @@ DECIDE = [
         False,
         None,
         ("length",),
-        "length 4 outside [5, 100]",
+        {"reason": "length-out-of-range", "length": 4, "min": 5, "max": 100},
     ),
     (
         "length-too-long",
@@ -164,7 +164,7 @@ DECIDE = [
         False,
         None,
         ("length",),
-        "length 101 outside [5, 100]",
+        {"reason": "length-out-of-range", "length": 101, "min": 5, "max": 100},
     ),
     (
         "pii-reject",
@@ -173,7 +173,7 @@ DECIDE = [
         False,
         None,
         ("pii",),
-        "contains email,phone",
+        {"reason": "pii-found", "kinds": ["email", "phone"]},
     ),
     (
         "optout",
@@ -182,7 +182,7 @@ DECIDE = [
         False,
         None,
         ("optout",),
-        "content is on the opt-out list",
+        {"reason": "optout"},
     ),
     (
         "duplicate-reject",
@@ -191,27 +191,27 @@ DECIDE = [
         False,
         None,
         ("duplicate",),
-        "exact duplicate of an earlier example",
+        {"reason": "duplicate"},
     ),
     (
         "several-failures",
-        {"license": "Proprietary", "length": 1},
+        {"license": "LicenseRef-Proprietary", "length": 1},
         Findings(optout=True),
         False,
         None,
         ("license", "length", "optout", "profile"),
-        "is denied",
+        {"reason": "license-denied", "license": "LicenseRef-Proprietary", "class": "proprietary"},
     ),
     (
         "license-denied-but-profile-matches",
-        {"license": "Proprietary", "data_class": "docs"},
+        {"license": "LicenseRef-Proprietary", "data_class": "docs"},
         Findings(),
         False,
         None,
         ("license",),
-        "license class 'proprietary' is denied",
+        {"reason": "license-denied", "license": "LicenseRef-Proprietary", "class": "proprietary"},
     ),
-    ("assign-first-match-wins", {"data_class": "docs"}, Findings(), True, "deep", (), ""),
+    ("assign-first-match-wins", {"data_class": "docs"}, Findings(), True, "deep", (), {}),
     (
         "assign-second-rule",
         {"data_class": "docs", "source": "hf.co/x"},
@@ -219,9 +219,9 @@ DECIDE = [
         True,
         "docs",
         (),
-        "",
+        {},
     ),
-    ("assign-by-license", {"source": "hf.co/x"}, Findings(), True, "shallow", (), ""),
+    ("assign-by-license", {"source": "hf.co/x"}, Findings(), True, "shallow", (), {}),
     (
         "assign-no-match",
         {"license": "GPL-3.0-only", "source": "hf.co/x"},
@@ -229,7 +229,7 @@ DECIDE = [
         False,
         None,
         ("license", "profile"),
-        "no assignment rule matches",
+        {"reason": "no-assignment"},
     ),
 ]
 
@@ -245,19 +245,21 @@ def test_decide(policy, overrides, findings, admitted, profile, failing, detail)
     assert d.profile == profile
     assert d.reasons == failing
     assert tuple(o.rule for o in d.outcomes) == RULES  # every rule, in the fixed order
-    details = " | ".join(o.detail for o in d.outcomes)
-    assert detail in details
+    if detail:
+        assert detail in [o.detail for o in d.outcomes]
     for o in d.outcomes:
-        assert (o.detail == "") == (o.outcome == "pass")
+        assert (o.detail == {}) == (o.outcome == "pass")
 
 
 def test_decide_pii_mask(policy):
     masking = dataclasses.replace(policy, pii_action="mask")
     d = decide(masking, meta(), Findings(pii=("credit-card",)))
     assert d.admitted and d.profile == "deep"
-    assert Outcome("pii", "masked", "masked credit-card") in d.outcomes
+    assert (
+        Outcome("pii", "masked", {"reason": "pii-masked", "kinds": ["credit-card"]}) in d.outcomes
+    )
     clean = decide(masking, meta(), Findings())
-    assert Outcome("pii", "pass", "") in clean.outcomes
+    assert Outcome("pii", "pass") in clean.outcomes
 
 
 def test_decide_duplicates_allowed(policy):
@@ -278,7 +280,7 @@ def test_decide_canary_with_policy_canaries(policy):
         Findings(),
     )
     assert d.admitted and d.profile == "shallow"
-    assert d.outcomes == (Outcome("canary", "pass", ""),)
+    assert d.outcomes == (Outcome("canary", "pass"),)
 
 
 def test_decide_canary_without_policy_canaries(policy):
@@ -286,9 +288,11 @@ def test_decide_canary_without_policy_canaries(policy):
     no_canaries = dataclasses.replace(
         policy, canaries=dataclasses.replace(policy.canaries, count=0)
     )
-    d = decide(no_canaries, meta(license="Proprietary", canary=True), Findings(pii=("email",)))
+    d = decide(
+        no_canaries, meta(license="LicenseRef-Proprietary", canary=True), Findings(pii=("email",))
+    )
     assert not d.admitted and d.profile is None
-    assert d.outcomes == (Outcome("canary", "fail", "the policy plants no canaries"),)
+    assert d.outcomes == (Outcome("canary", "fail", {"reason": "no-canaries"}),)
 
 
 def test_decide_is_deterministic(policy):
@@ -336,7 +340,7 @@ def test_metadata_findings_outcome_round_trip():
     assert m.to_dict()["dataClass"] == "code"
     f = Findings(("email", "phone"), True, False)
     assert Findings.from_dict(f.to_dict()) == f
-    o = Outcome("pii", "masked", "masked email")
+    o = Outcome("pii", "masked", {"reason": "pii-masked", "kinds": ["email"]})
     assert Outcome.from_dict(o.to_dict()) == o
 
 
@@ -393,12 +397,12 @@ MODEL_BAD = [
     ),
     (
         "outcome-unknown-rule",
-        lambda: Outcome.from_dict({"rule": "vibes", "outcome": "pass", "detail": ""}),
+        lambda: Outcome.from_dict({"rule": "vibes", "outcome": "pass", "detail": {}}),
         r"outcome: unknown rule/outcome 'vibes'/'pass'",
     ),
     (
         "outcome-unknown-outcome",
-        lambda: Outcome.from_dict({"rule": "pii", "outcome": "ok", "detail": ""}),
+        lambda: Outcome.from_dict({"rule": "pii", "outcome": "ok", "detail": {}}),
         r"unknown rule/outcome 'pii'/'ok'",
     ),
 ]
@@ -410,87 +414,127 @@ def test_model_validation(make, match):
         make()
 
 
-# --------------------------------------------------------------------------- PII
+# --------------------------------------------------------------------------- SPDX expressions
 
-PII = [
-    ("email", "write to alice.b+x@example.co.uk today", [("email", "alice.b+x@example.co.uk")]),
-    ("email-at-start", "bob@example.org", [("email", "bob@example.org")]),
-    ("phone-international", "call +1 415 555 2671 now", [("phone", "+1 415 555 2671")]),
-    ("phone-parens", "(415) 555-2671", [("phone", "(415) 555-2671")]),
-    # regression: a phone number ending a sentence was missed (the '.' lookahead)
-    ("phone-dashes-end-of-sentence", "tel 415-555-2671.", [("phone", "415-555-2671")]),
-    ("phone-dotted", "tel 415.555.2671, thanks", [("phone", "415.555.2671")]),
-    ("dotted-continuation", "build 415.555.2671.3", []),
-    ("phone-uk", "+44 20 7946 0958", [("phone", "+44 20 7946 0958")]),
-    ("card-visa-spaced", "pay 4111 1111 1111 1111 ok", [("credit-card", "4111 1111 1111 1111")]),
-    ("card-visa-plain", "4111111111111111", [("credit-card", "4111111111111111")]),
-    ("card-mastercard-dashes", "5500-0000-0000-0004", [("credit-card", "5500-0000-0000-0004")]),
-    ("card-amex-15", "378282246310005", [("credit-card", "378282246310005")]),
-    (
-        "mixed",
-        "a@b.io, 4111111111111111",
-        [("email", "a@b.io"), ("credit-card", "4111111111111111")],
-    ),
-    # Luhn-invalid numbers and lookalikes are not PII
-    ("card-luhn-invalid-plain", "4111111111111112", []),
-    # regression: the phone pattern used to fire inside a Luhn-invalid spaced card number
-    ("card-luhn-invalid-spaced", "pay 4111 1111 1111 1112 ok", []),
-    ("version-string", "requires numpy 1.26.4 and torch 2.3.1", []),
-    ("long-version", "Windows 10.0.19041.1234", []),
-    ("ip-address", "host 192.168.100.200", []),
-    ("sha1-hex", "commit 3f786850e387550fdab836ed7e6dc881de23001b", []),
-    ("sha256-hex", "a" * 64, []),
-    ("date", "released 2023-01-15", []),
-    ("pinned-requirement", "pkg==2.31.0", []),
-    ("no-tld", "user@localhost", []),
-    ("too-few-digits", "call 555-2671", []),
-    ("long-digit-run", "id 12345678901234567890123", []),
-    # regression: Unicode \d matched non-ASCII digits, which luhn_ok (ord(c) - 48) misreads;
-    # card and phone patterns are re.ASCII now (spec/policy.md §4.2)
-    ("card-fullwidth-digits-bogus-luhn", "pay \uff14" + "\uff11" * 15, []),
-    ("card-arabic-indic-digits-bogus-luhn", "pay \u0664" + "\u0661" * 14 + "\u0667", []),
-    (
-        "phone-arabic-indic-digits",
-        "call \u0664\u0661\u0665-\u0665\u0665\u0665-\u0662\u0666\u0667\u0661",
-        [],
-    ),
-    (
-        "card-after-arabic-indic-digit",
-        "\u0664 4111111111111111",
-        [("credit-card", "4111111111111111")],
-    ),
-]
+EXPR_POLICY = Policy.from_toml(
+    b"""
+name = "spdx"
+[licenses]
+allow = ["public-domain", "permissive", "weak"]
+deny = ["strong"]
+classes = { "CC0-1.0" = "public-domain", MIT = "permissive", ISC = "permissive", \
+"MPL-2.0" = "weak", "GPL-3.0-only" = "strong", "GPL-2.0-only" = "strong", \
+"GPL-2.0-only WITH Classpath-exception-2.0" = "weak", "LicenseRef-odd" = "other" }
+[profiles.deep]
+patterns = ["*"]
+[profiles.surface]
+patterns = ["lm_head.*"]
+[profiles.pd]
+patterns = ["h.*"]
+[[assign]]
+when = { license = "MIT" }
+profile = "deep"
+[[assign]]
+when = { license_class = "public-domain" }
+profile = "pd"
+[[assign]]
+profile = "surface"
+"""
+)
 
-
-@pytest.mark.parametrize("text,expected", [c[1:] for c in PII], ids=[c[0] for c in PII])
-def test_find_pii(text, expected):
-    assert [(m.kind, text[m.start : m.end]) for m in find_pii(text)] == expected
-
-
-def test_find_pii_respects_kinds():
-    text = "a@b.io 4111111111111111 +1 415 555 2671"
-    assert [m.kind for m in find_pii(text, ["phone"])] == ["phone"]
-    assert [m.kind for m in find_pii(text, ["email", "credit-card"])] == ["email", "credit-card"]
-    assert find_pii(text, []) == []
+# (id, declared license, admitted, profile, license outcome detail ({} = pass))
+EXPRESSIONS = [
+    ("id", "MIT", True, "deep", {}),
+    ("id-any-case", "mit", True, "deep", {}),
+    ("or-picks-first-allowed-class", "GPL-3.0-only OR CC0-1.0 OR MIT", True, "pd", {}),
+    ("or-of-equal-rank-first-written", "ISC OR MIT", True, "surface", {}),
+    ("or-rescues-denied", "GPL-3.0-only OR MPL-2.0", True, "surface", {}),
+    ("and-takes-most-restrictive", "MIT AND MPL-2.0", True, "surface", {}),
+    ("and-with-denied-refused", "MIT AND GPL-3.0-only", False, None,
+     {"reason": "license-denied", "license": "GPL-3.0-only", "class": "strong"}),
+    ("with-classified-pair", "GPL-2.0-only WITH Classpath-exception-2.0", True, "surface", {}),
+    ("with-unclassified-pair-falls-back-to-id", "MIT WITH LLVM-exception", True, "surface", {}),
+    ("with-on-denied-id-stays-denied", "GPL-3.0-only WITH GCC-exception-3.1", False, None,
+     {"reason": "license-denied", "license": "GPL-3.0-only WITH GCC-exception-3.1",
+      "class": "strong"}),
+    ("and-unclassified-refused", "MIT AND BSD-3-Clause", False, None,
+     {"reason": "license-unclassified", "license": "BSD-3-Clause"}),
+    ("or-unclassified-ignored", "BSD-3-Clause OR MIT", True, "deep", {}),
+    ("class-in-neither-list", "LicenseRef-odd", False, None,
+     {"reason": "license-not-allowed", "license": "LicenseRef-odd", "class": "other"}),
+    ("homoglyph-hyphen", "MPL\u20102.0", False, None,
+     {"reason": "license-invalid", "license": "MPL\u20102.0"}),
+    ("unknown-id", "Apache-2", False, None, {"reason": "license-invalid", "license": "Apache-2"}),
+    ("free-text", "MIT License", False, None,
+     {"reason": "license-invalid", "license": "MIT License"}),
+]  # fmt: skip
 
 
-def test_mask_pii():
-    text = "mail a@b.io or call (415) 555-2671!"
-    assert mask_pii(text, find_pii(text)) == "mail [EMAIL] or call [PHONE]!"
-    assert mask_pii(text, []) == text
+@pytest.mark.parametrize(
+    "declared,admitted,profile,detail",
+    [c[1:] for c in EXPRESSIONS],
+    ids=[c[0] for c in EXPRESSIONS],
+)
+def test_decide_license_expressions(declared, admitted, profile, detail):
+    d = decide(EXPR_POLICY, meta(license=declared), Findings())
+    assert (d.admitted, d.profile) == (admitted, profile)
+    (lic,) = [o for o in d.outcomes if o.rule == "license"]
+    assert lic.detail == detail
+    assert lic.outcome == ("fail" if detail else "pass")
 
 
-LUHN = [
-    ("4111111111111111", True),
-    ("4111111111111112", False),
-    ("79927398713", True),
-    ("79927398710", False),
-    ("0", True),
-    ("18", True),
-    ("19", False),
-]
+def test_outcome_detail_is_structured_and_validated():
+    o = Outcome(
+        "length", "fail", {"reason": "length-out-of-range", "length": 3, "min": 5, "max": 9}
+    )
+    assert o.to_dict() == {
+        "rule": "length",
+        "outcome": "fail",
+        "detail": {"reason": "length-out-of-range", "length": 3, "min": 5, "max": 9},
+    }
+    assert Outcome.from_dict(o.to_dict()) == o
+    kinds = ["email"]
+    masked = Outcome("pii", "masked", {"reason": "pii-masked", "kinds": kinds})
+    kinds.append("phone")  # the outcome keeps its own copy
+    assert masked.detail["kinds"] == ["email"]
 
 
-@pytest.mark.parametrize("digits,ok", LUHN, ids=[c[0] for c in LUHN])
-def test_luhn(digits, ok):
-    assert luhn_ok(digits) is ok
+DETAIL_BAD = [
+    ("repr-string", {"rule": "pii", "outcome": "fail", "detail": "contains email"},
+     r"outcome\.detail: expected a map, got 'contains email'"),
+    ("pass-with-detail", {"rule": "pii", "outcome": "pass", "detail": {"reason": "pii-found"}},
+     r"outcome\.detail: expected an empty map on pass"),
+    ("unknown-reason", {"rule": "pii", "outcome": "fail", "detail": {"reason": "vibes"}},
+     r"outcome\.detail\.reason: expected a reason code, got 'vibes'"),
+    ("reason-of-other-rule", {"rule": "pii", "outcome": "fail", "detail": {"reason": "optout"}},
+     r"'optout' is not a pii fail reason"),
+    ("masked-reason-on-fail",
+     {"rule": "pii", "outcome": "fail", "detail": {"reason": "pii-masked", "kinds": []}},
+     r"'pii-masked' is not a pii fail reason"),
+    ("missing-argument",
+     {"rule": "consent", "outcome": "fail", "detail": {"reason": "consent-required"}},
+     r"outcome\.detail: expected keys dataClass, reason, got reason"),
+    ("extra-argument",
+     {"rule": "optout", "outcome": "fail", "detail": {"reason": "optout", "why": "x"}},
+     r"expected keys reason, got reason, why"),
+    ("argument-wrong-type",
+     {"rule": "length", "outcome": "fail",
+      "detail": {"reason": "length-out-of-range", "length": "3", "min": 1, "max": 2}},
+     r"outcome\.detail\.length: expected int, got '3'"),
+    ("argument-bool-is-not-int",
+     {"rule": "length", "outcome": "fail",
+      "detail": {"reason": "length-out-of-range", "length": True, "min": 1, "max": 2}},
+     r"outcome\.detail\.length: expected int, got True"),
+    ("kinds-not-strings",
+     {"rule": "pii", "outcome": "fail", "detail": {"reason": "pii-found", "kinds": [1]}},
+     r"outcome\.detail\.kinds: expected list"),
+    ("masked-on-other-rule",
+     {"rule": "optout", "outcome": "masked", "detail": {"reason": "optout"}},
+     r"'optout' is not a optout masked reason"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("doc,match", [c[1:] for c in DETAIL_BAD], ids=[c[0] for c in DETAIL_BAD])
+def test_outcome_detail_errors(doc, match):
+    with pytest.raises(FormatError, match=match):
+        Outcome.from_dict(doc)

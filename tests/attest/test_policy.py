@@ -21,7 +21,7 @@ name = "demo"
 
 [licenses]
 classes = { MIT = "permissive", "Apache-2.0" = "permissive", "GPL-3.0-only" = "copyleft", \
-Proprietary = "proprietary" }
+"LicenseRef-Proprietary" = "proprietary" }
 allow = ["permissive"]
 deny = ["proprietary"]
 
@@ -97,7 +97,7 @@ patterns = [
 deny = ["proprietary"]
 allow = ["permissive"]
 [licenses.classes]
-Proprietary = "proprietary"
+"LicenseRef-Proprietary" = "proprietary"
 "GPL-3.0-only" = "copyleft"
 "Apache-2.0" = "permissive"
 MIT = "permissive"
@@ -186,7 +186,7 @@ def test_full_policy_fields(full):
 def test_minimal_policy_defaults():
     p = Policy.from_toml(MINIMAL)
     assert p.source_allow == ("*",) and p.source_deny == ()
-    assert p.pii_detect == ("email", "phone", "credit-card") and p.pii_action == "reject"
+    assert p.pii_detect == ("credit-card", "email", "phone") and p.pii_action == "reject"
     assert p.duplicates == "reject"
     assert (p.length_min, p.length_max) == (1, 1 << 20)
     assert p.memorization.action == "flag" and p.canaries.count == 0
@@ -227,7 +227,7 @@ def _set(path: str, value):
 RULE_CHANGES = [
     ("name", _set("name", "other")),
     ("license-class", _set("licenses.classes.MIT", "copyleft")),
-    ("license-class-added", _set("licenses.classes.BSD", "permissive")),
+    ("license-class-added", _set("licenses.classes.BSD-2-Clause", "permissive")),
     ("license-allow", _set("licenses.allow", ["permissive", "copyleft"])),
     ("license-deny", _set("licenses.deny", [])),
     ("consent", _set("consent.required", [])),
@@ -283,6 +283,16 @@ def _drop(path: str):
         for p in parents:
             node = node[p]
         del node[last]
+        return d
+
+    return mutate
+
+
+def _cls(key: str, value):
+    """Add a licenses.classes entry (keys hold dots, which _set would split on)."""
+
+    def mutate(d):
+        d["licenses"]["classes"][key] = value
         return d
 
     return mutate
@@ -510,6 +520,90 @@ POLICY_BAD = [
         _set("canaries.profile", "nope"),
         r"canaries\.profile: unknown profile 'nope'",
     ),
+    # v0.2: license identifiers are SPDX (spec/policy.md §3.2.1)
+    (
+        "license-homoglyph-hyphen",
+        _cls("MPL\u20102.0", "permissive"),
+        r"licenses\.classes\.MPL.2\.0: expected printable ASCII, got U\+2010 at 3",
+    ),
+    (
+        "license-unknown-id",
+        _cls("Apache-2", "permissive"),
+        r"licenses\.classes\.Apache-2: expected an SPDX License List 3\.27 license identifier "
+        r"or LicenseRef-, got 'Apache-2'",
+    ),
+    (
+        "license-scancode-alias-is-not-spdx",
+        _cls("GPL 2.0+", "copyleft"),
+        r"licenses\.classes\.GPL 2\.0\+: expected",
+    ),
+    (
+        "license-expression-as-key",
+        _cls("MIT OR ISC", "permissive"),
+        r"licenses\.classes\.MIT OR ISC: expected one license \(no AND/OR\)",
+    ),
+    (
+        "license-documentref",
+        _cls("DocumentRef-x:LicenseRef-y", "permissive"),
+        r"got 'DocumentRef-x:LicenseRef-y'",
+    ),
+    (
+        "license-plus-on-unlisted-id",
+        _cls("MIT+", "permissive"),
+        r"got 'MIT\+'",
+    ),
+    (
+        "license-same-id-two-casings",
+        _cls("mit", "copyleft"),
+        r"licenses\.classes\.(mit|MIT): expected each license once",
+    ),
+    (
+        "license-class-empty",
+        _cls("ISC", ""),
+        r"licenses\.classes: expected a table of SPDX id -> class name",
+    ),
+    (
+        "license-allow-duplicate",
+        _set("licenses.allow", ["permissive", "permissive"]),
+        r"licenses\.allow: expected distinct classes",
+    ),
+    (
+        "assign-license-not-spdx",
+        _set("assign", [{"when": {"license": "Apache 2"}, "profile": "deep"}]),
+        r"assign\[0\]\.when\.license: expected",
+    ),
+    # v0.2: glob patterns follow spec/policy.md §3.12, not fnmatch
+    (
+        "glob-unclosed-bracket-source",
+        _set("sources.allow", ["github.com/[abc"]),
+        r"sources\.allow: pattern 'github\.com/\[abc': '\[' at 15 is never closed",
+    ),
+    (
+        "glob-reversed-range-profile",
+        _set("profiles.deep.patterns", ["h.[9-0].*"]),
+        r"profiles\.deep\.patterns: pattern 'h\.\[9-0\]\.\*': range 9-0 is reversed",
+    ),
+    (
+        "glob-bad-exclude",
+        _set("profiles.deep.exclude", ["["]),
+        r"profiles\.deep\.exclude: pattern '\[': '\[' at 1 is never closed",
+    ),
+    (
+        "glob-bad-assign-source",
+        _set("assign", [{"when": {"source": "[!"}, "profile": "deep"}]),
+        r"assign\[0\]\.when\.source: pattern '\[!'",
+    ),
+    # TOML values outside the policy's types (spec/policy.md §1): a date is never a string
+    (
+        "toml-date-as-name",
+        _set("name", __import__("datetime").date(1979, 5, 27)),
+        r"name: expected a non-empty string",
+    ),
+    (
+        "toml-datetime-in-list",
+        _set("consent.required", [__import__("datetime").datetime(1979, 5, 27)]),
+        r"consent\.required: expected a list of strings",
+    ),
 ]
 
 
@@ -641,6 +735,7 @@ def test_policy_is_frozen_and_validates_on_replace(full):
 
 # ------------------------------------------------------------------ fuzz: one field replaced
 
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_any_field_replaced_raises_only_policy_error(data):
@@ -654,3 +749,74 @@ def test_any_field_replaced_raises_only_policy_error(data):
         return
     # whatever is accepted can be digested and round-trips
     assert Policy.from_dict(policy.to_dict()).digest() == policy.digest()
+
+
+# --------------------------------------------------------------------------- v0.2 normal form
+
+SET_PERMUTATIONS = [
+    ("license-deny", "licenses.deny", ["proprietary", "copyleft"]),
+    ("consent", "consent.required", ["personal", "chat", "personal"]),
+    ("source-allow", "sources.allow", ["hf.co/*", "github.com/*"]),
+    ("source-deny", "sources.deny", ["x/*", "github.com/evil/*", "x/*"]),
+    ("pii-detect", "pii.detect", ["phone", "email", "credit-card", "email"]),
+    ("profile-patterns", "profiles.shallow.patterns", ["lm_head.*", "h.3.*"]),
+    ("profile-exclude", "profiles.deep.exclude", ["h.1.*", "h.0.*"]),
+]
+
+
+@pytest.mark.parametrize(
+    "path,value", [c[1:] for c in SET_PERMUTATIONS], ids=[c[0] for c in SET_PERMUTATIONS]
+)
+def test_lists_that_are_sets_are_sorted_and_deduplicated(path, value):
+    """spec/policy.md §2: order and repeats in a set-valued list do not change the digest."""
+    a = Policy.from_dict(_set(path, value)(tomllib.loads(FULL.decode())))
+    b = Policy.from_dict(_set(path, sorted(set(value)))(tomllib.loads(FULL.decode())))
+    assert a == b and a.digest() == b.digest()
+    node = a.to_dict()
+    for part in path.split("."):
+        node = node[part]
+    assert node == sorted(set(value))
+
+
+def test_ordered_lists_keep_their_order(full):
+    """licenses.allow (a preference order) and assign (first match) are not sets."""
+    doc = tomllib.loads(FULL.decode())
+    doc["licenses"]["classes"]["ISC"] = "weak"
+    one = Policy.from_dict(_set("licenses.allow", ["permissive", "weak"])(copy.deepcopy(doc)))
+    two = Policy.from_dict(_set("licenses.allow", ["weak", "permissive"])(copy.deepcopy(doc)))
+    assert one.digest() != two.digest()
+    assert one.to_dict()["licenses"]["allow"] == ["permissive", "weak"]
+
+
+LICENSE_KEYS = [
+    ("lowercase-id", "mit", "MIT"),
+    ("mixed-case-id", "aPaChE-2.0", "Apache-2.0"),
+    ("with-exception", "apache-2.0 with llvm-exception", "Apache-2.0 WITH LLVM-exception"),
+    ("licenseref-prefix", "licenseref-acme-1.0", "LicenseRef-acme-1.0"),
+    ("deprecated-id-kept", "GPL-2.0+", "GPL-2.0+"),
+    ("scancode-alias-not-applied", "LicenseRef-MIT-Discord", "LicenseRef-MIT-Discord"),
+]
+
+
+@pytest.mark.parametrize(
+    "key,canonical", [c[1:] for c in LICENSE_KEYS], ids=[c[0] for c in LICENSE_KEYS]
+)
+def test_license_keys_are_canonicalised(key, canonical):
+    doc = tomllib.loads(MINIMAL.decode())
+    doc["licenses"] = {"classes": {key: "permissive"}, "allow": ["permissive"]}
+    p = Policy.from_dict(doc)
+    assert list(p.license_classes) == [canonical]
+    assert p.to_dict()["licenses"]["classes"] == {canonical: "permissive"}
+    assert p.license_class(key.upper()) == "permissive"  # matching is case-insensitive
+
+
+def test_policy_constructor_refuses_non_canonical_license_key(full):
+    with pytest.raises(PolicyError, match=r"licenses\.classes: expected 'MIT', got 'mit'"):
+        dataclasses.replace(full, license_classes={"mit": "permissive"})
+
+
+def test_assign_license_condition_is_canonicalised():
+    doc = tomllib.loads(FULL.decode())
+    doc["assign"] = [{"when": {"license": "apache-2.0"}, "profile": "deep"}]
+    p = Policy.from_dict(doc)
+    assert p.assign[0].when == {"license": "Apache-2.0"}

@@ -30,7 +30,10 @@ def admission(**kw) -> AdmissionRecord:
         commitment=b"\x07" * 32,
         metadata=Metadata("MIT", "github.com/a/b", "code", False, 42),
         findings=Findings(("email",), False, False),
-        outcomes=(Outcome("canary", "pass"), Outcome("pii", "masked", "masked email")),
+        outcomes=(
+            Outcome("canary", "pass"),
+            Outcome("pii", "masked", {"reason": "pii-masked", "kinds": ["email"]}),
+        ),
         admitted=True,
         profile="deep",
     )
