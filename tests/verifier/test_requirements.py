@@ -137,8 +137,9 @@ CASES = [
     ("limit-met", {"licenses": {"limit": {"MIT": ["deep"], "GPL-3.0-only": ["surface"]}}},
      "GT-REQ-LICENSE", None),
     # The web:* rule sends some weak copyleft to "deep": a limit to "surface" is unmet.
-    ("limit-unmet-by-guarded-rule", {"licenses": {"limit_classes": {"weak-copyleft": ["surface"]}}},
-     "GT-REQ-LICENSE", "license class 'weak-copyleft': expected only profiles surface, found also deep"),
+    ("limit-unmet-by-guarded-rule",
+     {"licenses": {"limit_classes": {"weak-copyleft": ["surface"]}}}, "GT-REQ-LICENSE",
+     "license class 'weak-copyleft': expected only profiles surface, found also deep"),
     ("canaries-met", {"canaries": {"min_count": 2}}, "GT-REQ-CANARIES", None),
     ("canaries-unmet", {"canaries": {"min_count": 3}}, "GT-REQ-CANARIES",
      "min_count: expected at least 3 canaries, found 2 (policy canaries.count)"),
@@ -290,7 +291,8 @@ def test_no_requirement_skips_every_code_and_the_note_says_so() -> None:
 
 
 BAD = [
-    ("unknown-top", b'version = "0.1"\nstrictness = 1\n', "req.toml: top level: unknown key 'strictness'"),
+    ("unknown-top", b'version = "0.1"\nstrictness = 1\n',
+     "req.toml: top level: unknown key 'strictness'"),
     ("unknown-nested", b'version = "0.1"\n[replay]\ncoverage = 0.1\n',
      "req.toml: replay: unknown key 'coverage'"),
     ("no-version", b'[pii]\nreject = ["email"]\n', "req.toml: version: expected '0.1', found None"),
@@ -319,7 +321,8 @@ BAD = [
     ("refuse-and-limit", b'version = "0.1"\n[licenses]\nrefuse = ["MIT"]\n[licenses.limit]\n'
      b'MIT = ["deep"]\n', "req.toml: licenses: 'MIT' is both in refuse and in limit"),
     ("not-toml", b"version = \n", "req.toml: expected TOML, found a syntax error"),
-    ("not-utf8", b'version = "\xff"\n', "req.toml: expected UTF-8 TOML, found an invalid byte at 11"),
+    ("not-utf8", b'version = "\xff"\n',
+     "req.toml: expected UTF-8 TOML, found an invalid byte at 11"),
 ]  # fmt: skip
 
 
