@@ -12,7 +12,7 @@ import pytest
 
 from verifier import charts
 from verifier.codes import CHECKS
-from verifier.report import build_report, render
+from verifier.report import STATUSES, build_report, render
 from verifier.result import Result
 
 HOSTILE = "<script>alert(1)</script>"
@@ -160,8 +160,10 @@ def test_pass_model_verdict_and_scope():
     assert m["failures"] == []
     ran = {ly["name"] for ly in m["scope"]["layers"] if ly["ran"]}
     assert ran == set(BASE_LAYERS)
-    assert set(m["scope"]["notRun"]) == {"base", "data", "replay"}
-    assert any("--data" in lim and "not checked" in lim.lower() for lim in m["limitations"])
+    assert set(m["scope"]["notRun"]) == {"base", "data", "replay", "requirements"}
+    assert any("--data" in lim and "not requested" in lim.lower() for lim in m["limitations"])
+    states = {ly["name"]: ly["state"] for ly in m["scope"]["layers"]}
+    assert states["replay"] == states["base"] == states["requirements"] == "not requested"
 
 
 def test_pass_without_data_marks_content_rules_attested():
@@ -172,10 +174,12 @@ def test_pass_without_data_marks_content_rules_attested():
     assert item(m, "lineage", "Base state root")["status"] == "attested"  # no --base
     assert item(m, "provenance", "Builder")["status"] == "attested"
     assert item(m, "provenance", "Dataset")["status"] == "attested"
-    assert control(m, "Annex XI §1.2(c)", "provenance")["status"] == "verified"
+    # Data provenance rests on each example's declared license and source: attested.
+    assert control(m, "Annex XI §1.2(c)", "provenance")["status"] == "attested"
+    assert "declared: attested" in control(m, "Annex XI §1.2(c)", "provenance")["basis"]
     assert control(m, "Annex XI §1.2(c)", "curation")["status"] == "attested"
     assert control(m, "Art. 53(1)(d)", "opt-outs")["status"] == "attested"
-    assert control(m, "Annex A, A.7.5", "provenance")["status"] == "verified"
+    assert control(m, "Annex A, A.7.5", "provenance")["status"] == "attested"
     assert control(m, "MAP 4.1", "Legal")["status"] == "attested"  # base model not recomputed
 
 
@@ -186,7 +190,8 @@ def test_pass_with_data_and_base_marks_them_verified():
     assert item(m, "provenance", "Dataset")["status"] == "verified"
     assert control(m, "Annex XI §1.2(c)", "curation")["status"] == "verified"
     assert control(m, "Art. 53(1)(d)", "opt-outs")["status"] == "verified"
-    assert control(m, "MAP 4.1", "Legal")["status"] == "verified"
+    # A declared license stays a declaration, with or without --data (principle 7).
+    assert control(m, "MAP 4.1", "Legal")["status"] == "attested"
     assert "data" not in m["scope"]["notRun"] and "base" not in m["scope"]["notRun"]
 
 
@@ -251,8 +256,8 @@ def test_insecure_flags_are_echoed():
 
 def test_json_is_the_model_with_sorted_keys():
     r = failing()
-    text = render(r, "json")
-    assert json.loads(text) == build_report(r)
+    text = render(r, "json", generated="2026-12-01T00:00:00Z")
+    assert json.loads(text) == build_report(r, generated="2026-12-01T00:00:00Z")
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -272,7 +277,7 @@ def test_markdown_pass():
     assert (
         "| EU AI Act | Annex XI §1.2(c) | Training data: type and provenance, "
         "number of data points "
-        "| **verified** |" in md
+        "| **attested** |" in md
     )
     assert "| permissive | 90 | 5 | 95 |" in md
     # Every table row has the same number of cells as its header.
@@ -408,7 +413,7 @@ def test_every_item_has_a_status_badge():
         assert html.count('<dd class="s"><span class="badge b-') == n_items
         for s in m["sections"]:
             for i in s["items"]:
-                assert i["status"] in ("verified", "attested", "failed", "missing")
+                assert i["status"] in STATUSES
 
 
 # -- charts ----------------------------------------------------------------------------
