@@ -187,7 +187,7 @@ def check_admissions(ctx: Context) -> None:
             "GT-LOG-FORMAT": f"{ADMISSIONS_FILE}: {n} canonical records, chain unbroken",
             "GT-LOG-SUMMARY": f"{ADMISSIONS_FILE}: count {n}, head and Merkle root match",
             "GT-ADMIT-DECISION": f"{n} decisions re-evaluated",
-            "GT-ADMIT-COUNTS": str(counts),
+            "GT-ADMIT-COUNTS": ", ".join(f"{k} {v}" for k, v in counts.items()),  # not a dict repr
             "GT-ADMIT-ORDER": f"indices 0..{n - 1}",
         }
     )

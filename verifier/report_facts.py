@@ -326,7 +326,8 @@ def admission(ev: Evidence, facts: dict[str, Status]) -> Section:
             class_rows(dig(adm, "byLicenseClass")))  # fmt: skip
     s.table("byDataClass", "By data class", st, ["data class", *cols],
             class_rows(dig(adm, "byDataClass")))  # fmt: skip
-    s.table("refusedByRule", "Refused, by failing rule", st, ["rule", "examples"],
+    s.table("refusedByRule", "Refused, by failing rule (an example may fail several)", st,
+            ["rule", "examples"],
             counts(dig(adm, "refusedByRule")))  # fmt: skip
     s.charts += ["admissionsByLicense", "refusedByRule"]
     return s
@@ -425,7 +426,7 @@ def memorization(ev: Evidence, facts: dict[str, Status]) -> Section:
            ev.status(quarantined, ["GT-BATCH-QUARANTINED"]))  # fmt: skip
     s.item("Training halted", dig(mem, "halted"), st)
     ref = dig(a, "reference")
-    s.item("Reference distribution (held-out losses)", ref, ev.claim(ref))
+    s.item("Reference distribution (held-out losses)", _reference(ref, ev), ev.claim(ref))
     canaries = [c for c in (dig(a, "canaries") or []) if isinstance(c, Mapping)]
     limit = exposure_limit(ev)
     # Indices and steps are identifiers, shown without thousands separators. The threshold
@@ -440,7 +441,7 @@ def memorization(ev: Evidence, facts: dict[str, Status]) -> Section:
         if over:
             marks.append(i)
     if canaries:
-        shown = f"{len(marks)} of {len(canaries)}" + (
+        shown = f"{len(marks)} of {len(canaries)} measurement(s)" + (
             " (threshold disabled)" if limit is None else f" above exposure_max {limit:g} bits"
         )
         s.item("Canaries above the exposure threshold", shown, weakest_status(
@@ -454,6 +455,24 @@ def memorization(ev: Evidence, facts: dict[str, Status]) -> Section:
         marks,
     )
     return s
+
+
+def _reference(ref: object, ev: Evidence) -> str | None:
+    """``N held-out losses; quantiles 1%: 1.93, ...``, the policy's flag quantile marked."""
+    if not isinstance(ref, Mapping):
+        return None if ref is None else _show(ref)
+    q = as_map(dig(ref, "quantiles"))
+    flag_q = dig(ev.v, "policyTerms", "memorization", "referenceQuantile")
+    parts = []
+    for k, x in q.items():
+        try:
+            pct = f"{float(k):.0%}" if float(k) >= 0.01 else f"{float(k):.1%}"
+        except ValueError:
+            pct = str(k)
+        mark = " (the policy flags losses below this)" if isinstance(flag_q, float) and str(
+            k) in (str(flag_q), f"{flag_q:g}") else ""  # fmt: skip
+        parts.append(f"{pct}: {_show(x)}{mark}")
+    return f"{_show(dig(ref, 'count'))} held-out losses; quantiles " + (", ".join(parts) or "—")
 
 
 def exposure_limit(ev: Evidence) -> float | None:
@@ -507,6 +526,9 @@ def replay(ev: Evidence, facts: dict[str, Status]) -> Section:
                 "proof for every step (spec/verification.md V9). Without replay, every step is "
                 "the producer's signed record, checked for consistency only.")  # fmt: skip
     facts["replay"] = st = ev.status(rep, REPLAY)
+    if st[0] == NOT_REQUESTED:  # one line, not ten rows of the same
+        s.item("Replay", "not requested (no --replay N): no step was re-executed", st)
+        return s
     s.item("Mode", _tolerance(rep) if rep is not None else None, st)
     s.item("Detection probability", _probability(rep), st)
     cov = dig(rep, "coverage")
