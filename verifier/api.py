@@ -187,7 +187,9 @@ def _consumer_requirements(
     return req
 
 
-def _replay_request(replay: int, top: int, nonce: str | bytes | None, data: Path | None) -> bytes:
+def _replay_request(
+    replay: int, top: int, nonce: str | bytes | None, data: Path | None
+) -> bytes:
     """Check the replay flags before any work (exit 2); the nonce as bytes. Raises UsageError."""
     for flag, v in (("--replay", replay), ("--replay-top", top)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
