@@ -181,9 +181,14 @@ class Section:
         rows: list[list[Any]],
         marks: Iterable[int] = (),
     ) -> None:
-        """A table; ``marks`` are the indices of rows to flag (a threshold exceeded)."""
-        cells = [[c if _int(c) is not None or isinstance(c, float) else _show(c) for c in r]
-                 for r in rows]  # fmt: skip
+        """A table; ``marks`` are the indices of rows to flag (a threshold exceeded).
+
+        A cell that is a tuple of strings is a list of identifiers (SPDX ids, profile
+        names): kept as a list, so the HTML never breaks one inside ("GPL-|3.0-only").
+        """
+        cells = [[list(c) if isinstance(c, tuple) and all(isinstance(x, str) for x in c)
+                  else c if _int(c) is not None or isinstance(c, float) else _show(c)
+                  for c in r] for r in rows]  # fmt: skip
         # A column is right-aligned when every cell in it is a number (or absent).
         numeric = [
             bool(cells) and all(isinstance(r[i], int | float) or r[i] == "—" for r in cells)

@@ -65,9 +65,9 @@ def policy_plain(ev: Evidence, facts: dict[str, Status]) -> Section:
     rows = []
     for c in (x for x in (dig(terms, "licenseClasses") or []) if isinstance(x, Mapping)):
         treatment = str(dig(c, "treatment"))
-        profiles = ", ".join(map(str, dig(c, "profiles") or [])) or "—"
+        profiles = tuple(map(str, dig(c, "profiles") or [])) or "—"
         rows.append([dig(c, "class"), TREATMENT.get(treatment, treatment), profiles,
-                     ", ".join(map(str, dig(c, "licenses") or [])) or "—"])  # fmt: skip
+                     tuple(map(str, dig(c, "licenses") or [])) or "—"])  # fmt: skip
     if terms:
         rows.append(["(a license with no class)", "refused", "—", "—"])
     s.table("licenseTreatment", "License classes: admitted, limited or refused", st,
@@ -76,13 +76,13 @@ def policy_plain(ev: Evidence, facts: dict[str, Status]) -> Section:
     for p in (x for x in (dig(terms, "profiles") or []) if isinstance(x, Mapping)):
         n, of = dig(p, "tensors"), dig(p, "ofTensors")
         layers = [x for x in (dig(p, "layers") or []) if isinstance(x, list | tuple)]
-        covers = ", ".join(f"{x[0]} ({x[1]})" for x in layers if len(x) >= 2)
+        covers: tuple[str, ...] | str = tuple(f"{x[0]} ({x[1]})" for x in layers if len(x) >= 2)
         if n is None:
             covers = "tensor names not verified (step chain did not pass)"
-        pats = ", ".join(map(str, dig(p, "patterns") or []))
-        excl = ", ".join(map(str, dig(p, "exclude") or []))
-        rows.append([dig(p, "name"), pats + (f" except {excl}" if excl else ""),
-                     f"{n} of {of}" if n is not None else "—", covers or "none"])  # fmt: skip
+        pats = tuple(map(str, dig(p, "patterns") or []))
+        excl = tuple(f"except {x}" for x in map(str, dig(p, "exclude") or []))
+        rows.append([dig(p, "name"), pats + excl, f"{n} of {of}" if n is not None else "—",
+                     covers or "none"])  # fmt: skip
     s.table("profileCoverage", "Depth profiles: what each may change", st,
             ["profile", "patterns", "tensors", "layers covered (tensors)"], rows)  # fmt: skip
     mem = as_map(dig(terms, "memorization"))
