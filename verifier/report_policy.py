@@ -142,11 +142,11 @@ def consumer_requirements(ev: Evidence, facts: dict[str, Status], findings: list
         fs = by_code.get(code, [])
         failed = [f.message for f in fs if f.status == "fail"]
         if failed:
-            rows.append([label, code, "NOT MET", "; ".join(failed)])
+            rows.append([label, (code,), "NOT MET", "; ".join(failed)])
         elif any(f.status == "pass" for f in fs):
-            rows.append([label, code, "met", "; ".join(f.message for f in fs if f.message)])
+            rows.append([label, (code,), "met", "; ".join(f.message for f in fs if f.message)])
         else:
-            rows.append([label, code, "not required", "—"])
+            rows.append([label, (code,), "not required", "—"])
     marks = [i for i, r in enumerate(rows) if r[2] == "NOT MET"]
     if checked:
         stated = [c for c, r in zip(REQ_LABELS, rows, strict=True) if r[2] != "not required"]

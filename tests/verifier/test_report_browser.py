@@ -257,6 +257,11 @@ def _layout(tmp_path: Path, html: str, width: int) -> dict:
 
 def _rich() -> object:
     r = fx.with_policy(fx.replayed(fx.passing()))
+    r.scope["requirements"] = {"checked": True, "source": "consumer.toml", "stated": {}}
+    r.findings = [f for f in r.findings if f.layer != "requirements"]
+    r.fail("GT-REQ-POLICY-DIGEST", "requirement policy_digest (consumer.toml): expected the "
+           "pinned policy digest " + "ab" * 32 + ", found " + "cd" * 32)  # fmt: skip
+    r.add("GT-REQ-MEMORIZATION", "pass", "memorization thresholds and action no laxer")
     r.verified["weights"] = [
         {"name": "model.safetensors", "sha256": "cd" * 32, "bytes": 1_234_567},
         {"name": "adapter_model.safetensors", "sha256": "ef" * 32, "bytes": 7_654},
