@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -97,6 +98,32 @@ def _check_licenses(req: Requirements, policy: Policy) -> list[str]:
                     f"{', '.join(allowed)}, found also {', '.join(extra)}"
                 )
     return problems  # fmt: skip
+
+
+def _check_license_tensors(
+    req: Requirements, policy: Policy, tensors: tuple[str, ...] | None
+) -> list[str]:
+    """limit_tensors: what each possible profile of a license resolves to, by the consumer's
+    own patterns. ``tensors``: the verified model tensor names (None: not verified)."""
+    problems = []
+    for lic, patterns in sorted(req.license_limit_tensors.items()):
+        profiles = license_profiles(policy, lic, None)
+        if profiles is None:
+            continue  # refused: it changes nothing
+        if tensors is None:
+            problems.append(f"license {lic!r}: limit_tensors required, but no verified tensor "
+                            "names (GT-CHAIN-PROFILES did not pass)")  # fmt: skip
+            continue
+        for p in sorted(profiles):
+            outside = [n for n in policy.profiles[p].resolve(tensors)
+                       if not any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]  # fmt: skip
+            if outside:
+                more = f" and {len(outside) - 1} more" if len(outside) > 1 else ""
+                problems.append(
+                    f"license {lic!r}: expected only tensors matching {', '.join(patterns)}, "
+                    f"found profile {p!r} allowing {outside[0]!r}{more}"
+                )
+    return problems
 
 
 def _check_memorization(req: Requirements, policy: Policy) -> list[str]:
@@ -187,10 +214,12 @@ def check_requirements(
     """Layer V10: the consumer's requirements against verified facts only; never raises.
 
     ``policy`` is the policy object that passed GT-POLICY-DIGEST (None otherwise);
-    ``tensors`` the model's tensor names from the verified start record (for the plain
-    terms of the profiles). Also publishes ``result.verified["policyTerms"]`` (the
-    verified policy in plain terms, for the report) and ``result.scope["requirements"]``.
+    ``tensors`` the model's tensor names from the verified start record, used (for the
+    plain terms of the profiles and ``licenses.limit_tensors``) only if GT-CHAIN-PROFILES
+    passed. Also publishes ``result.verified["policyTerms"]`` (the verified policy in plain
+    terms, for the report) and ``result.scope["requirements"]``.
     """
+    tensors = tuple(tensors)
     policy_ok = policy is not None and not _passed(result, ("GT-POLICY-FORMAT", "GT-POLICY-DIGEST"))
     vpolicy = policy if policy_ok else None
     if vpolicy is not None:
@@ -250,7 +279,8 @@ def check_requirements(
                     )
             note = f"{', '.join(req.pii_reject)} detected and rejected"
         elif code == "GT-REQ-LICENSE":
-            problems = _check_licenses(req, vpolicy)
+            names = tuple(tensors) if not _passed(result, ("GT-CHAIN-PROFILES",)) else None
+            problems = _check_licenses(req, vpolicy) + _check_license_tensors(req, vpolicy, names)
             note = "every named license or class is refused or limited as required"
         elif code == "GT-REQ-CANARIES":
             missing = _passed(result, ("GT-ADMIT-CANARIES",))

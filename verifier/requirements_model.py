@@ -76,14 +76,14 @@ def _digest(v: object, where: str) -> str:
     return v
 
 
-def _profile_map(v: object, where: str) -> dict[str, tuple[str, ...]]:
+def _profile_map(v: object, where: str, what: str = "profile name") -> dict[str, tuple[str, ...]]:
     if not isinstance(v, Mapping):
-        raise _fail(where, "a table of name -> list of profile names", type(v).__name__)
+        raise _fail(where, f"a table of name -> list of {what}s", type(v).__name__)
     out = {}
     for k, x in v.items():
         out[str(k)] = _strs(x, f"{where}.{k}")
         if not out[str(k)]:
-            raise _fail(f"{where}.{k}", "at least one profile name", x)
+            raise _fail(f"{where}.{k}", f"at least one {what}", x)
     return out
 
 
@@ -103,6 +103,9 @@ class Requirements:
     license_refuse_classes: tuple[str, ...] = ()  # license class names the policy must refuse
     license_limit: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # id -> profiles
     license_limit_classes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # SPDX id -> tensor-name globs: every tensor any possible profile of the license resolves
+    # to must match one (the consumer's own patterns, not the producer's profile names).
+    license_limit_tensors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     canaries_min: int | None = None  # distinct canaries the policy plants (and the log holds)
     memorization_action: str | None = None  # at least this action (flag < quarantine < halt)
     loss_drop_max: float | None = None  # nats; the policy's must be enabled and <= this
@@ -126,6 +129,7 @@ class Requirements:
         _strs(list(self.license_refuse_classes), "licenses.refuse_classes")
         _profile_map(self.license_limit, "licenses.limit")
         _profile_map(self.license_limit_classes, "licenses.limit_classes")
+        _profile_map(self.license_limit_tensors, "licenses.limit_tensors", "tensor pattern")
         both = set(self.license_refuse) & set(self.license_limit)
         if both:
             raise UsageError(f"licenses: {sorted(both)[0]!r} is both in refuse and in limit")
@@ -174,7 +178,8 @@ class Requirements:
             "GT-REQ-POLICY-DIGEST": self.policy_digest is not None,
             "GT-REQ-PII": bool(self.pii_reject),
             "GT-REQ-LICENSE": bool(self.license_refuse or self.license_refuse_classes
-                                   or self.license_limit or self.license_limit_classes),
+                                   or self.license_limit or self.license_limit_classes
+                                   or self.license_limit_tensors),
             "GT-REQ-CANARIES": self.canaries_min is not None,
             "GT-REQ-MEMORIZATION": any(
                 x is not None
@@ -226,7 +231,8 @@ class Requirements:
             raise _fail("version", repr(REQUIREMENTS_VERSION), top.get("version"))
         pii = _take(top.get("pii", {}), "pii", ("reject",))
         lic = _take(top.get("licenses", {}), "licenses",
-                    ("refuse", "refuse_classes", "limit", "limit_classes"))  # fmt: skip
+                    ("refuse", "refuse_classes", "limit", "limit_classes",
+                     "limit_tensors"))  # fmt: skip
         can = _take(top.get("canaries", {}), "canaries", ("min_count",))
         mem_keys = ("action", "loss_drop_max", "reference_quantile_min", "holdout_min",
                     "exposure_max", "eval_every_max")  # fmt: skip
@@ -244,6 +250,8 @@ class Requirements:
             license_limit=_profile_map(lic.get("limit", {}), "licenses.limit"),
             license_limit_classes=_profile_map(lic.get("limit_classes", {}),
                                                "licenses.limit_classes"),
+            license_limit_tensors=_profile_map(lic.get("limit_tensors", {}),
+                                               "licenses.limit_tensors", "tensor pattern"),
             canaries_min=can.get("min_count"),
             memorization_action=mem.get("action"),
             loss_drop_max=mem.get("loss_drop_max"),
@@ -284,6 +292,7 @@ class Requirements:
             "refuse_classes": list(self.license_refuse_classes),
             "limit": {k: list(v) for k, v in sorted(self.license_limit.items())},
             "limit_classes": {k: list(v) for k, v in sorted(self.license_limit_classes.items())},
+            "limit_tensors": {k: list(v) for k, v in sorted(self.license_limit_tensors.items())},
         }
         mem = {
             "action": self.memorization_action,

@@ -405,3 +405,39 @@ def test_cli_require_unmet_is_exit_1_and_bad_file_exit_2(tmp_path: Path) -> None
     out = _cli(*cli_args(BASIC), "--require", str(req))
     assert out.returncode == 2
     assert out.stderr.strip() == "govtune: error: consumer.toml: pii: unknown key 'rejected'"
+
+
+TENSORS = ("blocks.0.w", "blocks.1.w", "lm_head.w", "tok_emb.w")
+LIMIT_TENSORS = {"licenses": {"limit_tensors": {"LGPL-3.0-only": ["blocks.1.*", "lm_head.*"]}}}
+
+
+def test_limit_tensors_judges_what_profiles_resolve_to_not_their_names() -> None:
+    # POLICY's web:* rule sends LGPL to "deep" (every tensor): by the consumer's own patterns
+    # that is too much, whatever the profile is called.
+    r = result_with(*VERIFIED, "GT-CHAIN-PROFILES")
+    req = Requirements.from_dict({"version": "0.1", **LIMIT_TENSORS}, where="req.toml")
+    check_requirements(r, req, policy(), TENSORS)
+    assert req_findings(r, "fail") == [
+        ("GT-REQ-LICENSE", "requirement licenses (req.toml): license 'LGPL-3.0-only': expected "
+                           "only tensors matching blocks.1.*, lm_head.*, found profile 'deep' "
+                           "allowing 'blocks.0.w' and 1 more")
+    ]  # fmt: skip
+    narrow = Policy.from_toml(
+        POLICY.replace(
+            b'source = "web:*" }\nprofile = "deep"', b'source = "web:*" }\nprofile = "surface"'
+        )
+    )
+    r = result_with(*VERIFIED, "GT-CHAIN-PROFILES")
+    check_requirements(r, req, narrow, TENSORS)
+    assert req_findings(r, "fail") == []
+    assert "GT-REQ-LICENSE" in {c for c, _ in req_findings(r, "pass")}
+
+
+def test_limit_tensors_without_verified_tensor_names_fails_closed() -> None:
+    r = result_with(*VERIFIED)  # GT-CHAIN-PROFILES did not pass
+    req = Requirements.from_dict({"version": "0.1", **LIMIT_TENSORS}, where="req.toml")
+    check_requirements(r, req, policy(), TENSORS)
+    assert [m for _, m in req_findings(r, "fail")] == [
+        "requirement licenses (req.toml): license 'LGPL-3.0-only': limit_tensors required, but "
+        "no verified tensor names (GT-CHAIN-PROFILES did not pass)"
+    ]
