@@ -154,3 +154,44 @@ def test_unsigned_policy_edit_cannot_meet_a_pinned_digest(tiny_run, tmp_path: Pa
         "requirement policy_digest (--policy-digest): required, but no verified producer policy "
         "(GT-POLICY-FORMAT, GT-POLICY-DIGEST did not pass)"
     ]
+
+
+SURFACE = ["blocks.1.*", "ln_f.*", "lm_head.*"]
+
+
+@pytest.fixture(scope="module")
+def wide_surface_run(tiny_run: tinyrun.TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run re-signed with its "surface" profile widened to every tensor (the start
+    record's resolved names follow, so routing and GT-CHAIN-PROFILES still pass)."""
+    run = tmp_path_factory.mktemp("wide") / "run"
+    shutil.copytree(tiny_run.run, run)
+    pol = tinyrun.POLICY.decode()
+    old = 'patterns = ["blocks.1.*", "ln_f.*", "lm_head.*"]'
+    assert old in pol
+    ev = Evidence.load(run, tiny_run.pub)
+    ev.policy_bytes = pol.replace(old, 'patterns = ["*"]').encode()
+    start = ev.steps[0]
+    start["policyDigest"] = Policy.from_toml(ev.policy_bytes).digest()
+    start["profiles"]["surface"] = sorted(t[0] for t in start["tensors"])  # [[name, dtype, shape]]
+    ev.write(run, load_signer(tiny_run.key))
+    return run
+
+
+def test_surface_profile_widened_to_every_tensor_fails_limit_tensors(
+    wide_surface_run: Path, tiny_run
+) -> None:
+    plain = verify(wide_surface_run, keys=[tiny_run.pub])
+    assert plain.verdict == "PASS", [f"{f.code}: {f.message}" for f in plain.failures]
+    # A limit by profile name is fooled: the profile is still called "surface" ...
+    by_name = req({"licenses": {"limit": {"LGPL-3.0-only": ["surface"]}}})
+    assert verify(wide_surface_run, keys=[tiny_run.pub], requirements=by_name).verdict == "PASS"
+    # ... a limit by the consumer's own tensor patterns is not.
+    bar = req({"licenses": {"limit_tensors": {"LGPL-3.0-only": SURFACE}}})
+    r = verify(wide_surface_run, keys=[tiny_run.pub], requirements=bar)
+    assert failing_codes(r) == ["GT-REQ-LICENSE"]
+    (f,) = r.failures
+    assert f.message.startswith(
+        "requirement licenses (consumer.toml): license 'LGPL-3.0-only': expected only tensors "
+        "matching blocks.1.*, ln_f.*, lm_head.*, found profile 'surface' allowing 'blocks.0."
+    )
+    assert verify(tiny_run.run, keys=[tiny_run.pub], requirements=bar).verdict == "PASS"
