@@ -441,3 +441,18 @@ def test_limit_tensors_without_verified_tensor_names_fails_closed() -> None:
         "requirement licenses (req.toml): license 'LGPL-3.0-only': limit_tensors required, but "
         "no verified tensor names (GT-CHAIN-PROFILES did not pass)"
     ]
+
+
+def test_cli_report_lists_the_unmet_requirement(tmp_path: Path) -> None:
+    req = tmp_path / "consumer.toml"
+    req.write_text('version = "0.1"\n[pii]\nreject = ["email"]\n')
+    out_file = tmp_path / "report.md"
+    args = [*cli_args(BASIC), "--require", str(req), "--format", "md", "--output", str(out_file)]
+    out = subprocess.run([sys.executable, "-m", "verifier.cli", "report", *args],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    md = out_file.read_text()
+    assert (
+        "| PII kinds that must be rejected | GT-REQ-PII | NOT MET | requirement pii.reject " in md
+    )
+    assert "found 'mask'" in md
