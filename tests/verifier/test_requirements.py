@@ -452,7 +452,6 @@ def test_cli_report_lists_the_unmet_requirement(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == 1, out.stderr
     md = out_file.read_text()
-    assert (
-        "| PII kinds that must be rejected | GT-REQ-PII | NOT MET | requirement pii.reject " in md
-    )
+    row = "| **▲** PII kinds that must be rejected | GT-REQ-PII | NOT MET | requirement pii.reject "
+    assert row in md  # the unmet row is marked
     assert "found 'mask'" in md
