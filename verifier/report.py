@@ -29,8 +29,10 @@ from markupsafe import Markup
 from . import charts
 from .codes import LAYERS
 from .report_facts import (
+    REPLAY,
     SECTIONS,
     STATUSES,
+    VERIFIED,
     Evidence,
     Section,
     Status,
@@ -39,6 +41,7 @@ from .report_facts import (
     exposure_limit,
     exposures_over,
     plain,
+    replay_summary,
     weakest,
 )
 from .report_policy import consumer_requirements, policy_plain
@@ -151,7 +154,11 @@ def _verdict(result: Result, ev: Evidence) -> dict[str, Any]:
         summary = "No check passed: nothing was verified (fail closed)."
     else:
         summary = f"All {n['pass']} checks that ran passed ({n['skip']} skipped)."
-    return {"value": result.verdict, "summary": summary, "counts": n,
+    rep = dig(ev.v, "replay") if ev.status(dig(ev.v, "replay"), REPLAY)[0] == VERIFIED else None
+    replay = (f"Replay re-executed {replay_summary(rep, dig(ev.v, 'steps'))}." if rep else
+              "No step was re-executed (no --replay): step facts are the consistency of the "
+              "producer's signed records.")  # fmt: skip
+    return {"value": result.verdict, "summary": summary, "counts": n, "replay": replay,
             "requirements": requirements_note(result), "notice": _notice(ev)}  # fmt: skip
 
 

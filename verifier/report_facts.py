@@ -319,7 +319,7 @@ def admission(ev: Evidence, facts: dict[str, Status]) -> Section:
     s.item("Recorded batches use only admitted, non-held-out examples", used_ok, facts["batches"])
     s.item(
         "Steps re-executed by replay (batches shown to be what trained)",
-        _replay_summary(rep, _int(dig(ev.v, "steps"))),
+        replay_summary(rep, dig(ev.v, "steps")),
         facts["replayed"],
     )
     facts["declared"] = declared = ev.claim(adm)
@@ -345,10 +345,10 @@ def _replayed_steps(rep: object) -> int | None:
     return _int(dig(rep, "stepsExecuted"))
 
 
-def _replay_summary(rep: object, total: int | None) -> str | None:
+def replay_summary(rep: object, total: object) -> str | None:
     if not isinstance(rep, Mapping):
         return None
-    n = _replayed_steps(rep)
+    n, total = _replayed_steps(rep), _int(total)
     p = dig(rep, "detectionProbability")
     out = f"{_show(n)} step(s)" + (f" of {_show(total)}" if total else "")
     if isinstance(p, int | float) and not isinstance(p, bool):

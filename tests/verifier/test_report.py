@@ -687,3 +687,16 @@ def test_no_raw_python_dicts_in_the_rendered_report():
     for fmt in ("md", "html"):
         out = render(r, fmt)
         assert not re.search(r"\{'|': |\['", out.replace("&#39;", "'")), fmt
+
+
+def test_verdict_says_whether_any_step_was_re_executed():
+    assert build_report(passing())["verdict"]["replay"] == (
+        "No step was re-executed (no --replay): step facts are the consistency of the producer's "
+        "signed records."
+    )
+    v = build_report(replayed(passing()))["verdict"]
+    assert v["replay"] == (
+        "Replay re-executed 6 step(s) of 30; a single forged step is caught with probability ≥ 0.2."
+    )
+    html = render(replayed(passing()), "html")
+    assert 'id="replay-note">Replay re-executed 6 step(s) of 30;' in html
