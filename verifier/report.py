@@ -19,12 +19,13 @@ import contextlib
 import datetime
 import importlib.metadata
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from . import charts
 from .codes import LAYERS
@@ -282,6 +283,14 @@ def _md_escape(v: object) -> str:
     return "".join("\\" + ch if ch in "\\`*[]<>|&#!" else ch for ch in s)
 
 
+_FLAG = re.compile(r"(--[a-z][a-z-]*(?: [A-Z]+)?)")
+
+
+def _flags_whole(v: object) -> Markup:
+    """HTML text with each command-line flag (``--data FILE``) kept on one line."""
+    return Markup(_FLAG.sub(r'<span class="nw">\1</span>', str(escape(str(v)))))
+
+
 def _environment(fmt: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("verifier", "templates"),
@@ -292,6 +301,7 @@ def _environment(fmt: str) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["md"] = _md_escape
+    env.filters["flags"] = _flags_whole
     return env
 
 

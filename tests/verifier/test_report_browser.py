@@ -225,9 +225,11 @@ def test_demo_run_report_in_chromium(tmp_path):
 # word was broken ("model.safeten sors"). Hashes (td.mono, long hex) may wrap by design.
 _MEASURE = """<script>
 const out = [];
-for (const el of document.querySelectorAll('td, dd.v, h2, th, .badge')) {
+for (const el of document.querySelectorAll('td, dd.v, h2, th, .badge, .nw')) {
   const t = el.textContent.trim();
-  if (!t || /\\s/.test(t) || el.classList.contains('mono') || /^[0-9a-f]{40,}$/.test(t)) continue;
+  const whole = el.classList.contains('nw');  // a flag with its argument, kept on one line
+  if (!t || (!whole && /\\s/.test(t)) || el.classList.contains('mono')
+      || /^[0-9a-f]{40,}$/.test(t)) continue;
   // Each text node on its own: one word split over two lines has rects at two heights.
   const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
   for (let n = walk.nextNode(); n; n = walk.nextNode()) {
