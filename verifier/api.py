@@ -31,6 +31,7 @@ from . import (
 from .codes import CHECKS
 from .context import Context, skip_all
 from .replay_select import parse_nonce
+from .requirements import Requirements, check_requirements, load_requirements
 from .result import Result
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ def verify(
     replay: int = 0,
     replay_top: int = 1,
     replay_nonce: str | bytes | None = None,
+    policy_digest: str | None = None,
+    requirements: Requirements | str | Path | None = None,
 ) -> Result:
     """Verify a run or release folder under the trusted ``keys``. ``bool(result)`` is the verdict.
 
@@ -88,7 +91,10 @@ def verify(
     re-executes that many steps drawn from the signed chain head, plus the
     ``replay_top`` largest update intervals (V9; verifier/replay.py; needs torch,
     ``data`` and ``openings``). ``replay_nonce`` (hex text or bytes) is the auditor's
-    own contribution to the draw. Raises UsageError when the request cannot be carried
+    own contribution to the draw. ``policy_digest`` (hex) pins the producer's policy and
+    ``requirements`` (a `Requirements` or the path of its TOML) states the consumer's
+    minimum bar (V10, spec/requirements.md); without either, a PASS means conformance to
+    the producer's own policy only. Raises UsageError when the request cannot be carried
     out (no such folder, missing key file, --data without --openings, --replay without
     them, a nonce that is not hex, a negative count) and FormatError for a malformed key
     file; every defect in the evidence itself is a FAIL finding in the result, not an
@@ -118,6 +124,7 @@ def verify(
         from . import replay as replay_mod  # light at import; torch only inside
 
         replay_mod.require_torch()
+    consumer = _consumer_requirements(policy_digest, requirements, limits)
     trusted = _load_keys(keys, limits)
     result = Result(str(root))
     result.scope = {
@@ -178,6 +185,11 @@ def verify(
                 ),
             )
         )
+    # V10 after every other layer: it judges only what they verified (the policy object
+    # exists only when V2 passed; the tensor names come from the verified start record).
+    layers.append(("requirements", lambda: check_requirements(
+        result, consumer, ctx.vpolicy.policy if ctx.vpolicy else None,
+        ctx.chain.tensors if ctx.chain else ())))  # fmt: skip
     for name, run in layers:
         before = len(result.findings)
         try:
@@ -204,6 +216,17 @@ def _set(ctx: Context, name: str, value: object) -> object:
     """Store a layer's verified object on the context (the api is its only writer)."""
     setattr(ctx, name, value)
     return value
+
+
+def _consumer_requirements(
+    digest: str | None, req: Requirements | str | Path | None, limits: Limits
+) -> Requirements | None:
+    """The consumer's bar from --policy-digest and --require, before any work. Raises UsageError."""
+    if isinstance(req, str | Path):
+        req = load_requirements(Path(req), limits=limits)
+    if digest is not None:
+        req = (req or Requirements()).with_policy_digest(digest)
+    return req
 
 
 def _replay_request(replay: int, top: int, nonce: str | bytes | None, data: Path | None) -> bytes:

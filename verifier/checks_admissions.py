@@ -212,7 +212,7 @@ def check_admissions(
             "GT-ADMIT-LOG-FORMAT": f"{ADMISSIONS_FILE}: {n} canonical records, chain unbroken",
             "GT-ADMIT-LOG-SUMMARY": f"{ADMISSIONS_FILE}: count {n}, head and Merkle root match",
             "GT-ADMIT-DECISION": f"{n} decisions re-evaluated",
-            "GT-ADMIT-COUNTS": str(counts),
+            "GT-ADMIT-COUNTS": ", ".join(f"{k} {v}" for k, v in counts.items()),  # not a dict repr
             "GT-ADMIT-ORDER": f"indices 0..{n - 1}",
         }
     )

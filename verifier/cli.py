@@ -117,6 +117,18 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
         "the result)",
     )
     p.add_argument(
+        "--policy-digest",
+        metavar="HEX",
+        help="the consumer's pin: the producer's policy must have exactly this digest "
+        "(spec/policy.md §2), else FAIL GT-REQ-POLICY-DIGEST",
+    )
+    p.add_argument(
+        "--require",
+        metavar="FILE",
+        help="the consumer's minimum requirements on the producer's policy and the run "
+        "(TOML, spec/requirements.md); each unmet one is a FAIL with its own GT-REQ-* code",
+    )
+    p.add_argument(
         "--format",
         choices=("text", "json"),
         default="text",

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Check:
     code: str
-    layer: (
-        str  # bundle | policy | admissions | chain | memorization | weights | base | data | replay
-    )
+    # bundle | policy | admissions | chain | memorization | weights | base | data | replay
+    # | requirements
+    layer: str
     title: str
 
 
@@ -175,6 +175,38 @@ CHECKS: tuple[Check, ...] = (
         "GT-REPLAY-STEP",
         "replay",
         "re-executed steps reproduce the recorded tensors and state root",
+    ),
+    # V10 consumer requirements (--policy-digest HEX, --require FILE; verifier/requirements.py)
+    Check(
+        "GT-REQ-POLICY-DIGEST",
+        "requirements",
+        "the producer's policy is the one the consumer pinned",
+    ),
+    Check("GT-REQ-PII", "requirements", "the policy rejects every PII kind the consumer requires"),
+    Check(
+        "GT-REQ-LICENSE",
+        "requirements",
+        "the policy refuses, or limits to the named profiles, the licenses the consumer names",
+    ),
+    Check(
+        "GT-REQ-CANARIES",
+        "requirements",
+        "the policy plants at least the required number of canaries, and the log holds them",
+    ),
+    Check(
+        "GT-REQ-MEMORIZATION",
+        "requirements",
+        "memorization thresholds and action are no laxer than the consumer requires",
+    ),
+    Check(
+        "GT-REQ-REPLAY",
+        "requirements",
+        "the replay that ran reaches the required coverage and detection probability",
+    ),
+    Check(
+        "GT-REQ-STRICT",
+        "requirements",
+        "replay was bitwise, or within the consumer's own maximum tolerance",
     ),
 )
 

@@ -17,6 +17,7 @@ from attest.atomic import write_atomic
 from attest.errors import UsageError
 
 from .api import verify as api_verify
+from .requirements import requirements_note
 from .result import Result
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -39,6 +40,8 @@ def _run(args: argparse.Namespace) -> Result:
         replay=getattr(args, "replay", 0) or 0,
         replay_top=getattr(args, "replay_top", 1),
         replay_nonce=getattr(args, "replay_nonce", None),
+        policy_digest=getattr(args, "policy_digest", None),
+        requirements=getattr(args, "require", None),
     )
 
 
@@ -46,7 +49,10 @@ def _verdict_line(result: Result) -> str:
     n_pass = sum(f.status == "pass" for f in result.findings)
     n_skip = sum(f.status == "skip" for f in result.findings)
     if result:
-        return f"OK: PASS {result.target} ({n_pass} checks passed, {n_skip} skipped)"
+        return (
+            f"OK: PASS {result.target} ({n_pass} checks passed, {n_skip} skipped); "
+            + requirements_note(result)
+        )
     codes = sorted({f.code for f in result.failures})
     if not codes:
         return f"FAIL: {result.target}: no check passed"

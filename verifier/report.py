@@ -15,21 +15,43 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import importlib.metadata
 import json
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from . import charts
 from .codes import LAYERS
-from .report_facts import SECTIONS, STATUSES, Evidence, Status, plain, weakest
+from .report_facts import (
+    REPLAY,
+    SECTIONS,
+    STATUSES,
+    VERIFIED,
+    Evidence,
+    Section,
+    Status,
+    as_map,
+    dig,
+    exposure_limit,
+    exposures_over,
+    plain,
+    replay_summary,
+    weakest,
+)
+from .report_policy import consumer_requirements, policy_plain
+from .requirements import requirements_note
 from .result import Result
 
 __all__ = ["FORMATS", "REPORT_FORMAT", "STATUSES", "build_report", "render"]
 
-REPORT_FORMAT = "govtune-report/v1"
+REPORT_FORMAT = "govtune-report/v2"  # v2: statuses "not requested"/"not checked", meta
 FORMATS = ("html", "md", "json")
 
 # What each layer needs to run, said when it did not (the report's "not checked").
@@ -38,12 +60,13 @@ LAYER_NEEDS = {
     "base": "--base DIR (the base model's weights)",
     "data": "--data FILE --openings DIR (the dataset and the run's private openings)",
     "replay": "--replay N (re-execution of sampled steps; needs torch)",
+    "requirements": "--policy-digest HEX or --require FILE (the consumer's own bar)",
 }
 LAYER_TITLES = {
     "bundle": "Bundle and signatures", "policy": "Policy", "admissions": "Admission log",
     "chain": "Step chain and routing", "memorization": "Memorization report",
     "weights": "Released weights", "base": "Base model", "data": "Dataset and content rules",
-    "replay": "Replay of sampled steps",
+    "replay": "Replay of sampled steps", "requirements": "Consumer requirements",
 }  # fmt: skip
 
 # (framework, control, requirement, facts it rests on). Annex XI §1.2 is the technical
@@ -53,24 +76,27 @@ CONTROLS = (
     ("EU AI Act", "Annex XI §1.2(b)", "Training methodology and techniques, key design choices",
      ["config", "routing"]),
     ("EU AI Act", "Annex XI §1.2(c)", "Training data: type and provenance, number of data points",
-     ["admissions", "batches"]),
+     ["admissions", "batches", "declared"]),
     ("EU AI Act", "Annex XI §1.2(c)",
      "Data curation: cleaning and filtering (PII, opt-outs, duplicates)", ["content"]),
     ("EU AI Act", "Art. 53(1)(d) training-content summary, §2",
-     "Main data sources and categories of training data", ["classes"]),
+     "Main data sources and categories of training data", ["classes", "declared"]),
     ("EU AI Act", "Art. 53(1)(d) training-content summary, §3",
      "Data processing: respect of text-and-data-mining opt-outs, removal of unwanted content",
      ["content"]),
     ("ISO/IEC 42001", "Annex A, A.7.5",
      "Data provenance: origin of the data used, recorded over its life cycle",
-     ["admissions", "batches", "chain"]),
+     ["admissions", "batches", "chain", "declared"]),
     ("NIST AI RMF", "MAP 4.1",
      "Legal risks of components mapped, incl. third-party data and IP rights "
      "(licenses, base model)",
-     ["classes", "base"]),
+     ["classes", "declared", "base"]),
 )  # fmt: skip
 
 LIMITATIONS = (
+    "Without --replay, every verified fact about batches and steps is the consistency of the "
+    "producer's signed step records (they use only admitted examples, their changes are allowed, "
+    "their state roots chain to the released weights), not proof that training used them.",
     "The records are the producer's signed claims. The verifier proves their internal consistency, "
     "their conformance to the signed policy and their binding to the released weights; it does not "
     "prove that training happened as recorded.",
@@ -92,8 +118,13 @@ def _scope(result: Result) -> dict[str, Any]:
         fs = [f for f in result.findings if f.layer == name]
         n = {s: sum(f.status == s for f in fs) for s in ("pass", "fail", "skip")}
         ran = name in declared or n["pass"] + n["fail"] > 0
-        state = "failed" if n["fail"] else ("passed" if ran and n["pass"] else "not run")
+        state = "failed" if n["fail"] else ("passed" if ran and n["pass"] else "not checked")
+        if not ran and not _requested(scope, name):
+            state = "not requested"
         needs = "" if ran else LAYER_NEEDS.get(name, "evidence not present")
+        if state == "not checked":  # requested, or always run: an earlier failure stopped it
+            why = next((f.message for f in fs if f.status == "skip" and f.message), "")
+            needs = f"skipped: {why or 'an input it needs failed an earlier check'}"
         title = LAYER_TITLES.get(name, name)
         layers.append({"name": name, "title": title, "ran": ran, "state": state, "needs": needs,
                        "pass": n["pass"], "fail": n["fail"], "skip": n["skip"]})  # fmt: skip
@@ -108,7 +139,15 @@ def _scope(result: Result) -> dict[str, Any]:
             "notRun": not_run}  # fmt: skip
 
 
-def _verdict(result: Result) -> dict[str, Any]:
+def _requested(scope: Mapping[str, Any], layer: str) -> bool:
+    """Whether the caller asked for an optional layer (the others always run)."""
+    if layer == "requirements":
+        return bool(dig(scope, "requirements", "checked"))
+    flag = {"base": "base", "data": "data", "replay": "replay"}.get(layer)
+    return flag is None or bool(dig(scope, "flags", flag))
+
+
+def _verdict(result: Result, ev: Evidence) -> dict[str, Any]:
     n = {s: sum(f.status == s for f in result.findings) for s in ("pass", "fail", "skip")}
     if result.failures:
         summary = f"{n['fail']} check(s) failed; {n['pass']} passed, {n['skip']} skipped."
@@ -116,7 +155,49 @@ def _verdict(result: Result) -> dict[str, Any]:
         summary = "No check passed: nothing was verified (fail closed)."
     else:
         summary = f"All {n['pass']} checks that ran passed ({n['skip']} skipped)."
-    return {"value": result.verdict, "summary": summary, "counts": n}
+    rep = dig(ev.v, "replay") if ev.status(dig(ev.v, "replay"), REPLAY)[0] == VERIFIED else None
+    replay = (f"Replay re-executed {replay_summary(rep, dig(ev.v, 'steps'))}." if rep else
+              "No step was re-executed (no --replay): step facts are the consistency of the "
+              "producer's signed records.")  # fmt: skip
+    return {"value": result.verdict, "summary": summary, "counts": n, "replay": replay,
+            "requirements": requirements_note(result), "notice": _notice(ev)}  # fmt: skip
+
+
+def _notice(ev: Evidence) -> str:
+    """Memorization findings that keep a PASS from being a plain green one (issue 14)."""
+    mem = as_map(dig(ev.v, "memorization"))
+    flags = dig(mem, "flags") if isinstance(dig(mem, "flags"), int) else 0
+    q = dig(mem, "quarantined")
+    quarantined = len(q) if isinstance(q, list) else 0
+    over, limit = exposures_over(ev), exposure_limit(ev)
+    parts = []
+    if flags:
+        parts.append(f"{flags} memorization flag(s)")
+    if quarantined:
+        parts.append(f"{quarantined} example(s) quarantined")
+    if dig(mem, "halted") is True:
+        parts.append("training halted by the memorization policy")
+    if over and limit is not None:
+        parts.append(f"{over} canary exposure(s) above exposure_max {limit:g} bits")
+    if not parts:
+        return ""
+    return ("Memorization findings: " + "; ".join(parts) + ". The model may reproduce training "
+            "text; see the memorization section.")  # fmt: skip
+
+
+def _meta(result: Result, ev: Evidence, generated: str | None) -> dict[str, Any]:
+    try:
+        version = importlib.metadata.version("govtune")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    keyids = dig(ev.v, "keyids")
+    signers = [str(k) for k in keyids] if isinstance(keyids, list) else []
+    target = str(result.target)
+    with contextlib.suppress(OSError, RuntimeError, ValueError):  # odd target: shown as given
+        target = str(Path(target).resolve())
+    when = generated or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"generated": when, "verifierVersion": version, "target": target,
+            "signers": signers, "signersVerified": "GT-SIG-INVALID" in ev.passed}  # fmt: skip
 
 
 def _controls(facts: Mapping[str, Status]) -> list[dict[str, Any]]:
@@ -150,14 +231,29 @@ def _chart_data(sections: list[dict[str, Any]], ev: Evidence) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def build_report(result: Result) -> dict[str, Any]:
-    """The report model: a JSON-safe dict the templates render. Never raises on sparse input."""
+def _sections(result: Result, ev: Evidence, facts: dict[str, Status]) -> list[Section]:
+    out = []
+    for build in SECTIONS:
+        out.append(build(ev, facts))
+        if build.__name__ == "identity":  # the bar and the policy right after the identity
+            out.append(consumer_requirements(ev, facts, result.findings))
+            out.append(policy_plain(ev, facts))
+    return out
+
+
+def build_report(result: Result, *, generated: str | None = None) -> dict[str, Any]:
+    """The report model: a JSON-safe dict the templates render. Never raises on sparse input.
+
+    ``generated`` is the generation time shown (ISO 8601 UTC; default now).
+    """
     ev = Evidence(result)
     facts: dict[str, Status] = {}
-    sections = [build(ev, facts).done() for build in SECTIONS]
+    sections = [s.done() for s in _sections(result, ev, facts)]
     scope = _scope(result)
     limitations = list(LIMITATIONS)
-    limitations += [f"Not checked in this run: {ly['title'].lower()} (needs {ly['needs']})."
+    limitations += [f"Not requested in this run: {ly['title'].lower()} (needs {ly['needs']})."
+                    if ly["state"] == "not requested" else
+                    f"Not checked in this run: {ly['title'].lower()} ({ly['needs']})."
                     for ly in scope["layers"] if not ly["ran"]]  # fmt: skip
     limitations += [f"An insecure relaxation was in effect: {flag}." for flag in scope["insecure"]]
     failures = [{"code": f.code, "layer": f.layer, "title": f.title, "message": f.message}
@@ -165,7 +261,8 @@ def build_report(result: Result) -> dict[str, Any]:
     return plain({
         "format": REPORT_FORMAT,
         "target": str(result.target),
-        "verdict": _verdict(result),
+        "meta": _meta(result, ev, generated),
+        "verdict": _verdict(result, ev),
         "scope": scope,
         "failures": failures,
         "sections": sections,
@@ -186,6 +283,14 @@ def _md_escape(v: object) -> str:
     return "".join("\\" + ch if ch in "\\`*[]<>|&#!" else ch for ch in s)
 
 
+_FLAG = re.compile(r"(--[a-z][a-z-]*(?: [A-Z]+)?)")
+
+
+def _flags_whole(v: object) -> Markup:
+    """HTML text with each command-line flag (``--data FILE``) kept on one line."""
+    return Markup(_FLAG.sub(r'<span class="nw">\1</span>', str(escape(str(v)))))
+
+
 def _environment(fmt: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("verifier", "templates"),
@@ -196,6 +301,7 @@ def _environment(fmt: str) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["md"] = _md_escape
+    env.filters["flags"] = _flags_whole
     return env
 
 
@@ -213,11 +319,11 @@ def _svgs(model: Mapping[str, Any]) -> dict[str, Markup]:
     return {k: Markup(s) for k, s in svgs.items()}  # every string was escaped in charts.py
 
 
-def render(result: Result, fmt: str) -> str:
+def render(result: Result, fmt: str, *, generated: str | None = None) -> str:
     """The report as text in ``fmt``: "html", "md" or "json". Raises ValueError for another."""
     if fmt not in FORMATS:
         raise ValueError(f"report format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    model = build_report(result)
+    model = build_report(result, generated=generated)
     if fmt == "json":
         return json.dumps(model, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     env = _environment(fmt)

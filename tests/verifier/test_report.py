@@ -7,12 +7,15 @@ import re
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
+from attest.policy import Policy
 from verifier import charts
 from verifier.codes import CHECKS
-from verifier.report import build_report, render
+from verifier.policy_terms import policy_terms
+from verifier.report import STATUSES, build_report, render
 from verifier.result import Result
 
 HOSTILE = "<script>alert(1)</script>"
@@ -160,8 +163,10 @@ def test_pass_model_verdict_and_scope():
     assert m["failures"] == []
     ran = {ly["name"] for ly in m["scope"]["layers"] if ly["ran"]}
     assert ran == set(BASE_LAYERS)
-    assert set(m["scope"]["notRun"]) == {"base", "data", "replay"}
-    assert any("--data" in lim and "not checked" in lim.lower() for lim in m["limitations"])
+    assert set(m["scope"]["notRun"]) == {"base", "data", "replay", "requirements"}
+    assert any("--data" in lim and "not requested" in lim.lower() for lim in m["limitations"])
+    states = {ly["name"]: ly["state"] for ly in m["scope"]["layers"]}
+    assert states["replay"] == states["base"] == states["requirements"] == "not requested"
 
 
 def test_pass_without_data_marks_content_rules_attested():
@@ -172,10 +177,12 @@ def test_pass_without_data_marks_content_rules_attested():
     assert item(m, "lineage", "Base state root")["status"] == "attested"  # no --base
     assert item(m, "provenance", "Builder")["status"] == "attested"
     assert item(m, "provenance", "Dataset")["status"] == "attested"
-    assert control(m, "Annex XI §1.2(c)", "provenance")["status"] == "verified"
+    # Data provenance rests on each example's declared license and source: attested.
+    assert control(m, "Annex XI §1.2(c)", "provenance")["status"] == "attested"
+    assert "declared: attested" in control(m, "Annex XI §1.2(c)", "provenance")["basis"]
     assert control(m, "Annex XI §1.2(c)", "curation")["status"] == "attested"
     assert control(m, "Art. 53(1)(d)", "opt-outs")["status"] == "attested"
-    assert control(m, "Annex A, A.7.5", "provenance")["status"] == "verified"
+    assert control(m, "Annex A, A.7.5", "provenance")["status"] == "attested"
     assert control(m, "MAP 4.1", "Legal")["status"] == "attested"  # base model not recomputed
 
 
@@ -186,7 +193,8 @@ def test_pass_with_data_and_base_marks_them_verified():
     assert item(m, "provenance", "Dataset")["status"] == "verified"
     assert control(m, "Annex XI §1.2(c)", "curation")["status"] == "verified"
     assert control(m, "Art. 53(1)(d)", "opt-outs")["status"] == "verified"
-    assert control(m, "MAP 4.1", "Legal")["status"] == "verified"
+    # A declared license stays a declaration, with or without --data (principle 7).
+    assert control(m, "MAP 4.1", "Legal")["status"] == "attested"
     assert "data" not in m["scope"]["notRun"] and "base" not in m["scope"]["notRun"]
 
 
@@ -251,8 +259,8 @@ def test_insecure_flags_are_echoed():
 
 def test_json_is_the_model_with_sorted_keys():
     r = failing()
-    text = render(r, "json")
-    assert json.loads(text) == build_report(r)
+    text = render(r, "json", generated="2026-12-01T00:00:00Z")
+    assert json.loads(text) == build_report(r, generated="2026-12-01T00:00:00Z")
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -272,7 +280,7 @@ def test_markdown_pass():
     assert (
         "| EU AI Act | Annex XI §1.2(c) | Training data: type and provenance, "
         "number of data points "
-        "| **verified** |" in md
+        "| **attested** |" in md
     )
     assert "| permissive | 90 | 5 | 95 |" in md
     # Every table row has the same number of cells as its header.
@@ -408,7 +416,7 @@ def test_every_item_has_a_status_badge():
         assert html.count('<dd class="s"><span class="badge b-') == n_items
         for s in m["sections"]:
             for i in s["items"]:
-                assert i["status"] in ("verified", "attested", "failed", "missing")
+                assert i["status"] in STATUSES
 
 
 # -- charts ----------------------------------------------------------------------------
@@ -431,3 +439,265 @@ def test_report_imports_no_torch_or_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# -- what the report says it proved (issue 9 principle 7, issue 14) ----------------------
+
+VECTOR = Path(__file__).resolve().parents[2] / "spec" / "vectors" / "valid" / "basic"
+WHEN = "2026-12-01T00:00:00Z"
+
+
+def with_policy(r: Result, exposure_max: float = 2.0) -> Result:
+    """``r`` with the plain-terms view of a real policy (the basic vector's, exposure_max set)."""
+    text = (VECTOR / "run" / "provenance" / "policy.toml").read_bytes()
+    text = re.sub(rb"exposure_max = [0-9.]+", b"exposure_max = %g" % exposure_max, text)
+    if b"exposure_max" not in text:
+        text = text.replace(
+            b"[memorization]\n", b"[memorization]\nexposure_max = %g\n" % exposure_max
+        )
+    r.verified["policyTerms"] = policy_terms(Policy.from_toml(text), ["h.0.w", "h.1.w", "head.w"])
+    return r
+
+
+def replayed(r: Result, **over) -> Result:
+    r.scope["flags"]["replay"] = 2
+    r.verified["replay"] = {
+        "mode": "tolerant", "tolerance": {"value": 1e-6, "chosenBy": "auditor"},
+        "nonce": "ab" * 16, "nonceSource": "os", "steps": [4, 5, 6, 7, 8, 9],
+        "intervals": [[3, 9]], "coverage": 0.2, "detectionProbability": 0.2,
+        "requested": 2, "selected": [6, 9], "topQ": [], "results": [], **over,
+    }  # fmt: skip
+    for c in ("GT-REPLAY-SELECT", "GT-REPLAY-CHECKPOINT", "GT-REPLAY-STEP"):
+        r.findings = [f for f in r.findings if f.code != c]
+        r.add(c, "pass")
+    return r
+
+
+def text_of(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_pass_without_requirements_says_only_the_producers_policy_was_checked():
+    r = passing()
+    r.scope["requirements"] = {"checked": False, "source": None, "stated": None}
+    want = ("conforms to the producer's own policy; no consumer requirement was checked "
+            "(--policy-digest, --require)")  # fmt: skip
+    m = build_report(r)
+    assert m["verdict"]["requirements"] == want
+    html = render(r, "html")
+    note = html.split('id="requirements-note">', 1)[1].split("</div>", 1)[0]
+    assert re.sub(r"<[^>]+>", "", note).replace("&#39;", "'") == f"The run {want}."
+    assert '<span class="nw">--policy-digest</span>' in note  # flags are kept whole
+    assert f"The run {want}." in render(r, "md")
+    assert item(m, "requirements", "Consumer requirements checked")["status"] == "not requested"
+    assert "No consumer requirement was checked" in section(m, "requirements")["note"]
+
+
+def test_consumer_requirements_are_listed_met_and_unmet():
+    r = passing()
+    r.scope["requirements"] = {"checked": True, "source": "consumer.toml", "stated": {}}
+    r.findings = [f for f in r.findings if f.layer != "requirements"]
+    r.add("GT-REQ-PII", "pass", "email detected and rejected")
+    r.fail("GT-REQ-MEMORIZATION", "requirement memorization (consumer.toml): action: expected "
+                                  "'quarantine' or stronger, found 'flag'")  # fmt: skip
+    for code in ("GT-REQ-POLICY-DIGEST", "GT-REQ-LICENSE", "GT-REQ-CANARIES", "GT-REQ-REPLAY",
+                 "GT-REQ-STRICT"):  # fmt: skip
+        r.add(code, "skip", "not required by consumer.toml")
+    m = build_report(r)
+    assert m["verdict"]["value"] == "FAIL"
+    t = next(t for t in section(m, "requirements")["tables"] if t["id"] == "requirements")
+    rows = {row[1][0]: row for row in t["rows"]}  # the code, an identifier kept whole
+    assert rows["GT-REQ-PII"][2] == "met"
+    assert rows["GT-REQ-MEMORIZATION"][2] == "NOT MET"
+    assert "expected 'quarantine' or stronger, found 'flag'" in rows["GT-REQ-MEMORIZATION"][3]
+    assert rows["GT-REQ-STRICT"][2] == "not required"
+    assert t["marks"] == [t["rows"].index(rows["GT-REQ-MEMORIZATION"])]
+    assert section(m, "requirements")["status"] == "failed"
+
+
+def test_batches_without_replay_are_the_producers_records():
+    m = build_report(passing())
+    batches = item(m, "admission", "Recorded batches use only admitted")
+    assert batches["status"] == "verified"
+    assert batches["value"] == (
+        "yes, in the producer's signed step records (consistent; no step re-executed)"
+    )
+    rep = item(m, "admission", "Steps re-executed by replay")
+    assert rep["status"] == "not requested" and rep["value"].startswith("not requested")
+    assert any(lim.startswith("Without --replay, every verified fact about batches and steps is "
+                              "the consistency of the producer's signed step records")
+               for lim in m["limitations"])  # fmt: skip
+
+
+def test_replay_shows_detection_probability_coverage_and_who_chose_the_tolerance():
+    m = build_report(replayed(passing()))
+    assert item(m, "admission", "Steps re-executed by replay")["value"] == (
+        "6 step(s) of 30; a single forged step is caught with probability ≥ 0.2"
+    )
+    assert item(m, "admission", "Recorded batches")["value"].endswith(
+        "6 step(s) re-executed by replay)"
+    )
+    assert item(m, "replay", "Mode")["value"] == (
+        "tolerant, tolerance 1e-06, chosen by the auditor (--replay-tolerance)"
+    )
+    assert item(m, "replay", "Detection probability")["value"] == (
+        "a single forged step is caught with probability ≥ 0.2; k forged steps with ≥ 1 − (1 − "
+        "0.2)^k"
+    )
+    assert item(m, "replay", "Coverage")["value"] == "20.0% of the run's steps"
+    assert item(m, "replay", "Nonce")["value"] == (
+        f"{'ab' * 16} (drawn from the operating system by the verifier)"
+    )
+    assert item(m, "replay", "Checkpoint intervals")["value"] == "3→9"
+    html = text_of(render(replayed(passing()), "html"))
+    assert "chosen by the auditor (--replay-tolerance)" in html
+    assert "a single forged step is caught with probability ≥ 0.2" in html
+
+
+def test_not_requested_is_not_missing():
+    m = build_report(passing())
+    assert item(m, "replay", "Replay")["status"] == "not requested"
+    assert m["facts"]["replay"]["status"] == "not requested"
+    states = {ly["name"]: ly["state"] for ly in m["scope"]["layers"]}
+    assert states["data"] == "not requested"
+    # A layer that was asked for but stopped by an earlier failure is "not checked".
+    r = passing(BASE_LAYERS + ("data",))
+    r.scope["flags"]["data"] = "data.jsonl"
+    r.findings = [f for f in r.findings if f.layer != "data"]
+    for c in CHECKS:
+        if c.layer == "data":
+            r.add(c.code, "skip", "no usable admission-log statement")
+    m = build_report(r)
+    ly = next(x for x in m["scope"]["layers"] if x["name"] == "data")
+    assert ly["state"] == "not checked"
+    assert ly["needs"] == "skipped: no usable admission-log statement"
+
+
+def test_declared_license_caps_the_license_controls_at_attested():
+    m = build_report(passing(BASE_LAYERS + ("base", "data")))
+    assert m["facts"]["declared"]["status"] == "attested"
+    for ref, words in (("Art. 53(1)(d) training-content summary, §2", "sources"),
+                       ("MAP 4.1", "Legal"), ("Annex A, A.7.5", "provenance")):  # fmt: skip
+        c = control(m, ref, words)
+        assert c["status"] == "attested" and "declared: attested" in c["basis"], c
+    assert item(m, "admission", "License, source, data class")["value"] == (
+        "declared by the producer"
+    )
+
+
+def test_exposure_above_the_policy_threshold_is_marked():
+    r = with_policy(passing(), exposure_max=2.0)  # canaries measured 3.5 and 1.25 bits
+    m = build_report(r)
+    t = next(t for t in section(m, "memorization")["tables"] if t["id"] == "canaries")
+    assert t["columns"] == ["canary index", "exposure", "vs policy exposure_max", "step"]
+    assert [row[2] for row in t["rows"]] == ["EXCEEDS 2", "within 2"]
+    assert t["marks"] == [0]
+    assert item(m, "memorization", "Canaries above")["value"] == (
+        "1 of 2 measurement(s) above exposure_max 2 bits"
+    )
+    html = render(r, "html")
+    assert html.count('<tr class="mark">') == 1
+    assert "| **▲** 116 | 3.5 | EXCEEDS 2 | 30 |" in render(r, "md")
+
+
+def test_memorization_findings_make_a_pass_with_a_notice():
+    r = with_policy(passing(), exposure_max=2.0)
+    m = build_report(r)
+    assert m["verdict"]["value"] == "PASS"
+    assert m["verdict"]["notice"] == (
+        "Memorization findings: 1 memorization flag(s); 1 example(s) quarantined; 1 canary "
+        "exposure(s) above exposure_max 2 bits. The model may reproduce training text; see the "
+        "memorization section."
+    )
+    html = render(r, "html")
+    dom = parse(html)
+    (v,) = [a for t, a in dom.tags if a.get("id") == "verdict"]
+    assert "v-notice" in v["class"].split() and v["data-verdict"] == "PASS"
+    assert "Memorization findings: 1 memorization flag(s)" in dom.verdict_text
+    assert "> **Notice:** Memorization findings" in render(r, "md")
+    clean = passing()
+    clean.verified["memorization"] = {"events": 0, "flags": 0, "quarantined": [], "halted": False}
+    assert build_report(clean)["verdict"]["notice"] == ""
+    assert 'class="verdict v-PASS"' in render(clean, "html")
+
+
+def test_header_has_time_version_signer_and_absolute_target():
+    m = build_report(passing(), generated=WHEN)
+    meta = m["meta"]
+    assert meta["generated"] == WHEN
+    assert meta["target"] == str(Path("runs/demo").resolve())
+    assert meta["signers"] == ["a1" * 32]
+    assert meta["verifierVersion"]
+    html = render(passing(), "html", generated=WHEN)
+    assert f'<div class="target" id="target">{Path("runs/demo").resolve()}</div>' in html
+    assert f"generated {WHEN} · govtune verifier {meta['verifierVersion']}" in html
+    assert "a1" * 32 in html.split('id="verdict"', 1)[1].split("</div>\n</div>", 1)[0]
+    md = render(passing(), "md", generated=WHEN)
+    assert f"Generated {WHEN} by govtune verifier {meta['verifierVersion']}; signed by " in md
+
+
+def test_policy_in_plain_terms():
+    m = build_report(with_policy(passing()))
+    s = section(m, "policy")
+    assert s["status"] == "verified"
+    lic = next(t for t in s["tables"] if t["id"] == "licenseTreatment")
+    treat = {r[0]: r[1] for r in lic["rows"]}
+    assert treat["proprietary"] == "refused"
+    assert treat["(a license with no class)"] == "refused"
+    assert treat["copyleft"] == "admitted, limited to profiles"
+    prof = next(t for t in s["tables"] if t["id"] == "profileCoverage")
+    assert ["shallow", ["h.1.*", "head.*"], "2 of 3", ["h.1 (1)", "head (1)"]] in prof["rows"]
+    assert item(m, "policy", "Personal data")["value"] == (
+        "detects email, phone, credit-card; the match is masked, the example kept"
+    )
+    mem = next(t for t in s["tables"] if t["id"] == "memorizationPolicy")
+    assert ["Canary exposure (Carlini et al. 2019)", "2 bits", "flag it and never train on it "
+            "again"] in mem["rows"]  # fmt: skip
+    # Unverified policy: nothing of it is shown as verified.
+    r = with_policy(passing())
+    r.findings = [f for f in r.findings if f.code != "GT-POLICY-DIGEST"]
+    r.fail("GT-POLICY-DIGEST", "provenance/policy.toml: expected policy digest x, found y")
+    assert section(build_report(r), "policy")["status"] == "failed"
+
+
+def test_wrong_key_report_does_not_call_present_weights_missing():
+    from vector_helpers import UNTRUSTED_KEY, verify_kwargs
+
+    from verifier.api import verify
+
+    kw = verify_kwargs(VECTOR)
+    kw["keys"] = [UNTRUSTED_KEY]
+    r = verify(VECTOR / "run", **kw)
+    assert r.verdict == "FAIL" and r.failed("GT-SIG-UNTRUSTED")
+    m = build_report(r)
+    w = next(t for t in section(m, "identity")["tables"] if t["id"] == "weights")
+    assert w["status"] == "not checked"
+    assert item(m, "identity", "Final state root")["status"] == "not checked"
+    ly = next(x for x in m["scope"]["layers"] if x["name"] == "weights")
+    assert ly["state"] == "not checked" and "needs the released weight files" not in ly["needs"]
+    assert not any("weight files" in lim for lim in m["limitations"])
+    assert item(m, "lineage", "Base model")["status"] == "not checked"
+    html = render(r, "html")
+    table = html.split("<h3>Weight files</h3>", 1)[1].split("</div>", 2)[1]
+    assert "Not checked: an input it needs failed an earlier check." in table
+    assert "no verified trusted key" in html
+
+
+def test_no_raw_python_dicts_in_the_rendered_report():
+    r = with_policy(replayed(passing()))
+    for fmt in ("md", "html"):
+        out = render(r, fmt)
+        assert not re.search(r"\{'|': |\['", out.replace("&#39;", "'")), fmt
+
+
+def test_verdict_says_whether_any_step_was_re_executed():
+    assert build_report(passing())["verdict"]["replay"] == (
+        "No step was re-executed (no --replay): step facts are the consistency of the producer's "
+        "signed records."
+    )
+    v = build_report(replayed(passing()))["verdict"]
+    assert v["replay"] == (
+        "Replay re-executed 6 step(s) of 30; a single forged step is caught with probability ≥ 0.2."
+    )
+    html = render(replayed(passing()), "html")
+    assert 'id="replay-note">Replay re-executed 6 step(s) of 30;' in html

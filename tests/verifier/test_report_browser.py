@@ -10,9 +10,11 @@ proves the capture itself works, so the "no console line" assertions can fail.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -213,3 +215,103 @@ def test_demo_run_report_in_chromium(tmp_path):
     assert v.attr == "FAIL"
     for f in bad.failures:
         assert f.code in v.failures
+
+
+# -- layout at 700 px and in print (issue 14) ---------------------------------------------
+
+# Injected into a test copy only (the report itself has no scripts and a CSP forbidding
+# them): for every table cell and value whose text is one word (a file name, a code, a
+# number), count the line boxes its text occupies at this width; more than one means the
+# word was broken ("model.safeten sors"). Hashes (td.mono, long hex) may wrap by design.
+_MEASURE = """<script>
+const out = [];
+for (const el of document.querySelectorAll('td, dd.v, h2, th, .badge, .nw')) {
+  const t = el.textContent.trim();
+  const whole = el.classList.contains('nw');  // a flag with its argument, kept on one line
+  if (!t || (!whole && /\\s/.test(t)) || el.classList.contains('mono')
+      || /^[0-9a-f]{40,}$/.test(t)) continue;
+  // Each text node on its own: one word split over two lines has rects at two heights.
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (!n.textContent.trim()) continue;
+    const r = document.createRange(); r.selectNodeContents(n);
+    const lines = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
+    if (lines.size > 1) { out.push(t); break; }
+  }
+}
+const overflow = document.documentElement.scrollWidth > window.innerWidth + 1;
+document.body.insertAdjacentHTML('beforeend',
+  '<pre id="layout">' + JSON.stringify({broken: out, overflow: overflow}) + '</pre>');
+</script>"""
+
+
+def _layout(tmp_path: Path, html: str, width: int) -> dict:
+    import json
+
+    html = html.replace('<meta http-equiv="Content-Security-Policy"', '<meta name="x-csp-off"')
+    page = tmp_path / f"layout-{width}.html"
+    page.write_text(html.replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
+    out = chromium(tmp_path, page, "--dump-dom", f"--window-size={width},1400")
+    found = re.findall(r'<pre id="layout">(\{.*?\})</pre>', out.stdout)  # not the script's text
+    assert found, "the layout probe did not run"
+    return json.loads(unescape(found[-1]))
+
+
+def _rich() -> object:
+    r = fx.with_policy(fx.replayed(fx.passing()))
+    r.scope["requirements"] = {"checked": True, "source": "consumer.toml", "stated": {}}
+    r.findings = [f for f in r.findings if f.layer != "requirements"]
+    r.fail("GT-REQ-POLICY-DIGEST", "requirement policy_digest (consumer.toml): expected the "
+           "pinned policy digest " + "ab" * 32 + ", found " + "cd" * 32)  # fmt: skip
+    r.add("GT-REQ-MEMORIZATION", "pass", "memorization thresholds and action no laxer")
+    r.verified["weights"] = [
+        {"name": "model.safetensors", "sha256": "cd" * 32, "bytes": 1_234_567},
+        {"name": "adapter_model.safetensors", "sha256": "ef" * 32, "bytes": 7_654},
+    ]
+    return r
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [700, 1280])
+def test_no_word_is_broken_and_nothing_overflows(tmp_path, width):
+    got = _layout(tmp_path, render(_rich(), "html"), width)
+    assert got == {"broken": [], "overflow": False}
+
+
+@needs_chromium
+def test_layout_probe_detects_a_broken_word(tmp_path):
+    # The probe must be able to fail: the v0.1 rule (break anywhere) splits file names.
+    html = render(_rich(), "html").replace(
+        "td, li, .basis { overflow-wrap: break-word; }",
+        "td, li, .basis { overflow-wrap: anywhere; } td { width: 1px; }",
+    )
+    assert _layout(tmp_path, html, 700)["broken"]
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [700, 1280])
+def test_screenshots_at_two_widths(tmp_path, width):
+    page = tmp_path / f"shot-{width}.html"
+    page.write_text(render(_rich(), "html"), encoding="utf-8")
+    png = tmp_path / f"shot-{width}.png"
+    out = chromium(
+        tmp_path, page, f"--screenshot={png}", f"--window-size={width},1400", "--hide-scrollbars"
+    )
+    assert console_lines(out.stderr) == []
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(data[16:20], "big") == width  # IHDR width: the page was laid out there
+    assert png.stat().st_size > 20_000  # a blank page is a few kB
+
+
+@needs_chromium
+def test_prints_to_pdf(tmp_path):
+    page = tmp_path / "print.html"
+    page.write_text(render(_rich(), "html"), encoding="utf-8")
+    pdf = tmp_path / "report.pdf"
+    out = chromium(tmp_path, page, f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
+    assert console_lines(out.stderr) == []
+    data = pdf.read_bytes()
+    assert data[:5] == b"%PDF-"
+    pages = re.findall(rb"/Type\s*/Page\b(?!s)", data)
+    assert len(pages) >= 2  # the whole report on several pages, not one clipped screen
