@@ -20,7 +20,14 @@ from attest.errors import UsageError
 from attest.keys import load_public_key
 from attest.limits import DEFAULT_LIMITS, Limits
 
-from . import checks_admissions, checks_bundle, checks_chain, checks_data, checks_weights
+from . import (
+    checks_admissions,
+    checks_bundle,
+    checks_chain,
+    checks_data,
+    checks_release,
+    checks_weights,
+)
 from .codes import CHECKS
 from .context import Context, skip_all
 from .replay_select import parse_nonce
@@ -145,6 +152,8 @@ def verify(
                 ),
             )
         )
+    layers.append(("release", lambda: checks_release.check_release(ctx)))  # after all: it
+    # compares the card and ML-BOM with what every other layer verified
     for name, run in layers:
         before = len(result.findings)
         try:
@@ -165,9 +174,7 @@ def verify(
     return result
 
 
-def _replay_request(
-    replay: int, top: int, nonce: str | bytes | None, data: Path | None
-) -> bytes:
+def _replay_request(replay: int, top: int, nonce: str | bytes | None, data: Path | None) -> bytes:
     """Check the replay flags before any work (exit 2); the nonce as bytes. Raises UsageError."""
     for flag, v in (("--replay", replay), ("--replay-top", top)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:

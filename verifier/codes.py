@@ -13,9 +13,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Check:
     code: str
-    layer: (
-        str  # bundle | policy | admissions | chain | memorization | weights | base | data | replay
-    )
+    # bundle | policy | admissions | chain | memorization | weights | base | data | replay
+    # | release
+    layer: str
     title: str
 
 
@@ -131,6 +131,28 @@ CHECKS: tuple[Check, ...] = (
         "GT-REPLAY-STEP",
         "replay",
         "re-executed steps reproduce the recorded tensors and state root",
+    ),
+    # V10 release (spec/release.md): a release folder as a whole; PRIVATE runs on runs too
+    Check(
+        "GT-RELEASE-PRIVATE",
+        "release",
+        "no private folder, run secret, openings or canary texts where they could be published",
+    ),
+    Check("GT-RELEASE-OMS", "release", "model.sig is an OMS v1.0 signature by a trusted key"),
+    Check("GT-RELEASE-UNCOVERED", "release", "every file of the release is listed in model.sig"),
+    Check("GT-RELEASE-DIGEST", "release", "every file model.sig lists is present with its digest"),
+    Check("GT-RELEASE-LAYOUT", "release", "every file of the release is one the layout names"),
+    Check(
+        "GT-RELEASE-BINDING",
+        "release",
+        "model.sig and the govtune statements bind the same weights and provenance bytes",
+    ),
+    Check("GT-RELEASE-CARD", "release", "the model card states the verified facts"),
+    Check("GT-RELEASE-BOM", "release", "the ML-BOM states the verified facts"),
+    Check(
+        "GT-RELEASE-VSA",
+        "release",
+        "a verification summary is signed by trusted keys and names the verified subjects",
     ),
 )
 
