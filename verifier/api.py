@@ -152,8 +152,8 @@ def verify(
                 ),
             )
         )
-    layers.append(("release", lambda: checks_release.check_release(ctx)))  # after all: it
-    # compares the card and ML-BOM with what every other layer verified
+    # V10 last: it compares the card and the ML-BOM with what every other layer verified
+    layers.append(("release", lambda: checks_release.check_release(ctx)))
     for name, run in layers:
         before = len(result.findings)
         try:
@@ -174,7 +174,9 @@ def verify(
     return result
 
 
-def _replay_request(replay: int, top: int, nonce: str | bytes | None, data: Path | None) -> bytes:
+def _replay_request(
+    replay: int, top: int, nonce: str | bytes | None, data: Path | None
+) -> bytes:
     """Check the replay flags before any work (exit 2); the nonce as bytes. Raises UsageError."""
     for flag, v in (("--replay", replay), ("--replay-top", top)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:

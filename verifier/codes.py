@@ -13,9 +13,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Check:
     code: str
-    # bundle | policy | admissions | chain | memorization | weights | base | data | replay
-    # | release
-    layer: str
+    layer: (
+        str  # bundle | policy | admissions | chain | memorization | weights | base | data | replay
+    )
     title: str
 
 

@@ -4,7 +4,8 @@ A co-signer (a reviewer, a compliance officer) adds their signature to every env
 the provenance bundle: the same payload bytes, one more DSSE signature, so
 `govtune verify --key A --key B --threshold 2` is met. In a release, the bundle's bytes
 change, so model.sig (whose manifest lists the bundle's digest) is signed anew over the
-folder by the keys given here, the first being the OMS signer: an OMS signature is over
+folder by the keys given here, the first being the OMS signer (and the ML-BOM's
+reference to the bundle gets the new digest): an OMS signature is over
 one manifest, and a signature over the old manifest cannot survive the new bundle. The
 co-signer thereby also becomes the release's publisher for model-signing's CLI.
 """
@@ -16,13 +17,16 @@ from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner
 
+from attest.atomic import write_atomic
 from attest.bundle import read_bundle, write_bundle
-from attest.errors import UsageError
+from attest.canonical import parse_json
+from attest.digest import sha256_file
+from attest.errors import FormatError, UsageError
 from attest.predicates import BUNDLE_FILE
 from attest.release_layout import RELEASE_LAYOUT
 from attest.statement import Statement
 
-from . import oms
+from . import mlbom, oms
 
 
 def cosign_bundle(folder: Path, signers: Sequence[CryptoSigner]) -> int:
@@ -59,6 +63,14 @@ def cosign(folder: Path, signers: Sequence[CryptoSigner]) -> str:
     if not root.is_dir():
         raise UsageError(f"{root}: expected a run or release folder")
     n = cosign_bundle(root, signers)
+    bom = root / RELEASE_LAYOUT.bom
+    if bom.is_file():  # its attestation reference names the bundle's digest
+        doc = parse_json(bom.read_bytes(), where=RELEASE_LAYOUT.bom)
+        if not isinstance(doc, dict):
+            raise FormatError(f"{RELEASE_LAYOUT.bom}: expected a JSON object")
+        bundle = root / RELEASE_LAYOUT.provenance_dir / BUNDLE_FILE
+        mlbom.rebind_bundle(doc, sha256_file(bundle))
+        write_atomic(bom, mlbom.encode(doc))
     if (root / RELEASE_LAYOUT.signature).exists():
         oms.sign_folder(root, signers)
         return f"co-signed {n} envelope(s) and re-signed {RELEASE_LAYOUT.signature} in {root}"

@@ -146,6 +146,19 @@ def build(
     return doc
 
 
+def encode(doc: Mapping[str, Any]) -> bytes:
+    """The BOM file's bytes (sorted keys, 2-space indent)."""
+    return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def rebind_bundle(doc: dict[str, Any], sha256: str) -> None:
+    """Point the attestation reference at a changed bundle (after co-signing), in place."""
+    comp = (doc.get("metadata") or {}).get("component") or {}
+    for r in comp.get("externalReferences", []) or []:
+        if isinstance(r, dict) and r.get("type") == "attestation":
+            r["hashes"] = [{"alg": "SHA-256", "content": sha256}]
+
+
 def _props(obj: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in obj.get("properties", []) or []:

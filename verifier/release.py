@@ -135,9 +135,7 @@ def build_release(req: ReleaseRequest) -> Result:
             cosign_bundle(tmp, signers[1:])
         bundle = f"{L.provenance_dir}/{BUNDLE_FILE}"
         bom = mlbom.build(facts, title, (bundle, sha256_file(tmp / bundle)), policy.digest())
-        import json
-
-        write_atomic(tmp / L.bom, json.dumps(bom, indent=2, sort_keys=True).encode() + b"\n")
+        write_atomic(tmp / L.bom, mlbom.encode(bom))
         oms.sign_folder(tmp, signers, model_name=out.name)
         os.chmod(tmp, 0o755)
         os.rename(tmp, out)
