@@ -14,7 +14,7 @@ from conftest import Tiny
 
 from attest.errors import UsageError, VerificationError
 from attest.keys import load_signer, write_keypair
-from attest.release_layout import METADATA_RUN_ID, RELEASE_LAYOUT
+from attest.release_layout import METADATA_RUN_ID
 from verifier import verify
 from verifier.oms import sign_folder
 from verifier.release import ReleaseRequest, build_release
