@@ -38,7 +38,7 @@ from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 from attest.atomic import write_atomic
 from attest.canonical import parse_json
 from attest.digest import sha256_file
-from attest.envelope import PAYLOAD_TYPE, parse_envelope, sign_statement, verify_envelope
+from attest.envelope import parse_envelope, sign_statement, verify_envelope
 from attest.errors import FormatError, UsageError, VerificationError
 from attest.keys import public_pem
 from attest.limits import DEFAULT_LIMITS, Limits
@@ -229,8 +229,6 @@ def verify_signature(sig: OmsSignature, keys: Sequence[Key], threshold: int = 1)
         signed = verify_envelope(sig.envelope, keys, threshold, where=SIGNATURE_FILE)
     except VerificationError as e:
         raise VerificationError(code, e.message) from e
-    if sig.envelope.payload_type != PAYLOAD_TYPE:  # verify_envelope checked; keep it explicit
-        raise VerificationError(code, f"{SIGNATURE_FILE}: payloadType {PAYLOAD_TYPE} expected")
     by_hint = {_key_hint(k): k for k in keys if isinstance(k, SSlibKey)}
     first = sig.raw["dsseEnvelope"]["signatures"][0]["keyid"]
     oms_key = by_hint.get(sig.hint)

@@ -14,11 +14,12 @@ release never rewrites a weight file (which would void the run's signatures).
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import stat
+import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,19 +154,16 @@ def build_release(req: ReleaseRequest) -> Result:
     return check
 
 
-def release_command(args: object) -> int:
+def release_command(args: argparse.Namespace) -> int:
     """`govtune release` (exit codes: verifier/cli.py)."""
-    import sys
-
-    keys: Sequence[str] = getattr(args, "key")  # noqa: B009 - argparse namespace
     req = ReleaseRequest(
-        run=Path(getattr(args, "run")),  # noqa: B009
-        out=Path(getattr(args, "out")),  # noqa: B009
-        keys=tuple(Path(k) for k in keys),
-        with_checkpoints=bool(getattr(args, "with_checkpoints", False)),
-        license_id=getattr(args, "license", None) or "other",
-        dataset_id=getattr(args, "dataset_id", None) or "",
-        name=getattr(args, "name", None) or "",
+        run=Path(args.run),
+        out=Path(args.out),
+        keys=tuple(Path(k) for k in args.key),
+        with_checkpoints=bool(args.with_checkpoints),
+        license_id=args.license or "other",
+        dataset_id=args.dataset_id or "",
+        name=args.name or "",
     )
     result = build_release(req)
     n = (result.verified.get("release") or {}).get("files", 0)

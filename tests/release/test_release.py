@@ -106,6 +106,12 @@ def test_added_unsigned_file(release: Path, tiny: Tiny, name: str) -> None:
     assert model_signing_verify(release, tiny.pub).returncode != 0
 
 
+def test_release_with_symlink(release: Path, tiny: Tiny) -> None:
+    (release / "weights-link.safetensors").symlink_to(release / "model.safetensors")
+    assert "GT-RELEASE-UNCOVERED" in fails(release, tiny.pub)
+    assert model_signing_verify(release, tiny.pub).returncode != 0
+
+
 def test_release_without_model_sig(release: Path, tiny: Tiny) -> None:
     (release / "model.sig").unlink()
     assert fails(release, tiny.pub) == {"GT-RELEASE-OMS"}
