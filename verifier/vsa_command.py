@@ -7,6 +7,7 @@ are checked before any verification work (exit 2).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -53,4 +54,6 @@ def check(args: argparse.Namespace) -> int:
         raise UsageError(f"{folder}: expected the folder the summary is about")
     result = check_vsa(Path(args.vsa_only), keys, args.threshold, folder)
     print_human(result, sys.stderr, quiet=getattr(args, "quiet", False))
+    if getattr(args, "format", "text") == "json":
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
     return EXIT_PASS if result else EXIT_FAIL
