@@ -160,7 +160,7 @@ def test_pass_model_verdict_and_scope():
     assert m["failures"] == []
     ran = {ly["name"] for ly in m["scope"]["layers"] if ly["ran"]}
     assert ran == set(BASE_LAYERS)
-    assert set(m["scope"]["notRun"]) == {"base", "data", "replay"}
+    assert set(m["scope"]["notRun"]) == {"base", "data", "replay", "release"}
     assert any("--data" in lim and "not checked" in lim.lower() for lim in m["limitations"])
 
 
