@@ -76,6 +76,16 @@ def check_release(ctx: Context) -> None:
 
 def _check_private(ctx: Context, release: bool) -> None:
     t = Tally(ctx.result, ("GT-RELEASE-PRIVATE",))
+    # A run folder that is a git or hub repository (a hub repo always has .gitattributes)
+    # is being published: its own private/ then leaks too.
+    published = [m for m in (".git", ".gitattributes") if (ctx.root / m).exists()]
+    if not release and published and (ctx.root / L.private_dir).exists():
+        t.fail(
+            "GT-RELEASE-PRIVATE",
+            f"{L.private_dir}/: expected no private folder in a run folder that is a "
+            f"repository ({', '.join(published)}), found one: publish `govtune release` "
+            "instead",
+        )
     for dirpath, dirnames, filenames in os.walk(ctx.root):
         rel = os.path.relpath(dirpath, ctx.root).replace(os.sep, "/")
         rel = "" if rel == "." else rel + "/"

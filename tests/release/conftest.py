@@ -67,12 +67,11 @@ class Tiny:
     pub: Path
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+def train_tiny(folder: Path) -> Tiny:
+    """Write the inputs and a producer key into ``folder`` and train ``folder/run``."""
     pytest.importorskip("torch")
     from trainer.config import ModelConfig, TrainConfig
 
-    folder = tmp_path_factory.mktemp("release-run")
     write_inputs(folder, rows(), POLICY, dataset="data.jsonl")
     key, pub = producer_key(folder)
     config = TrainConfig(
@@ -82,6 +81,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     )  # fmt: skip
     train_in_process(config, folder / "run", key)
     return Tiny(folder, folder / "run", key, pub)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    return train_tiny(tmp_path_factory.mktemp("release-run"))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Tiny
+from conftest import Tiny, train_tiny
 
 from attest.errors import UsageError, VerificationError
 from attest.keys import load_signer, write_keypair
@@ -73,6 +73,22 @@ def test_weights_metadata_points_to_provenance(built: Path, tiny: Tiny) -> None:
         meta = f.metadata()
     assert meta[METADATA_RUN_ID] == verify(built, [tiny.pub]).verified["runId"]
     assert meta["govtune.provenance"] == "provenance/bundle.intoto.jsonl"
+
+
+def test_weights_metadata_names_other_run(
+    tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer's trainer writes a pointer to another run into the weights (signed
+    honestly otherwise): the release layer refuses the lie, so no release is left."""
+    import trainer.loop
+    from attest.release_layout import weights_metadata
+
+    monkeypatch.setattr(trainer.loop, "weights_metadata", lambda _: weights_metadata("0" * 32))
+    forged = train_tiny(tmp_path / "forged")
+    assert not fails(forged.run, forged.pub)  # a run folder: the pointer is not checked
+    with pytest.raises(VerificationError, match="GT-RELEASE-BINDING"):
+        build_release(ReleaseRequest(forged.run, tmp_path / "out", (forged.key,)))
+    assert not (tmp_path / "out").exists()
 
 
 FILES = [
@@ -144,6 +160,15 @@ def test_run_with_openings_outside_private(tiny: Tiny, tmp_path: Path) -> None:
     assert not fails(run, tiny.pub)  # a run's own private/ is its private part
     shutil.copyfile(run / "private" / "openings.jsonl", run / "openings.jsonl")
     assert fails(run, tiny.pub) == {"GT-RELEASE-PRIVATE"}
+
+
+def test_run_folder_pushed_to_a_hub_with_private(tiny: Tiny, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny.run, run)
+    (run / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    assert fails(run, tiny.pub) == {"GT-RELEASE-PRIVATE"}
+    shutil.rmtree(run / "private")
+    assert not fails(run, tiny.pub)
 
 
 def test_release_extra_weights_file(release: Path, tiny: Tiny) -> None:
