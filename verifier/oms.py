@@ -239,6 +239,12 @@ def verify_signature(sig: OmsSignature, keys: Sequence[Key], threshold: int = 1)
             f"verification material names (hint {sig.hint[:16]}), found "
             f"{'no such trusted key' if oms_key is None else 'another signer first'}",
         )
+    if oms_key.scheme not in OMS_SCHEMES:  # model-signing could not check it
+        raise VerificationError(
+            code,
+            f"{SIGNATURE_FILE}: expected the OMS signer's key to be ECDSA P-256/P-384/P-521, "
+            f"found {oms_key.scheme}",
+        )
     st = signed.statement
     if st.predicate_type != PREDICATE_TYPE:
         raise VerificationError(

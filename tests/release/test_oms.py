@@ -101,6 +101,24 @@ def test_ed25519_cannot_sign_model_sig(folder: Path, tmp_path: Path) -> None:
         oms.sign_folder(folder, [load_signer(tmp_path / "ed.key")])
 
 
+def test_model_sig_by_ed25519_key_refused(folder: Path, tmp_path: Path) -> None:
+    """Built around the signer's check: model-signing cannot verify such a model.sig."""
+    key, _ = _key(folder)
+    write_keypair(tmp_path / "ed", "ed25519")
+    ed = load_signer(tmp_path / "ed.key")
+    oms.sign_folder(folder, [load_signer(key)])
+    bundle = json.loads((folder / "model.sig").read_text())
+    st = Statement.from_payload(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    bundle["dsseEnvelope"] = sign_statement(st, [ed])
+    bundle["verificationMaterial"]["publicKey"]["hint"] = oms._key_hint(ed.public_key)
+    (folder / "model.sig").write_text(json.dumps(bundle))
+    with pytest.raises(VerificationError, match="ECDSA") as e:
+        oms.verify_signature(
+            oms.OmsSignature.read(folder / "model.sig"), [load_public_key(tmp_path / "ed.pub")]
+        )
+    assert e.value.code == "GT-RELEASE-OMS"
+
+
 def test_payload_is_canonical_json(folder: Path) -> None:
     key, _ = _key(folder)
     oms.sign_folder(folder, [load_signer(key)])
