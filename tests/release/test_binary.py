@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Tiny
+from release_fixtures import Tiny
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

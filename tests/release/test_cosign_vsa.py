@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Tiny
+from release_fixtures import Tiny
 
 from attest.bundle import read_bundle, write_bundle
 from attest.errors import UsageError

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Tiny, train_tiny
+from release_fixtures import Tiny, train_tiny
 
 from attest.errors import UsageError, VerificationError
 from attest.keys import load_signer, write_keypair
