@@ -28,9 +28,15 @@ def checkpoint_name(step: int) -> str:
     return f"checkpoints/step-{step:06d}.safetensors"
 
 
-def save_weights(path: Path, tensors: dict[str, torch.Tensor]) -> str:
-    """Write tensors as safetensors atomically (temp file + rename). Returns the file's sha256."""
-    data = st_save({n: t.detach().contiguous() for n, t in tensors.items()})
+def save_weights(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> str:
+    """Write tensors as safetensors atomically (temp file + rename). Returns the file's sha256.
+
+    ``metadata`` goes into the header's ``__metadata__`` (strings only, safetensors README):
+    written here, before the file is hashed, so the signed digests cover it.
+    """
+    data = st_save({n: t.detach().contiguous() for n, t in tensors.items()}, metadata=metadata)
     write_atomic(Path(path), data)
     return sha256_hex(data)
 

@@ -32,6 +32,7 @@ from attest.log import GENESIS, LogWriter, record_hash, summarize_log
 from attest.policy import load_policy
 from attest.predicates import ADMISSIONS_FILE, POLICY_FILE, STEPS_FILE, Checkpoint
 from attest.records import Event, StartRecord, StepRecord
+from attest.release_layout import weights_metadata
 from attest.tensors import hash_safetensors, state_root
 
 from . import leaves as lv
@@ -383,7 +384,7 @@ def run(
     step_summary = steps_log.summary()
 
     # --- release: weights, private openings, signed statements ------------------------------
-    weights_sha = save_weights(out / WEIGHTS_FILE, model.state_dict())
+    weights_sha = save_weights(out / WEIGHTS_FILE, model.state_dict(), weights_metadata(run_id))
     final_root = state_root(current).hex()
     written = hash_safetensors(out / WEIGHTS_FILE)
     if state_root(written.leaves).hex() != final_root or written.sha256 != weights_sha:

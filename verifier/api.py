@@ -26,6 +26,7 @@ from . import (
     checks_chain,
     checks_data,
     checks_memorization,
+    checks_release,
     checks_weights,
 )
 from .codes import CHECKS
@@ -93,7 +94,7 @@ def verify(
     ``data`` and ``openings``). ``replay_nonce`` (hex text or bytes) is the auditor's
     own contribution to the draw. ``policy_digest`` (hex) pins the producer's policy and
     ``requirements`` (a `Requirements` or the path of its TOML) states the consumer's
-    minimum bar (V10, spec/requirements.md); without either, a PASS means conformance to
+    minimum bar (V11, spec/requirements.md); without either, a PASS means conformance to
     the producer's own policy only. Raises UsageError when the request cannot be carried
     out (no such folder, missing key file, --data without --openings, --replay without
     them, a nonce that is not hex, a negative count) and FormatError for a malformed key
@@ -185,7 +186,9 @@ def verify(
                 ),
             )
         )
-    # V10 after every other layer: it judges only what they verified (the policy object
+    # V10 after the evidence layers: the card and the ML-BOM against what they verified
+    layers.append(("release", lambda: checks_release.check_release(ctx)))
+    # V11 last of all: it judges only what the others verified (the policy object
     # exists only when V2 passed; the tensor names come from the verified start record).
     layers.append(("requirements", lambda: check_requirements(
         result, consumer, ctx.vpolicy.policy if ctx.vpolicy else None,

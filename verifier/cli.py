@@ -50,6 +50,13 @@ def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
             ) from e
         import importlib
 
+        if isinstance(getattr(args, "key", None), list):
+            if len(args.key) != 1:  # argparse would keep only the last: never sign silently
+                raise UsageError(
+                    f"--key: `govtune {name}` signs with one key, found {len(args.key)}; add "
+                    "co-signatures afterwards with `govtune sign RUN --key KEY2`"
+                )
+            args.key = args.key[0]
         commands = importlib.import_module("trainer.commands")
         return int(getattr(commands, name)(args))
 
@@ -59,7 +66,39 @@ def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from verifier import commands
 
+    if getattr(args, "vsa_only", None) or getattr(args, "vsa", None) or args.path is None:
+        from verifier import vsa_command
+
+        if args.vsa_only:
+            return vsa_command.check(args)
+        vsa_command.require(args)
     return int(commands.verify(args))
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    from verifier import release
+
+    return release.release_command(args)
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from attest.keys import load_signer
+    from verifier import cosign
+
+    print(f"OK: {cosign.cosign(Path(args.path), [load_signer(Path(k)) for k in args.key])}",
+          file=sys.stderr)  # fmt: skip
+    return EXIT_OK
+
+
+def add_vsa_arguments(p: argparse.ArgumentParser) -> None:
+    """`verify` only: write or check a SLSA verification summary (spec/release.md §6)."""
+    p.add_argument("--vsa", metavar="OUT", help="write a signed SLSA verification summary")
+    p.add_argument("--sign-key", metavar="KEY", help="the verifier's private key (with --vsa)")
+    p.add_argument(
+        "--vsa-only",
+        metavar="VSA",
+        help="check a verification summary signed by --key (and, with PATH, its subjects)",
+    )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -68,8 +107,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return int(commands.report(args))
 
 
-def add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a run folder or a release folder")
+def add_verify_arguments(p: argparse.ArgumentParser, *, path_optional: bool = False) -> None:
+    p.add_argument("path", nargs="?" if path_optional else None, help="a run or release folder")
     p.add_argument(
         "--key",
         action="append",
@@ -169,7 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", help="training config (TOML); see README.md")
     p.add_argument("--out", required=True, help="output run folder")
-    p.add_argument("--key", required=True, help="producer private key (from `govtune keygen`)")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        help="producer private key (from `govtune keygen`); once (co-sign with `govtune sign`)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -198,8 +242,41 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_verify_arguments(p)
+    add_verify_arguments(p, path_optional=True)
+    add_vsa_arguments(p)
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "release",
+        help="build a release folder: weights, model card, ML-BOM, provenance, model.sig",
+        description="Verify RUN, then build a folder a model hub takes as it is (spec/release.md).",
+    )
+    p.add_argument("run", help="the run folder")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="KEY",
+        help="the producer's private key (ECDSA: signs model.sig); repeat to co-sign",
+    )
+    p.add_argument("--out", required=True, help="the release folder to create")
+    p.add_argument("--with-checkpoints", action="store_true", help="ship checkpoints/ too (signed)")
+    p.add_argument("--license", metavar="ID", help="the model's license id (default: other)")
+    p.add_argument("--dataset-id", metavar="ID", help="the dataset's public id (hub id)")
+    p.add_argument("--name", help="the model's name in the card and the BOM")
+    p.set_defaults(func=_cmd_release)
+
+    p = sub.add_parser(
+        "sign",
+        help="co-sign every envelope of a run or release",
+        description="Add a signature to every provenance envelope (a release's model.sig "
+        "is signed anew over the changed bundle).",
+    )
+    p.add_argument("path", help="a run or release folder")
+    p.add_argument(
+        "--key", action="append", required=True, metavar="KEY", help="co-signer's private key"
+    )
+    p.set_defaults(func=_cmd_sign)
 
     p = sub.add_parser(
         "report",
@@ -244,7 +321,8 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_verify_arguments(parser)
+    add_verify_arguments(parser, path_optional=True)
+    add_vsa_arguments(parser)
     parser.set_defaults(func=_cmd_verify)
     return run(argv, parser)
 

@@ -176,7 +176,28 @@ CHECKS: tuple[Check, ...] = (
         "replay",
         "re-executed steps reproduce the recorded tensors and state root",
     ),
-    # V10 consumer requirements (--policy-digest HEX, --require FILE; verifier/requirements.py)
+    # V10 release (spec/release.md): a release folder as a whole; PRIVATE runs on runs too
+    Check(
+        "GT-RELEASE-PRIVATE",
+        "release",
+        "no private folder, run secret, openings or canary texts where they could be published",
+    ),
+    Check("GT-RELEASE-OMS", "release", "model.sig is an OMS v1.0 signature by a trusted key"),
+    Check("GT-RELEASE-UNCOVERED", "release", "every file of the release is listed in model.sig"),
+    Check("GT-RELEASE-DIGEST", "release", "every file model.sig lists is present with its digest"),
+    Check("GT-RELEASE-LAYOUT", "release", "every file of the release is one the layout names"),
+    Check(
+        "GT-RELEASE-BINDING",
+        "release",
+        "model.sig and the govtune statements bind the same weights and provenance bytes",
+    ),
+    Check("GT-RELEASE-CARD", "release", "the model card states the verified facts"),
+    Check("GT-RELEASE-BOM", "release", "the ML-BOM states the verified facts"),
+    Check(
+        "GT-RELEASE-VSA",
+        "release",
+        "a verification summary is signed by trusted keys and names the verified subjects",
+    # V11 consumer requirements (--policy-digest HEX, --require FILE; verifier/requirements.py)
     Check(
         "GT-REQ-POLICY-DIGEST",
         "requirements",

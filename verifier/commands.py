@@ -91,6 +91,10 @@ def print_human(result: Result, stream: TextIO, quiet: bool = False) -> None:
 
 def verify(args: argparse.Namespace) -> int:
     result = _run(args)
+    if getattr(args, "vsa", None):  # spec/release.md §6
+        from .vsa_command import write
+
+        write(result, args)
     print_human(result, sys.stderr, quiet=getattr(args, "quiet", False))
     if args.format == "json":
         text = json.dumps(result.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n"

@@ -1,6 +1,6 @@
 """A verified policy in plain terms: which licenses reach which profiles, what is refused.
 
-Used by the consumer requirements (V10, verifier/requirements.py) to decide whether a
+Used by the consumer requirements (V11, verifier/requirements.py) to decide whether a
 license is refused or limited, and by the report, which shows the policy the way a
 compliance officer reads it (issue 14): license classes admitted, limited or refused;
 the PII action; the profiles and the layers they cover; memorization thresholds and

@@ -1,8 +1,8 @@
 """The report's policy sections: the verified policy in plain terms, and the consumer's bar.
 
 Both read only verified facts: ``verified["policyTerms"]`` exists only when the policy
-passed GT-POLICY-DIGEST (verifier/policy_terms.py builds it, V10 publishes it), and the
-consumer requirements are the V10 findings (verifier/requirements.py).
+passed GT-POLICY-DIGEST (verifier/policy_terms.py builds it, V11 publishes it), and the
+consumer requirements are the V11 findings (verifier/requirements.py).
 """
 
 from __future__ import annotations

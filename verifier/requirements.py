@@ -1,4 +1,4 @@
-"""Layer V10, the consumer's requirements (spec/requirements.md): the bar a run must clear.
+"""Layer V11, the consumer's requirements (spec/requirements.md): the bar a run must clear.
 
 Without them the verifier checks a run against the producer's own policy, whatever
 that policy says: a lax policy with a reassuring name passes. `Requirements`
@@ -55,7 +55,7 @@ REQUIREMENT_CODES = (
 NONE_GIVEN = "no consumer requirement given (--policy-digest, --require)"
 
 
-# -- V10: evaluation ----------------------------------------------------------------------
+# -- V11: evaluation ----------------------------------------------------------------------
 
 
 def _passed(result: Result, codes: Iterable[str]) -> list[str]:
@@ -211,7 +211,7 @@ def check_requirements(
     policy: Policy | None,
     tensors: Iterable[str] = (),
 ) -> None:
-    """Layer V10: the consumer's requirements against verified facts only; never raises.
+    """Layer V11: the consumer's requirements against verified facts only; never raises.
 
     ``policy`` is the policy object that passed GT-POLICY-DIGEST (None otherwise);
     ``tensors`` the model's tensor names from the verified start record, used (for the

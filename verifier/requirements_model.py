@@ -3,7 +3,7 @@
 `Requirements` is a frozen dataclass that validates itself; `from_dict` copies its
 input and rejects an unknown key with a one-line message naming it; `to_dict` round
 trips. Every problem is a UsageError (exit 2): the requirements are the consumer's
-own input, not evidence. Evaluation (layer V10) is verifier/requirements.py.
+own input, not evidence. Evaluation (layer V11) is verifier/requirements.py.
 """
 
 from __future__ import annotations

@@ -681,7 +681,7 @@ def test_every_check_code_has_a_table_row_in_its_layer() -> None:
     layer_heading = {
         "bundle": "### V1", "policy": "### V2", "admissions": "### V3", "chain": "### V4",
         "memorization": "### V5", "weights": "### V6", "base": "### V7", "data": "### V8",
-        "replay": "### V9", "requirements": "### V10",
+        "replay": "### V9", "release": "### V10", "requirements": "### V11",
     }  # fmt: skip
     sections = re.split(r"(?=^### )", text, flags=re.M)
     for check in CHECKS:

@@ -109,7 +109,13 @@ def test_demo_run_passes_with_base_and_data(demo: Path) -> None:
         openings=demo / "run" / "private",
     )
     assert result.verdict == "PASS", [f"{f.code}: {f.message}" for f in result.failures]
-    assert {f.layer for f in result.findings if f.status == "skip"} <= {"replay", "requirements"}
+    skipped = {f.code for f in result.findings if f.status == "skip"}
+    assert {f.layer for f in result.findings if f.code in skipped} <= {
+        "replay",
+        "release",
+        "requirements",
+    }
+    assert "GT-RELEASE-PRIVATE" not in skipped  # a run folder: the rest of V10 is skipped
 
 
 def test_tampered_weight_file(demo: Path, tmp_path: Path) -> None:

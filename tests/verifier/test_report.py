@@ -163,7 +163,7 @@ def test_pass_model_verdict_and_scope():
     assert m["failures"] == []
     ran = {ly["name"] for ly in m["scope"]["layers"] if ly["ran"]}
     assert ran == set(BASE_LAYERS)
-    assert set(m["scope"]["notRun"]) == {"base", "data", "replay", "requirements"}
+    assert set(m["scope"]["notRun"]) == {"base", "data", "replay", "release", "requirements"}
     assert any("--data" in lim and "not requested" in lim.lower() for lim in m["limitations"])
     states = {ly["name"]: ly["state"] for ly in m["scope"]["layers"]}
     assert states["replay"] == states["base"] == states["requirements"] == "not requested"

@@ -1,4 +1,4 @@
-"""V10, the consumer's requirements (spec/requirements.md): each kind met and unmet, the
+"""V11, the consumer's requirements (spec/requirements.md): each kind met and unmet, the
 document's parsing rules, and fail closed on unverified facts.
 
 The layer judges only verified facts, which reach it as a `Policy` object and the
