@@ -197,6 +197,7 @@ CHECKS: tuple[Check, ...] = (
         "GT-RELEASE-VSA",
         "release",
         "a verification summary is signed by trusted keys and names the verified subjects",
+    ),
     # V11 consumer requirements (--policy-digest HEX, --require FILE; verifier/requirements.py)
     Check(
         "GT-REQ-POLICY-DIGEST",
