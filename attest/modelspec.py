@@ -134,7 +134,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not _KIND.fullmatch(self.kind):
             raise FormatError(
-                f"model.kind: expected a registry key (e.g. {', '.join(KINDS)}), got {self.kind!r:.60}"
+                f"model.kind: expected a registry key (e.g. {', '.join(KINDS)}), "
+                f"got {self.kind!r:.60}"
             )
         if not isinstance(self.config, Mapping):
             raise FormatError(f"model.config: expected a map, got {type(self.config).__name__}")
@@ -170,7 +171,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: object) -> ModelSpec:
-        """Parse the start record's ``model`` map. Raises FormatError (also on a digest mismatch)."""
+        """Parse the start record's ``model`` map. Raises FormatError (also: digest mismatch)."""
         if not isinstance(d, Mapping):
             raise FormatError(f"model: expected a map, got {type(d).__name__}")
         d = dict(d)

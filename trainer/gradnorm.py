@@ -35,7 +35,7 @@ from torch import nn
 
 METHOD = "routed-l2-v1"  # recorded in the start record (extra.gradNorm.method)
 
-# rule(module, x [B, N, ...], g [B, N, ...], names) -> {local name: per-example gradient [B, *shape]}
+# rule(module, x [B, N, ...], g [B, N, ...], names) -> {local name: per-example grad}
 Materialise = Callable[[nn.Module, torch.Tensor, torch.Tensor, set[str]], dict[str, torch.Tensor]]
 # fast rule -> {local name: per-example squared norm [B]} (single use only)
 SquaredNorms = Callable[[nn.Module, torch.Tensor, torch.Tensor, set[str]], dict[str, torch.Tensor]]
@@ -112,7 +112,7 @@ def _ids(m: nn.Module, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, 
 
 def _embedding_materialise(m: nn.Module, x: torch.Tensor, g: torch.Tensor, names: set[str]) -> Any:
     ids, g = _ids(m, x, g)
-    w = getattr(m, "weight")
+    w = m.weight
     out = torch.zeros((g.shape[0], *w.shape), dtype=g.dtype, device=g.device)
     out.scatter_add_(1, ids.unsqueeze(-1).expand(-1, -1, g.shape[-1]), g)
     return {"weight": out}
@@ -138,8 +138,8 @@ def _norm_materialise(normed: torch.Tensor, g: torch.Tensor, names: set[str]) ->
 
 @register_rule(nn.LayerNorm)
 def _layernorm(m: nn.Module, x: torch.Tensor, g: torch.Tensor, names: set[str]) -> Any:
-    shape = tuple(getattr(m, "normalized_shape"))
-    normed = F.layer_norm(x, shape, None, None, getattr(m, "eps"))
+    shape = tuple(m.normalized_shape)
+    normed = F.layer_norm(x, shape, None, None, m.eps)
     return _norm_materialise(normed.flatten(2), g.flatten(2), names)
 
 
