@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_json
+from .dataset import Example
 from .errors import FormatError
 from .pii import find_pii, mask_pii
 from .policy import Policy
@@ -138,6 +140,36 @@ def inspect_content(policy: Policy, text: str, seen: set[str]) -> tuple[Findings
     kinds = tuple(sorted({m.kind for m in matches}))
     trained = mask_pii(text, matches) if matches and policy.pii_action == "mask" else text
     return Findings(kinds, digest in policy.optout_digests, duplicate), trained
+
+
+@dataclass(frozen=True)
+class Trained:
+    """An example as trained on (spec/format.md §6): masked text, committed content, task fields."""
+
+    text: str  # what content rules, the length rule and memorization probes see
+    content: str | Mapping[str, str]  # what the commitment hashes (a JSON string or object)
+    fields: Mapping[str, str] = field(default_factory=dict)  # registry Item fields
+
+
+def inspect_example(policy: Policy, ex: Example, seen: set[str]) -> tuple[Findings, Trained]:
+    """`inspect_content` for any dataset form (attest.dataset.FORMS), in dataset order.
+
+    Findings (PII kinds, opt-out, duplicate) are judged on ``ex.text`` (for the
+    prompt-response form: prompt + response). PII masking applies to each part on its
+    own, so the prompt/response boundary stays where the producer put it.
+    """
+    findings, masked = inspect_content(policy, ex.text, seen)
+    if ex.prompt is None:
+        if ex.label is None:
+            return findings, Trained(masked, masked)  # the text form: v0.1 commitments
+        return findings, Trained(masked, {"text": masked, "label": ex.label}, {"label": ex.label})
+    parts = [ex.prompt, ex.response or ""]
+    if findings.pii and policy.pii_action == "mask":
+        parts = [mask_pii(t, find_pii(t, policy.pii_detect)) for t in parts]
+    prompt, response = parts
+    return findings, Trained(
+        prompt + response, {"prompt": prompt, "response": response}, {"prompt": prompt}
+    )
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The dataset is read with `attest.dataset.read_dataset`, the trainer's reader (one
 example per line, strict; spec/README.md "Dataset file"). The openings folder holds the run's
 ``openings.jsonl`` ({"index", "salt"} per example). Content findings are re-derived
-with `attest.admission.inspect_content` in dataset order (duplicates depend on
+with `attest.admission.inspect_example` in dataset order (duplicates depend on
 order), which also gives the text as trained on (PII masked where the policy says),
 the text the commitment is over. Canary texts are not in the dataset: they are
 checked only if the folder holds ``canaries.jsonl`` ({"index", "text"}), else skipped
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from attest.admission import Metadata, inspect_content
+from attest.admission import Metadata, inspect_example
 from attest.canonical import parse_json
 from attest.commitment import Opening
 from attest.dataset import read_dataset
@@ -102,9 +102,10 @@ def check_data(ctx: Context, data: Path | None, openings: Path | None) -> None:
                 )
                 continue
             ex = lines[a.index]
-            findings, trained = inspect_content(policy, ex.text, seen)
+            findings, tr = inspect_example(policy, ex, seen)  # any dataset form
+            trained = tr.content  # what the commitment hashes (spec/format.md §6)
             meta = Metadata(
-                ex.license, ex.source, ex.data_class, ex.consent, len(trained)
+                ex.license, ex.source, ex.data_class, ex.consent, len(tr.text)
             ).to_dict()
             if meta != a.metadata.to_dict():
                 diff = {
