@@ -17,7 +17,7 @@ from typing import Any
 
 from attest.admission import Metadata, inspect_example
 from attest.canonical import parse_json
-from attest.commitment import Opening
+from attest.commitment import Content, Opening
 from attest.dataset import read_dataset
 from attest.errors import FormatError, UsageError
 from attest.log import iter_log
@@ -88,6 +88,7 @@ def check_data(ctx: Context, data: Path | None, openings: Path | None) -> None:
     for rec in iter_log(ctx.prov / ADMISSIONS_FILE, limits=ctx.limits):
         a = AdmissionRecord.from_record(rec.value, f"{ADMISSIONS_FILE}: record {rec.index}")
         where = f"example {a.index}"
+        trained: Content
         if a.metadata.canary:
             if a.index not in canary_texts:
                 canaries_skipped += 1
