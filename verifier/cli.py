@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
 
@@ -40,8 +40,8 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
+def _trainer_command(name: str) -> Callable[[argparse.Namespace], Any]:
+    def run(args: argparse.Namespace) -> Any:
         try:
             import torch  # noqa: F401
         except ImportError as e:
@@ -51,9 +51,24 @@ def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
         import importlib
 
         commands = importlib.import_module("trainer.commands")
-        return int(getattr(commands, name)(args))
+        return getattr(commands, name)(args)
 
     return run
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """`govtune demo`: the trainer trains and signs, then the verifier verifies.
+
+    The CLI composes the two packages: trainer/ never imports verifier/."""
+    from verifier import api
+
+    done = _trainer_command("demo")(args)  # trainer.commands.DemoRun(run, pub)
+    verdict = api.verify(done.run, keys=[done.pub])
+    if not verdict:
+        print(f"FAIL: demo run {done.run} did not verify: {verdict}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"OK: demo run in {done.run} verified with {done.pub}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -177,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=int, default=None, help="optimizer steps (default: the demo's own)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_trainer_command("demo"))
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
         "verify",
