@@ -1,11 +1,8 @@
 """Tolerant mode's replay tolerance, calibrated on an honest reproduction (verification.md §V9.3).
 
-One step's drift underestimates the drift accumulated over the steps between two
-stored states, hence the safety factor; the floor (a few float32 ulps at weight
-magnitudes ~1-8) keeps a run whose calibration happened to reproduce bitwise from
-demanding bitwise equality of a replay elsewhere. The verifier never takes this number
-as a licence: it is informational, and a tolerant replay happens only when the auditor
-asks for one (``--replay-tolerance``).
+The rule (factor, floor) is attest.tolerance, which the verifier re-derives. The verifier
+never takes this number as a licence: it is informational, and a tolerant replay happens
+only when the auditor asks for one (``--replay-tolerance``).
 """
 
 from __future__ import annotations
@@ -14,11 +11,10 @@ from collections.abc import Sequence
 
 import torch
 
+from attest.tolerance import TOLERANCE_FACTOR, TOLERANCE_FLOOR, calibrated
+
 from .engine import StepEngine
 from .registry import Item
-
-TOLERANCE_FACTOR = 10.0
-TOLERANCE_FLOOR = 1e-6
 
 
 def calibrate_tolerance(
@@ -51,8 +47,11 @@ def calibrate_tolerance(
         (float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel()),
         default=0.0,
     )
-    tolerance = max(observed * TOLERANCE_FACTOR, TOLERANCE_FLOOR, float(minimum))
-    return {"observed": observed, "factor": TOLERANCE_FACTOR, "tolerance": tolerance}
+    return {
+        "observed": observed,
+        "factor": TOLERANCE_FACTOR,
+        "tolerance": calibrated(observed, minimum),
+    }
 
 
 __all__ = ["TOLERANCE_FACTOR", "TOLERANCE_FLOOR", "calibrate_tolerance"]

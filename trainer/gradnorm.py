@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +112,7 @@ def _ids(m: nn.Module, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, 
 
 def _embedding_materialise(m: nn.Module, x: torch.Tensor, g: torch.Tensor, names: set[str]) -> Any:
     ids, g = _ids(m, x, g)
-    w = m.weight
+    w: torch.Tensor = cast(Any, m).weight
     out = torch.zeros((g.shape[0], *w.shape), dtype=g.dtype, device=g.device)
     out.scatter_add_(1, ids.unsqueeze(-1).expand(-1, -1, g.shape[-1]), g)
     return {"weight": out}
@@ -138,8 +138,8 @@ def _norm_materialise(normed: torch.Tensor, g: torch.Tensor, names: set[str]) ->
 
 @register_rule(nn.LayerNorm)
 def _layernorm(m: nn.Module, x: torch.Tensor, g: torch.Tensor, names: set[str]) -> Any:
-    shape = tuple(m.normalized_shape)
-    normed = F.layer_norm(x, shape, None, None, m.eps)
+    ln = cast(Any, m)
+    normed = F.layer_norm(x, tuple(ln.normalized_shape), None, None, ln.eps)
     return _norm_materialise(normed.flatten(2), g.flatten(2), names)
 
 

@@ -106,7 +106,8 @@ def environment(
 
 
 def optimizer_config(config: TrainConfig) -> OptimizerConfig:
-    return OptimizerConfig(float(config.lr), tuple(config.betas), float(config.weight_decay))
+    b1, b2 = config.betas
+    return OptimizerConfig(float(config.lr), (float(b1), float(b2)), float(config.weight_decay))
 
 
 def _now() -> str:

@@ -189,11 +189,12 @@ class TinyLMKind:
         cfg = _model_config(spec.config)
         path = _base_file(base)
         if path is None:
-            seed = spec.config.get("initSeed")
+            # No base file: initialized from initSeed. A spec whose base is a file, built
+            # without it (a replay without --base), gets seed 0: a skeleton whose values the
+            # caller must replace (its state root does not match the recorded base).
+            seed = spec.config.get("initSeed", 0)
             if isinstance(seed, bool) or not isinstance(seed, int):
-                raise UsageError(
-                    "tinylm: expected a base weights file or config.initSeed, found neither"
-                )
+                raise UsageError(f"tinylm: config.initSeed: expected an integer, got {seed!r}")
             torch.manual_seed(seed)
         model = TinyLM(cfg)
         if path is not None:

@@ -23,7 +23,7 @@ from attest.limits import DEFAULT_LIMITS, Limits
 from . import checks_admissions, checks_bundle, checks_chain, checks_data, checks_weights
 from .codes import CHECKS
 from .context import Context, skip_all
-from .replay_select import parse_nonce
+from .replay_select import parse_nonce, parse_tolerance
 from .result import Result
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def verify(
     replay: int = 0,
     replay_top: int = 1,
     replay_nonce: str | bytes | None = None,
+    replay_tolerance: float | None = None,
 ) -> Result:
     """Verify a run or release folder under the trusted ``keys``. ``bool(result)`` is the verdict.
 
@@ -80,11 +81,13 @@ def verify(
     re-executes that many steps drawn from the signed chain head, plus the
     ``replay_top`` largest update intervals (V9; verifier/replay.py; needs torch,
     ``data`` and ``openings``). ``replay_nonce`` (hex text or bytes) is the auditor's
-    own contribution to the draw. Raises UsageError when the request cannot be carried
-    out (no such folder, missing key file, --data without --openings, --replay without
-    them, a nonce that is not hex, a negative count) and FormatError for a malformed key
-    file; every defect in the evidence itself is a FAIL finding in the result, not an
-    exception.
+    own contribution to the draw (default: drawn from the OS and published).
+    ``replay_tolerance`` is the auditor's maximum absolute difference for a tolerant
+    replay (default: bitwise; nothing the run records relaxes it). Raises UsageError when
+    the request cannot be carried out (no such folder, missing key file, --data without
+    --openings, --replay without them, a nonce that is not hex, a negative count, a bad
+    tolerance) and FormatError for a malformed key file; every defect in the evidence
+    itself is a FAIL finding in the result, not an exception.
     """
     root = Path(path)
     if not root.is_dir():
@@ -106,6 +109,7 @@ def verify(
     if open_p is not None and not open_p.is_dir():
         raise UsageError(f"{open_p}: expected the run's openings folder")
     nonce = _replay_request(replay, replay_top, replay_nonce, data_p)
+    tolerance = parse_tolerance(replay_tolerance)
     if replay > 0:
         from . import replay as replay_mod  # light at import; torch only inside
 
@@ -118,6 +122,7 @@ def verify(
             "replay": replay,
             "replayTop": replay_top if replay > 0 else None,
             "replayNonce": nonce.hex() if replay > 0 and nonce else None,
+            "replayTolerance": tolerance if replay > 0 else None,
             "keys": len(trusted),
             "threshold": threshold,
             "base": str(base_p) if base_p else None,
@@ -141,7 +146,14 @@ def verify(
             (
                 "replay",
                 lambda: replay_mod.check_replay(
-                    ctx, replay, data_p, open_p, base_p, top=replay_top, nonce=nonce
+                    ctx,
+                    replay,
+                    data_p,
+                    open_p,
+                    base_p,
+                    top=replay_top,
+                    nonce=nonce,
+                    tolerance=tolerance,
                 ),
             )
         )
@@ -165,9 +177,7 @@ def verify(
     return result
 
 
-def _replay_request(
-    replay: int, top: int, nonce: str | bytes | None, data: Path | None
-) -> bytes:
+def _replay_request(replay: int, top: int, nonce: str | bytes | None, data: Path | None) -> bytes:
     """Check the replay flags before any work (exit 2); the nonce as bytes. Raises UsageError."""
     for flag, v in (("--replay", replay), ("--replay-top", top)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:

@@ -129,7 +129,15 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HEX",
         help="the auditor's own nonce, mixed into the draw: a producer cannot re-sign "
         "variants of a forged run until the draw misses the forged step (published with "
-        "the result)",
+        "the result; default: a fresh nonce from the OS, printed)",
+    )
+    p.add_argument(
+        "--replay-tolerance",
+        type=float,
+        default=None,
+        metavar="X",
+        help="compare the replay within X (max absolute difference) instead of bitwise; the "
+        "auditor's choice, never the run's (default: bitwise)",
     )
     p.add_argument(
         "--format",

@@ -132,6 +132,16 @@ CHECKS: tuple[Check, ...] = (
         "replay",
         "re-executed steps reproduce the recorded tensors and state root",
     ),
+    Check(
+        "GT-REPLAY-ENVIRONMENT",
+        "replay",
+        "the recorded environment, config and tolerance calibration agree",
+    ),
+    Check(
+        "GT-REPLAY-INPUT",
+        "replay",
+        "every file replay reads is the one the earlier layers verified",
+    ),
 )
 
 BY_CODE: dict[str, Check] = {c.code: c for c in CHECKS}

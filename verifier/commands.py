@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> Result:
         replay=getattr(args, "replay", 0) or 0,
         replay_top=getattr(args, "replay_top", 1),
         replay_nonce=getattr(args, "replay_nonce", None),
+        replay_tolerance=getattr(args, "replay_tolerance", None),
     )
 
 
@@ -80,7 +81,20 @@ def print_human(result: Result, stream: TextIO, quiet: bool = False) -> None:
                 f"note: bundle line {item['line']}: ignored {item['predicateType']} "
                 f"({item['reason']})"
             )
+    if nonce := _replay_nonce_line(result):
+        console.print(nonce)
     console.print(Text(_verdict_line(result), style="bold green" if result else "bold red"))
+
+
+def _replay_nonce_line(result: Result) -> str:
+    """The replay nonce the verifier drew itself (V9.1), so the audit can be repeated."""
+    rep = result.verified.get("replay")
+    if not isinstance(rep, dict) or rep.get("nonceSource") != "os":
+        return ""
+    return (
+        f"replay nonce: {rep['nonce']} (drawn from the OS; repeat this audit with "
+        f"--replay-nonce {rep['nonce']})"
+    )
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -116,5 +130,7 @@ def report(args: argparse.Namespace) -> int:
         raise UsageError(f"{out.parent}: output folder does not exist")
     write_atomic(out, text.encode("utf-8") if isinstance(text, str) else text)
     print(f"wrote {args.format} report to {out}", file=sys.stderr)
+    if nonce := _replay_nonce_line(result):
+        print(nonce, file=sys.stderr)
     print(_verdict_line(result), file=sys.stderr)
     return EXIT_PASS if result else EXIT_FAIL
