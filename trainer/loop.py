@@ -48,6 +48,7 @@ from .data import Admission, admit
 from .engine import OptimizerConfig, StepEngine
 from .memorization import LossFn, Monitor
 from .order import DataOrder
+from .profiles import resolve_profiles
 from .provenance import RunFacts, sign_bundle, write_private
 from .registry import Built, Item, texts_loss
 from .resume import read_run_secret, restore, resumable
@@ -234,7 +235,7 @@ def run(
     heldout, pool = _split(adm, policy, config.seed)
 
     # --- the model's starting point, the engine, the monitors -------------------------------
-    profiles = policy.resolve_profiles(list(built.trainable))
+    profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
     engine = StepEngine(built, optimizer_config(config), profiles, grad_norms=config.grad_norms)
     base_root = engine.state_root()
     start = _start_record(config, policy, engine, profiles, heldout, run_id)
@@ -267,7 +268,7 @@ def run(
 
         # forward (per-example losses = "loss before the step"), route each example's
         # gradient to its profile's tensors only, AdamW, hash the changed tensors
-        outcome = engine.step([Item(adm.texts[i]) for i in batch], batch_profiles, config.lr)
+        outcome = engine.step(_items(adm, batch), batch_profiles, config.lr)
 
         # probe memorization: online signals every step, exposure at evaluation points
         last_loss = sum(outcome.losses) / len(outcome.losses)
@@ -332,7 +333,7 @@ def _calibrate(
     probe = copy.deepcopy(order).next_batch(monitor.quarantined)
     if not probe:
         return None
-    return calibrate_tolerance(engine, [Item(adm.texts[i]) for i in probe],
+    return calibrate_tolerance(engine, _items(adm, probe),
                                [adm.profiles[i] for i in probe], config.lr,
                                minimum=config.tolerance)  # fmt: skip
 
@@ -365,6 +366,11 @@ def _release(out: Path, engine: StepEngine) -> tuple[tuple[str, str], ...]:
     return tuple(weights)
 
 
+def _items(adm: Admission, indices: Iterable[int]) -> list[Item]:
+    """The examples as the model sees them: text as trained on and task fields (label, prompt)."""
+    return [Item(adm.texts[i], adm.fields.get(i, {})) for i in indices]
+
+
 def _base_model(spec: ModelSpec, root: str) -> dict[str, Any]:
     """The training statement's baseModel (a resolved dependency) from the model spec."""
     base = spec.base or BaseIdentity(f"govtune:{spec.kind}", root)
@@ -373,6 +379,11 @@ def _base_model(spec: ModelSpec, root: str) -> dict[str, Any]:
         d["revision"] = base.revision
     if base.files:
         d["files"] = dict(base.files)
+    if spec.base is not None:
+        # The base folder's own tensors, as stored (what `verify --base` recomputes); the
+        # chain's start state (stateRoot) differs for HF kinds: a seeded head, the loader's
+        # name prefix, or LoRA's adapters-only coverage (spec/predicates/training-run.md).
+        d["weightsStateRoot"] = spec.base.state_root
     return d
 
 
