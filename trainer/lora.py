@@ -46,7 +46,8 @@ MERGED_DIR = "merged"  # the merged model, when [model].merged is true (not stat
 
 
 def _options(options: Mapping[str, Any]) -> dict[str, Any]:
-    known = {"task", "seq_len", "labels", "r", "alpha", "target_modules", "merged", "name"}
+    known = {"task", "seq_len", "labels", "r", "alpha", "target_modules", "merged", "name",
+             "base_from"}  # fmt: skip
     extra = set(options) - known
     if extra:
         raise FormatError(f"model (peft-lora): unknown key(s) {', '.join(sorted(extra))}")
@@ -63,6 +64,8 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
         ),
         "merged": options.get("merged", False),
     }
+    if "base_from" in options:
+        out["base_from"] = options["base_from"]
     if not isinstance(out["merged"], bool):
         raise FormatError(f"model.merged: expected true or false, got {out['merged']!r:.40}")
     if task == "sequence-classification":
@@ -109,8 +112,8 @@ class LoraKind:
     def spec_for(self, options: Mapping[str, Any], base: Path | None, *, seed: int) -> ModelSpec:
         import json
 
-        folder = hf.base_folder(base, self.kind)
         opts = _options(options)
+        folder = hf.base_folder(base, self.kind, opts.get("base_from"))
         name = options.get("name")
         if name is not None and (not isinstance(name, str) or not name):
             raise FormatError(f"model.name: expected a non-empty string, got {name!r:.40}")
@@ -132,7 +135,7 @@ class LoraKind:
         from peft import LoraConfig, get_peft_model
         from transformers import AutoTokenizer
 
-        folder = hf.base_folder(base, self.kind)
+        folder = hf.base_folder(base, self.kind, spec.config.get("base_from"))
         dev, dt = hf.device_dtype(device, dtype)
         if spec.trainable:
             hf.check_base_files(spec, folder)
