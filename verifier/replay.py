@@ -173,15 +173,15 @@ def read_verified_log(
     return out
 
 
-def read_verified_file(path: Path, sha256: str) -> bytes:
+def read_verified_file(path: Path, sha256: str, where: str) -> bytes:
     """The bytes of ``path`` if their SHA-256 is ``sha256``. Raises InputChanged."""
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise InputChanged(f"{path.name}: cannot read: {e.strerror or e}") from e
+        raise InputChanged(f"{where}: cannot read: {e.strerror or e}") from e
     got = hashlib.sha256(data).hexdigest()
     if got != sha256:
-        raise InputChanged(f"{path.name}: expected sha256 {sha256} (signed), found {got}")
+        raise InputChanged(f"{where}: expected sha256 {sha256} (signed), found {got}")
     return data
 
 
@@ -390,7 +390,8 @@ class _Audit:
                 t.fail("GT-REPLAY-STEP", f"steps {a + 1}..{b}: replay from step {a} failed ({why})")
                 diverged = a + 1
             for s in mine:
-                ok = diverged is None
+                # Bitwise, every step before the first difference reproduced: it is proven.
+                ok = diverged is None or (self.tol is None and s < diverged)
                 x: dict[str, Any] = {
                     "step": s,
                     "fromCheckpoint": a,
@@ -502,7 +503,7 @@ class _Audit:
             try:
                 model, _opt, _rng = self._load(s)
             except InputChanged as e:
-                self.t.fail("GT-REPLAY-CHECKPOINT", f"{where}: {e}")
+                self.t.fail("GT-REPLAY-CHECKPOINT", str(e))
                 continue
             except FormatError as e:
                 self.t.fail(
@@ -540,7 +541,13 @@ class _Audit:
         optim: dict[str, Any] = {}
         rng = None
         for path, sha in s.files:
-            cp = parse_checkpoint(read_verified_file(path, sha), path.name)  # read once, parsed
+            where = (
+                f"{s.label} (stored state of step {s.step})"
+                if s.optimizer is False
+                else (f"{s.label} (checkpoint of step {s.step})")
+            )
+            data = read_verified_file(path, sha, where)  # read once: these bytes are parsed
+            cp = parse_checkpoint(data, where)
             model.update(cp.model)
             optim.update(cp.optimizer)
             rng = cp.rng if cp.rng is not None else rng
@@ -656,7 +663,7 @@ class _Audit:
             self.executed.add(s)
             problem = compare_step(s, rec, out, self.tol)
             if problem:
-                self.t.fail("GT-REPLAY-STEP", f"{problem} (replayed from step {a}, {start.label})")
+                self.t.fail("GT-REPLAY-STEP", f"{problem} (replayed from {start.label}, step {a})")
                 return s
         end = next((x for x in self.stored if x.step == b), None)
         if end is not None:
