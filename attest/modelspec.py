@@ -64,10 +64,16 @@ class BaseIdentity:
     revision: str | None = None  # e.g. a hub commit, where known
     files: Mapping[str, str] = field(default_factory=dict)  # relpath -> sha256 hex
     unrecognized: Mapping[str, Any] = field(default_factory=dict)
+    # hex: root over the base folder's *.safetensors tensors as stored, where the start
+    # state is derived from them and differs (HF kinds: a seeded head, LoRA adapters;
+    # records.md §4.1); what `verify --base FOLDER` recomputes. None: equal to state_root.
+    weights_state_root: str | None = None
 
     def __post_init__(self) -> None:
         _str(self.name, "model.base.name")
         check_hex32(self.state_root, "model.base.stateRoot")
+        if self.weights_state_root is not None:
+            check_hex32(self.weights_state_root, "model.base.weightsStateRoot")
         if self.revision is not None:
             _str(self.revision, "model.base.revision")
         object.__setattr__(self, "files", _files(self.files, "model.base.files"))
@@ -77,6 +83,8 @@ class BaseIdentity:
                              "files": dict(self.files)}  # fmt: skip
         if self.revision is not None:
             d["revision"] = self.revision
+        if self.weights_state_root is not None:
+            d["weightsStateRoot"] = self.weights_state_root
         return d
 
     @classmethod
@@ -88,7 +96,12 @@ class BaseIdentity:
             name, root = d.pop("name"), d.pop("stateRoot")
         except KeyError as e:
             raise FormatError(f"model.base: missing {e.args[0]}") from e
-        return cls(name, root, d.pop("revision", None), d.pop("files", {}), d)
+        revision, files, weights = (
+            d.pop("revision", None),
+            d.pop("files", {}),
+            d.pop("weightsStateRoot", None),
+        )
+        return cls(name, root, revision, files, d, weights)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,10 @@ def _summary(r: RunResult) -> str:
 def train(args: argparse.Namespace) -> int:
     """`govtune train CONFIG --out DIR --key KEY`. Raises the project's errors (cli prints them)."""
     config = TrainConfig.load(Path(args.config))
+    if getattr(args, "steps", None) is not None:  # --steps N shortens (or lengthens) any run
+        if args.steps < 1:
+            raise UsageError(f"--steps: expected a positive integer, got {args.steps}")
+        config = replace(config, steps=args.steps)
     signer = load_signer(Path(args.key))
     try:
         result = _train(config, Path(args.out), signer, args.quiet, resume=args.resume)
@@ -114,6 +118,13 @@ def train(args: argparse.Namespace) -> int:
         f"OK: trained {result.steps} steps, signed {Path(args.out) / 'provenance'}", file=sys.stderr
     )
     return EXIT_OK
+
+
+def inspect(args: argparse.Namespace) -> int:
+    """`govtune inspect MODEL_FOLDER [--policy POLICY]` (trainer/inspect.py)."""
+    from .inspect import inspect_command
+
+    return inspect_command(args)
 
 
 def _demo_policy_bytes() -> bytes:

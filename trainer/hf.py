@@ -136,8 +136,19 @@ def folder_state_root(folder: Path) -> str:
 
 
 def base_identity(folder: Path, name: str | None = None) -> BaseIdentity:
+    """The folder's identity; ``state_root`` is the folder's own root until `with_start`."""
     files = folder_files(folder)
-    return BaseIdentity(name or folder.name, folder_state_root(folder), None, files)
+    root = folder_state_root(folder)
+    return BaseIdentity(name or folder.name, root, None, files, weights_state_root=root)
+
+
+def with_start(ident: BaseIdentity, built: Built) -> BaseIdentity:
+    """``ident`` with ``state_root`` = the built model's initial state (the chain's start,
+    records.md §4.1), keeping the folder's own root as ``weights_state_root``."""
+    import dataclasses
+
+    start = state_root(lv.leaves(built.state())).hex()  # cost: one SHA-256 pass
+    return dataclasses.replace(ident, state_root=start)
 
 
 def tokenizer_identity(folder: Path, files: Mapping[str, str]) -> TokenizerIdentity:
@@ -412,7 +423,8 @@ class _HFKind:
                 f"model.trainable: patterns {opts['trainable']} match no parameter of "
                 f"{folder.name} (e.g. {some})"
             )
-        return ModelSpec(self.kind, config, ident, tokenizer_identity(folder, ident.files), names)
+        tok = tokenizer_identity(folder, ident.files)
+        return ModelSpec(self.kind, config, with_start(ident, built), tok, names)
 
     def load(self, spec: ModelSpec, folder: Path, dtype: torch.dtype) -> nn.Module:
         kw: dict[str, Any] = {"dtype": dtype}

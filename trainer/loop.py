@@ -383,7 +383,7 @@ def _base_model(spec: ModelSpec, root: str) -> dict[str, Any]:
         # The base folder's own tensors, as stored (what `verify --base` recomputes); the
         # chain's start state (stateRoot) differs for HF kinds: a seeded head, the loader's
         # name prefix, or LoRA's adapters-only coverage (spec/predicates/training-run.md).
-        d["weightsStateRoot"] = spec.base.state_root
+        d["weightsStateRoot"] = spec.base.weights_state_root or spec.base.state_root
     return d
 
 

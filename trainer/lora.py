@@ -127,8 +127,8 @@ class LoraKind:
         built = self.build(ModelSpec(self.kind, config, ident), folder, device="cpu",
                            dtype="float32")  # fmt: skip
         return ModelSpec(
-            self.kind, config, ident, hf.tokenizer_identity(folder, ident.files),
-            tuple(sorted(built.trainable)),
+            self.kind, config, hf.with_start(ident, built),
+            hf.tokenizer_identity(folder, ident.files), tuple(sorted(built.trainable)),
         )  # fmt: skip
 
     def build(self, spec: ModelSpec, base: Path | None, *, device: str, dtype: str) -> Built:

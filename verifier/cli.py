@@ -186,8 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run from its last durable step",
     )
+    p.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps (overrides the config's)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_trainer_command("train"))
+
+    p = sub.add_parser(
+        "inspect",
+        help="list a model folder's parameters and how a policy's profiles resolve",
+        description="Parameter names, shapes and layer indices of a transformers model folder "
+        "(as the config's model kind builds it), and each profile's resolution.",
+    )
+    p.add_argument("model", help="model folder (config.json, *.safetensors, tokenizer)")
+    p.add_argument("--policy", default=None, help="policy TOML whose profiles to resolve")
+    p.add_argument(
+        "--kind", default="hf-causal-lm", help="model kind (default hf-causal-lm; see README)"
+    )
+    p.add_argument(
+        "--labels", default=None, help="classifier labels, comma-separated (default 2 labels)"
+    )
+    p.set_defaults(func=_trainer_command("inspect"))
 
     p = sub.add_parser(
         "demo",
