@@ -121,16 +121,20 @@ CHECKS: tuple[Check, ...] = (
         "content rules (PII, opt-out, duplicates) re-evaluate to the recorded findings",
     ),
     # V9 replay (--replay N; needs torch, --data and --openings)
-    Check("GT-REPLAY-SELECT", "replay", "replayed steps are chosen from the signed chain head"),
+    Check(
+        "GT-REPLAY-SELECT",
+        "replay",
+        "replayed steps are chosen from the signed chain head and a nonce",
+    ),
     Check(
         "GT-REPLAY-CHECKPOINT",
         "replay",
-        "the checkpoint each replay starts from exists and matches its digest",
+        "the stored state each interval starts from exists and matches its digest",
     ),
     Check(
         "GT-REPLAY-STEP",
         "replay",
-        "re-executed steps reproduce the recorded tensors and state root",
+        "re-executed intervals reproduce every recorded step",
     ),
     Check(
         "GT-REPLAY-ENVIRONMENT",
