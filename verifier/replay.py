@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attest.admission import inspect_content
+from attest.admission import inspect_example
 from attest.canonical import parse_json
-from attest.commitment import Opening
+from attest.commitment import Content, Opening
 from attest.dataset import read_dataset
 from attest.errors import FormatError, GovtuneError, UsageError
 from attest.limits import Limits
@@ -589,7 +589,7 @@ class _Audit:
 
         The dataset is read by the trainer's reader (attest.dataset) and the content rules run
         over it in order (duplicates depend on order), as the trainer ran them
-        (attest.admission.inspect_content: PII masked where the policy masks it); canary texts
+        (attest.admission.inspect_example: PII masked where the policy masks it); canary texts
         come from canaries.jsonl. The admission records come from the verified log bytes.
         Raises FormatError, UsageError, OSError or InputChanged.
         """
@@ -600,6 +600,8 @@ class _Audit:
             op = Opening.from_dict(o, where)
             salts[op.index] = op.salt
         texts: dict[int, str] = {}
+        contents: dict[int, Content] = {}  # labelled / prompt-response forms (format.md §6)
+        self.fields: dict[int, Mapping[str, str]] = {}  # their task fields (registry.Item)
         if (openings / CANARIES_FILE).is_file():
             for _where, c in _jsonl(openings / CANARIES_FILE, limits):
                 if (
@@ -611,9 +613,10 @@ class _Audit:
         examples, _ = read_dataset(data, limits=limits)
         seen: set[str] = set()
         for i, ex in enumerate(examples):
-            _, trained = inspect_content(inputs.policy, ex.text, seen)
+            _, trained = inspect_example(inputs.policy, ex, seen)
             if i in wanted:
-                texts[i] = trained
+                texts[i], contents[i] = trained.text, trained.content
+                self.fields[i] = trained.fields
         records = read_verified_log(
             inputs.admissions_file, inputs.admissions_sha256, wanted, limits
         )
@@ -627,7 +630,9 @@ class _Audit:
                 raise FormatError(f"{where}: expected its text in {src}, found none")
             if a.index not in salts:
                 raise FormatError(f"{where}: expected an opening in {OPENINGS_FILE}, found none")
-            if not Opening(a.index, salts[a.index]).opens(a.commitment, texts[a.index]):
+            if not Opening(a.index, salts[a.index]).opens(
+                a.commitment, contents.get(a.index, texts[a.index])
+            ):
                 raise FormatError(
                     f"{where}: expected the commitment to open to the text as trained on, it "
                     "does not; the step cannot be replayed on the committed content"
@@ -659,7 +664,9 @@ class _Audit:
                 self.inputs.admitted.get(x) or p
                 for x, p in zip(rec.batch, rec.profiles, strict=True)
             ]
-            out = self.engine.step([Item(texts[x]) for x in rec.batch], profiles, rec.lr)
+            out = self.engine.step(
+                [Item(texts[x], self.fields.get(x, {})) for x in rec.batch], profiles, rec.lr
+            )
             self.executed.add(s)
             problem = compare_step(s, rec, out, self.tol)
             if problem:
