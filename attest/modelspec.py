@@ -152,7 +152,10 @@ class ModelSpec:
             )
         if not isinstance(self.config, Mapping):
             raise FormatError(f"model.config: expected a map, got {type(self.config).__name__}")
-        canonical_json(dict(self.config))  # FormatError unless plain, finite JSON data
+        try:
+            canonical_json(dict(self.config))  # FormatError unless plain, finite JSON data
+        except FormatError as e:
+            raise FormatError(f"model.config: {e}") from e
         names = tuple(self.trainable)
         if len(names) > MAX_NAMES:
             raise FormatError(f"model.trainable: expected at most {MAX_NAMES} names")
