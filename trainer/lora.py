@@ -28,6 +28,7 @@ the base folder, and replay reproduces the initial state bitwise.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,9 @@ class LoraKind:
         )  # fmt: skip
         torch.manual_seed(int(cfg["init_seed"]))  # adapter init (and a classifier head's)
         try:
-            peft_model = get_peft_model(model, lora)
+            with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                peft_model = get_peft_model(model, lora)
         except ValueError as e:  # peft: target modules not found in the base model
             raise UsageError(f"peft-lora: {e}") from e
         peft_model.to(dev)
