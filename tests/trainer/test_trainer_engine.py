@@ -169,3 +169,43 @@ def test_linear_norm_forms_agree() -> None:
         pe = torch.einsum("bno,bni->boi", g, a)
         assert torch.allclose(got["weight"], pe.pow(2).sum((1, 2)), rtol=1e-4)
         assert torch.allclose(got["bias"], g.sum(1).pow(2).sum(1), rtol=1e-5)
+
+
+def test_grad_norms_of_a_hugging_face_model_equal_naive_per_example() -> None:
+    """BERT: Linear, Embedding (incl. position embeddings shared by the batch), LayerNorm."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, num_labels=3,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    model = transformers.BertForSequenceClassification(cfg)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    ids = torch.randint(1, 50, (4, 7))
+    ids[1, 5:] = 0  # padding token ids (padding_idx 0: no gradient)
+    labels = torch.tensor([0, 2, 1, 2])
+
+    def loss_fn(m: nn.Module, batch: object) -> torch.Tensor:
+        x, y = batch  # type: ignore[misc]
+        return nn.functional.cross_entropy(m(input_ids=x).logits, y, reduction="none")
+
+    names = list(trainable)
+    head = [n for n in names if n.startswith(("classifier.", "bert.pooler."))]
+    allowed = {"all": frozenset(names), "head": frozenset(head)}
+    profiles = ["all", "head", "all", "head"]
+    built = Built(model, lambda items: (ids, labels), loss_fn, trainable, lambda out: (),
+                  lambda: dict(model.state_dict()), ModelSpec("hf-test", {}))  # fmt: skip
+    engine = StepEngine(built, OptimizerConfig(lr=0.0, weight_decay=0.0), allowed)
+    assert engine.grad_norm_method == "routed-l2-v1"
+    out = engine.step([Item("x")] * 4, profiles, 0.0)
+    naive = []
+    for j in range(4):
+        loss = loss_fn(model, (ids, labels))[j] / 4
+        gs = torch.autograd.grad(loss, list(trainable.values()), allow_unused=True)
+        sq = sum(float(g.double().pow(2).sum()) for (n, _), g in zip(trainable.items(), gs,
+                 strict=True) if g is not None and n in allowed[profiles[j]])  # fmt: skip
+        naive.append(math.sqrt(sq))
+    assert out.grad_norms is not None
+    for got, want in zip(out.grad_norms, naive, strict=True):
+        assert got == pytest.approx(want, rel=1e-4)
