@@ -67,6 +67,7 @@ def model_options(model: ModelConfig | KindConfig) -> dict[str, Any]:
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
+SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ class TrainConfig:
     device: str = "cpu"  # "cpu" or "cuda" (strict, bitwise replay: cpu only)
     dtype: str = "float32"  # parameter dtype: float32, bfloat16 or float16 (where supported)
     grad_norms: bool = True  # per-example routed gradient norms (trainer.gradnorm)
+    grad_accum: int = 1  # micro-batches per optimizer step (the batch is split, grads summed)
+    schedule: str = "constant"  # learning rate after warmup: constant, linear or cosine decay
+    warmup_steps: int = 0  # steps of linear warmup from lr/warmup_steps to lr (trainer.schedule)
+    eval_examples: int = 0  # held-out eval split (admitted, never trained); its mean loss recorded
     # Folder that relative paths resolve against; not digested (no local paths in public files).
     base_dir: str = field(default="", compare=False)
 
@@ -114,6 +119,21 @@ class TrainConfig:
             raise FormatError(f"config.device: expected one of {DEVICES}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise FormatError(f"config.dtype: expected one of {DTYPES}, got {self.dtype!r}")
+        for name in ("grad_accum",):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= self.batch_size:
+                raise FormatError(
+                    f"config.{name}: expected an integer in [1, batch_size={self.batch_size}], "
+                    f"got {v!r}"
+                )
+        for name in ("warmup_steps", "eval_examples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise FormatError(f"config.{name}: expected a non-negative integer, got {v!r}")
+        if self.schedule not in SCHEDULES:
+            raise FormatError(
+                f"config.schedule: expected one of {SCHEDULES}, got {self.schedule!r}"
+            )
         if not isinstance(self.grad_norms, bool):
             raise FormatError(f"config.grad_norms: expected true or false, got {self.grad_norms!r}")
 

@@ -75,7 +75,9 @@ class StepEngine:
         profiles: Mapping[str, Sequence[str]],
         *,
         grad_norms: bool = True,
+        grad_accum: int = 1,  # micro-batches per optimizer step (config.grad_accum)
     ) -> None:
+        self.grad_accum = grad_accum
         self.built, self.model = built, built.model
         self.params: dict[str, nn.Parameter] = dict(built.trainable)
         self.names_by_id = {id(p): n for n, p in self.params.items()}
@@ -164,9 +166,49 @@ class StepEngine:
     # -- the step --------------------------------------------------------------------------
 
     def step(self, items: Sequence[Item], profiles: Sequence[str], lr: float) -> StepOutcome:
-        """forward -> route -> AdamW -> hash; the per-example losses are from before the step."""
+        """forward -> route -> AdamW -> hash; the per-example losses are from before the step.
+
+        With ``grad_accum`` = k > 1 the batch is split into k micro-batches (in order), each
+        forward/backward alone, their routed gradients summed before the one AdamW step; each
+        micro-batch's loss is weighted by its share of the batch, so the gradient is the
+        batch's ``sum(loss) / B`` as without accumulation (to float rounding)."""
         for g in self.optimizer.param_groups:
             g["lr"] = lr
+        n = len(items)
+        size = -(-n // max(1, min(self.grad_accum, n)))  # ceil(B / k)
+        chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+        acc: dict[str, torch.Tensor] = {}
+        parts: list[torch.Tensor] = []
+        norm_parts: list[float] | None = [] if self.norms is not None else None
+        for rows in chunks:  # one pass when grad_accum == 1: exactly the unsplit step
+            parts.append(self._micro([items[j] for j in rows], [profiles[j] for j in rows],
+                                     len(rows) / n if len(chunks) > 1 else None))  # fmt: skip
+            got = self.norms.result() if self.norms is not None else None
+            norm_parts = None if got is None or norm_parts is None else norm_parts + list(got)
+            if len(chunks) > 1:  # router.backward resets .grad: keep this micro-batch's sum
+                for name, p in self.params.items():
+                    if p.grad is not None:
+                        acc[name] = p.grad if name not in acc else acc[name] + p.grad
+        if len(chunks) > 1:
+            for name, p in self.params.items():
+                p.grad = acc.get(name)  # None where no micro-batch reached it: AdamW skips it
+        grad_norms = norm_parts
+        losses = parts[0] if len(parts) == 1 else torch.cat(parts)
+        self.optimizer.step()  # tensors with grad None are skipped by AdamW: unchanged, bitwise
+        changed = self._hash_changed()
+        values = tuple(finite(x) for x in losses.detach().tolist())  # sync: tensor -> Python
+        return StepOutcome(
+            values,
+            None if grad_norms is None else tuple(finite(x) for x in grad_norms),
+            changed,
+            state_root(self.current),
+            losses.detach(),
+        )
+
+    def _micro(
+        self, items: Sequence[Item], profiles: Sequence[str], scale: float | None
+    ) -> torch.Tensor:
+        """Forward and routed backward of one (micro-)batch; -> its per-example losses."""
         batch = self.built.encode(items)
         norms = self.norms
         if norms is not None:
@@ -178,21 +220,12 @@ class StepEngine:
             finally:
                 self.router.release(self.model)
             # cost: one backward (fast path) or one per signature; hooks measure the norms
-            self.router.backward(losses, profiles, norms.activate if norms else None)
+            weighted = losses if scale is None else losses * scale
+            self.router.backward(weighted, profiles, norms.activate if norms else None)
         finally:
             if norms is not None:
                 norms.disarm()
-        grad_norms = norms.result() if norms is not None else None
-        self.optimizer.step()  # tensors with grad None are skipped by AdamW: unchanged, bitwise
-        changed = self._hash_changed()
-        values = tuple(finite(x) for x in losses.detach().tolist())  # sync: tensor -> Python
-        return StepOutcome(
-            values,
-            None if grad_norms is None else tuple(finite(x) for x in grad_norms),
-            changed,
-            state_root(self.current),
-            losses.detach(),
-        )
+        return losses.detach()
 
     def _hash_changed(self) -> dict[str, bytes]:
         """New leaves of the tensors whose bytes changed (only tensors that had a gradient)."""

@@ -52,6 +52,7 @@ from .profiles import resolve_profiles
 from .provenance import RunFacts, sign_bundle, write_private
 from .registry import Built, Item, texts_loss
 from .resume import read_run_secret, restore, resumable
+from .schedule import lr_at
 
 BUILDER = "govtune-trainer/0.2.0"
 Progress = Callable[[int, int, float], None]  # (step, total steps, mean loss)
@@ -236,7 +237,8 @@ def run(
 
     # --- the model's starting point, the engine, the monitors -------------------------------
     profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
-    engine = StepEngine(built, optimizer_config(config), profiles, grad_norms=config.grad_norms)
+    engine = StepEngine(built, optimizer_config(config), profiles, grad_norms=config.grad_norms,
+                        grad_accum=config.grad_accum)  # fmt: skip
     base_root = engine.state_root()
     start = _start_record(config, policy, engine, profiles, heldout, run_id)
     loss_fn = texts_loss(built)
@@ -268,7 +270,9 @@ def run(
 
         # forward (per-example losses = "loss before the step"), route each example's
         # gradient to its profile's tensors only, AdamW, hash the changed tensors
-        outcome = engine.step(_items(adm, batch), batch_profiles, config.lr)
+        lr = lr_at(step, lr=config.lr, steps=config.steps, schedule=config.schedule,
+                   warmup=config.warmup_steps)  # fmt: skip
+        outcome = engine.step(_items(adm, batch), batch_profiles, lr)
 
         # probe memorization: online signals every step, exposure at evaluation points
         last_loss = sum(outcome.losses) / len(outcome.losses)
@@ -283,7 +287,7 @@ def run(
             cp = _checkpoint(out, engine, step, outcome.state_root, checkpoints)  # cost: disk
         steps_log.append(
             StepRecord(step, tuple(batch), tuple(batch_profiles), outcome.losses,
-                       outcome.grad_norms, float(config.lr), outcome.changed,
+                       outcome.grad_norms, float(lr), outcome.changed,
                        outcome.state_root, tuple(events), cp, rng).to_record()
         )  # fmt: skip
         if cp is not None:

@@ -462,8 +462,9 @@ class _Audit:
                 f"the rebuilt model has {list(built.trainable)[:3]}…"
             )
         self.engine = StepEngine(
-            built, optimizer_config(cfg), start.profiles, grad_norms=cfg.grad_norms
-        )
+            built, optimizer_config(cfg), start.profiles, grad_norms=cfg.grad_norms,
+            grad_accum=cfg.grad_accum,
+        )  # fmt: skip
         self.base_values = {k: v.detach().clone() for k, v in state.items()}
         if state_root(leaves.leaves(state)) != start.base_state_root:
             self.base_problem = (
