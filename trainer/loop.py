@@ -46,6 +46,7 @@ from .checkpoint import checkpoint_name, save_checkpoint
 from .config import TrainConfig
 from .data import Admission, admit
 from .engine import OptimizerConfig, StepEngine
+from .engine import finite as engine_finite
 from .memorization import LossFn, Monitor
 from .order import DataOrder
 from .profiles import resolve_profiles
@@ -172,6 +173,36 @@ def _split(adm: Admission, policy: Policy, seed: int) -> tuple[list[int], list[i
     return heldout, pool
 
 
+def _eval_split(
+    pool: list[int], adm: Admission, config: TrainConfig
+) -> tuple[list[int], list[int]]:
+    """(evaluation split, training pool): ``config.eval_examples`` non-canary examples of the
+    pool, drawn with the run seed (a pure function of dataset, policy and config)."""
+    if not config.eval_examples:
+        return [], pool
+    canaries = {i for c in adm.canaries for i in c.indices}
+    ordinary = [i for i in pool if i not in canaries]
+    if config.eval_examples >= len(ordinary):
+        raise GovtuneError(
+            f"config.eval_examples: expected fewer than the {len(ordinary)} trainable examples, "
+            f"got {config.eval_examples}"
+        )
+    evals = sorted(random.Random(f"eval:{config.seed}").sample(ordinary, config.eval_examples))
+    chosen = set(evals)
+    return evals, [i for i in pool if i not in chosen]
+
+
+def _eval_loss(engine: StepEngine, adm: Admission, evals: list[int], batch_size: int) -> float:
+    """Mean per-example loss over the evaluation split (no gradient, no state change)."""
+    total = 0.0
+    with torch.no_grad():
+        for k in range(0, len(evals), batch_size):
+            items = _items(adm, evals[k : k + batch_size])
+            losses = engine.built.per_example_loss(engine.model, engine.built.encode(items))
+            total += float(losses.sum())  # sync: tensor -> Python
+    return engine_finite(total / len(evals))
+
+
 def _start_record(
     config: TrainConfig,
     policy: Policy,
@@ -234,6 +265,7 @@ def run(
     adm = admit(policy, examples, run_secret)
     admissions = _write_admissions(prov, adm, policy_bytes, resume)
     heldout, pool = _split(adm, policy, config.seed)
+    evals, pool = _eval_split(pool, adm, config)  # config.eval_examples, never trained
 
     # --- the model's starting point, the engine, the monitors -------------------------------
     profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
@@ -241,6 +273,9 @@ def run(
                         grad_accum=config.grad_accum)  # fmt: skip
     base_root = engine.state_root()
     start = _start_record(config, policy, engine, profiles, heldout, run_id)
+    if evals:  # recorded with the start, before any step (records.md §4 extra)
+        start = dataclasses.replace(start, extra={**start.extra, "evalSplit": evals})
+    eval_losses: list[dict[str, Any]] = []
     loss_fn = texts_loss(built)
     order = DataOrder(pool, config.seed, config.batch_size)
     monitor = Monitor(policy.memorization, policy.canaries, adm.canaries,
@@ -280,6 +315,9 @@ def run(
         last = step == config.steps or monitor.halted or not order.live(monitor.quarantined)
         if last or (eval_every and step % eval_every == 0):
             events += monitor.evaluate(step, engine.model, loss_fn)
+            if evals:  # cost: one no-grad forward over the evaluation split
+                loss = _eval_loss(engine, adm, evals, config.batch_size)
+                eval_losses.append({"step": step, "loss": loss})
 
         # record (and checkpoint every K steps)
         cp = None
@@ -318,7 +356,8 @@ def run(
         quarantined=tuple(sorted(monitor.quarantined)), halted=monitor.halted,
         canaries=tuple(monitor.exposures), reference=monitor.reference_summary(),
         started_on=started, finished_on=_now(), builder=BUILDER,
-        extra={"heldout": len(heldout), "trainingPool": len(pool)},
+        extra={"heldout": len(heldout), "trainingPool": len(pool),
+               **({"evaluation": {"examples": len(evals), "loss": eval_losses}} if evals else {})},
     )  # fmt: skip
     sign_bundle(out, facts, signer)
     return RunResult(out, steps_done, adm.counts, facts.final_state_root, weights[0][1],

@@ -4,6 +4,7 @@ and their config validation."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,44 @@ def test_options_are_signed() -> None:
     a = TrainConfig.from_dict({"dataset": "d.jsonl", "policy": "p.toml"})
     b = TrainConfig.from_dict({"dataset": "d.jsonl", "policy": "p.toml", "schedule": "cosine"})
     assert a.to_dict()["schedule"] == "constant" and a.digest() != b.digest()
+
+
+def test_run_with_options_verifies(tmp_path: Path) -> None:
+    """A tiny run with grad_accum, warmup + linear decay and an eval split: each step records
+    its scheduled lr, eval examples never enter a batch, the eval loss is recorded, and the
+    run verifies."""
+    from attest.log import iter_log
+    from attest.predicates import STEPS_FILE
+    from attest.records import StartRecord, StepRecord
+    from tests.support.runs import (
+        DUPLICATES_AND_LENGTH,
+        licenses,
+        producer_key,
+        profiles,
+        train_in_process,
+        write_inputs,
+    )
+    from verifier import api
+
+    rows = [{"text": f"example number {i} of the governed corpus", "license": "MIT",
+             "source": "s", "data_class": "docs", "consent": False} for i in range(24)]  # fmt: skip
+    policy = f'version = "0.1"\nname = "opts"\n{licenses()}{DUPLICATES_AND_LENGTH}{profiles()}'
+    policy += "[memorization]\nholdout = 2\n"
+    write_inputs(tmp_path, rows, policy.encode())
+    key, pub = producer_key(tmp_path)
+    config = TrainConfig.from_dict(
+        {"dataset": "dataset.jsonl", "policy": "policy.toml", "steps": 3, "batch_size": 4,
+         "grad_accum": 2, "schedule": "linear", "warmup_steps": 1, "eval_examples": 3,
+         "checkpoint_every": 0, "lr": 1e-2, "model": TINY},
+        base_dir=tmp_path,
+    )  # fmt: skip
+    train_in_process(config, tmp_path / "run", key)
+    recs = [r.value for r in iter_log(tmp_path / "run" / "provenance" / STEPS_FILE)]
+    start = StartRecord.from_record(recs[0])
+    evals = set(start.extra["evalSplit"])
+    assert len(evals) == 3
+    steps = [StepRecord.from_record(r) for r in recs[1:]]
+    assert [s.lr for s in steps] == pytest.approx([1e-2, 1e-2, 5e-3])
+    assert not evals & {x for s in steps for x in s.batch}
+    result = api.verify(tmp_path / "run", keys=[pub])
+    assert result, [f.to_dict() for f in result.failures]
