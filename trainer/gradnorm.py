@@ -155,6 +155,32 @@ def _rmsnorm(m: nn.Module, x: torch.Tensor, g: torch.Tensor, names: set[str]) ->
 # --- the tracker -----------------------------------------------------------------------
 
 
+class _BookLinear(torch.autograd.Function):
+    """F.linear whose backward forms per-example weight gradients once (book-keeping).
+
+    Forward values are F.linear's, bit for bit. The weight and bias gradients are the sums
+    of the per-example gradients, returned only for parameters of the current backward
+    pass (GradNorms.activate); the input gradient is ``g @ W`` as autograd's.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+        tracker: GradNorms, mod: nn.Module, locals_: dict[str, str],
+    ) -> torch.Tensor:  # fmt: skip
+        ctx.save_for_backward(x, weight)
+        ctx.tracker, ctx.mod, ctx.locals_ = tracker, mod, locals_
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Any:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        gx = g @ weight if ctx.needs_input_grad[0] else None
+        with torch.no_grad():
+            gw, gb = ctx.tracker._book_backward(ctx.mod, ctx.locals_, x.detach(), g)
+        return gx, gw, gb, None, None, None
+
+
 class GradNorms:
     """Per-example routed gradient norms of one step, collected by hooks during the backward.
 
@@ -186,6 +212,15 @@ class GradNorms:
         self.modules = list(modules.values())
         self.param_of = {n: trainable[n] for n in trainable}
         self.shared = {pid for pid, owners in self.owners.items() if len(owners) > 1}
+        # Book-keeping (Bu et al. 2022, "Differentially private optimization on large
+        # model at small cost"): a plain nn.Linear whose parameters are its own computes
+        # its per-example gradients once in its backward (`_BookLinear`) and hands autograd
+        # their sum as the weight gradient, so the norms cost no second weight-gradient pass.
+        self.bookkept = {
+            id(mod) for mod, locals_ in self.modules
+            if type(mod) is nn.Linear and "forward" not in mod.__dict__
+            and not any(id(self.param_of[f]) in self.shared for f in locals_.values())
+        }  # fmt: skip
         self._handles: list[Any] = []
         self._calls: dict[int, int] = {}
         self._active: set[str] = set()
@@ -203,12 +238,58 @@ class GradNorms:
             return
         self._b, self._calls, self._mat, self._sq = batch_size, {}, {}, None
         for mod, locals_ in self.modules:
-            self._handles.append(mod.register_forward_hook(self._forward_hook(mod, locals_)))
+            if id(mod) in self.bookkept:
+                mod.forward = self._book_forward(mod, locals_)  # type: ignore[method-assign]
+            else:
+                self._handles.append(mod.register_forward_hook(self._forward_hook(mod, locals_)))
 
     def disarm(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        for mod, _ in self.modules:
+            if id(mod) in self.bookkept:
+                mod.__dict__.pop("forward", None)  # back to nn.Linear.forward
+
+    def _book_forward(self, mod: nn.Module, locals_: dict[str, str]) -> Callable[..., Any]:
+        lin = cast(nn.Linear, mod)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            if x.dim() < 2 or x.shape[0] != self._b:
+                # Not one row per example: the generic hook path for this call.
+                out = F.linear(x, lin.weight, lin.bias)
+                replaced = self._forward_hook(mod, locals_)(mod, (x,), out)
+                return out if replaced is None else replaced
+            self._calls[id(mod)] = self._calls.get(id(mod), 0) + 1
+            return cast(
+                torch.Tensor, _BookLinear.apply(x, lin.weight, lin.bias, self, mod, locals_)
+            )
+
+        return forward
+
+    def _book_backward(
+        self, mod: nn.Module, locals_: dict[str, str], x: torch.Tensor, g: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(weight grad, bias grad) for the active parameters, recording their norms."""
+        names = {loc for loc, full in locals_.items() if full in self._active}
+        if not names:
+            return None, None
+        b = x.shape[0]
+        a3, g3 = x.reshape(b, -1, x.shape[-1]).to(g.dtype), g.reshape(b, -1, g.shape[-1])
+        single = self._calls.get(id(mod), 0) == 1
+        gw = gb = None
+        for loc, pe in _linear_materialise(mod, a3, g3, names).items():  # cost: one bmm
+            if single:
+                self._add_sq(pe.flatten(1).pow(2).sum(1))
+            else:  # several calls: sum per-example gradients before squaring
+                full = locals_[loc]
+                self._mat[full] = pe if full not in self._mat else self._mat[full] + pe
+            summed = pe.sum(0)  # the batch gradient: the sum of the per-example ones
+            if loc == "weight":
+                gw = summed
+            else:
+                gb = summed
+        return gw, gb
 
     def activate(self, names: Iterable[str]) -> None:
         """The parameter names the next backward pass takes gradients for."""
