@@ -110,8 +110,11 @@ def test_replay_on_another_base_refused(bert_folder: Path, tmp_path: Path) -> No
 
 
 def _policy(surface: str) -> Policy:
-    return Policy.from_toml(
-        f"""
+    return Policy.from_toml(_policy_text(surface).encode(), where="p.toml")
+
+
+def _policy_text(surface: str) -> str:
+    return f"""
 version = "0.1"
 name = "t"
 [licenses]
@@ -124,9 +127,7 @@ patterns = ["*"]
 {surface}
 [[assign]]
 profile = "deep"
-""".encode(),
-        where="p.toml",
-    )
+"""
 
 
 def test_routed_grads_equal_naive_masked_and_untouched_unchanged(bert_folder: Path) -> None:
@@ -300,3 +301,21 @@ def test_base_from_package_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert resolve_base_from("cache:there") == tmp_path / "there"
     with pytest.raises(UsageError, match=r"expected the installed package 'no_such_pkg_x'"):
         resolve_base_from("package:no_such_pkg_x/model")
+
+
+def test_inspect_lists_names_and_profiles(
+    bert_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from verifier.cli import main
+
+    pol = tmp_path / "policy.toml"
+    pol.write_text(_policy_text('layers = ["-1"]\npatterns = ["classifier.*"]'))
+    args = ["inspect", str(bert_folder), "--kind", "hf-sequence-classification",
+            "--labels", "x,y", "--policy", str(pol)]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "bert.encoder.layer.2.output.dense.weight" in out and "3 layers" in out
+    assert "profile surface: patterns ['classifier.*'] layers ['-1']" in out
+    pol.write_text(_policy_text('patterns = ["lm_head.*"]'))
+    assert main(args) == 2
+    assert "error: profiles.surface: expected patterns ['lm_head.*']" in capsys.readouterr().out
