@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_json
+from .dataset import Example
 from .errors import FormatError
 from .glob import glob_match
 from .pii import find_pii, mask_pii
@@ -190,6 +191,36 @@ def _check_detail(rule: str, outcome: str, detail: Mapping[str, Any], where: str
             ok = ok and all(isinstance(x, str) for x in v)
         if not ok:
             raise FormatError(f"{where}.detail.{k}: expected {typ.__name__}, got {v!r:.40}")
+
+
+@dataclass(frozen=True)
+class Trained:
+    """An example as trained on (spec/format.md §6): masked text, committed content, task fields."""
+
+    text: str  # what content rules, the length rule and memorization probes see
+    content: str | Mapping[str, str]  # what the commitment hashes (a JSON string or object)
+    fields: Mapping[str, str] = field(default_factory=dict)  # registry Item fields
+
+
+def inspect_example(policy: Policy, ex: Example, seen: set[str]) -> tuple[Findings, Trained]:
+    """`inspect_content` for any dataset form (attest.dataset.FORMS), in dataset order.
+
+    Findings (PII kinds, opt-out, duplicate) are judged on ``ex.text`` (for the
+    prompt-response form: prompt + response). PII masking applies to each part on its
+    own, so the prompt/response boundary stays where the producer put it.
+    """
+    findings, masked = inspect_content(policy, ex.text, seen)
+    if ex.prompt is None:
+        if ex.label is None:
+            return findings, Trained(masked, masked)  # the text form: v0.1 commitments
+        return findings, Trained(masked, {"text": masked, "label": ex.label}, {"label": ex.label})
+    parts = [ex.prompt, ex.response or ""]
+    if findings.pii and policy.pii_action == "mask":
+        parts = [mask_pii(t, find_pii(t, policy.pii_detect)) for t in parts]
+    prompt, response = parts
+    return findings, Trained(
+        prompt + response, {"prompt": prompt, "response": response}, {"prompt": prompt}
+    )
 
 
 @dataclass(frozen=True)

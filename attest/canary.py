@@ -32,6 +32,7 @@ CANARY_CLASS = "canary"
 SECRET_FIELD = "{secret}"
 _CANARY_TAG = b"govtune.canary.v1"
 _HELDOUT_TAG = b"govtune.heldout.v1"
+_EVAL_TAG = b"govtune.eval.v1"
 
 
 def canary_secret(run_secret: bytes, number: int, digits: int) -> str:
@@ -91,17 +92,29 @@ def canary_metadata(c: Canaries) -> Metadata:
 CANARY_FINDINGS = Findings()  # a canary's findings: {pii: [], optout: false, duplicate: false}
 
 
+def _ranked(tag: bytes, seed: int, pool: Iterable[int], k: int, what: str) -> tuple[int, ...]:
+    """The ``min(k, |pool|)`` indices of ``pool`` whose SHA-256(tag || int64be(seed) ||
+    uint64be(index)) are smallest (bytewise), in ascending index order."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
+        raise FormatError(f"config.seed: expected a 64-bit signed integer, got {seed!r:.40}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise FormatError(f"{what}: expected an integer >= 0, got {k!r:.40}")
+    prefix = tag + struct.pack(">q", seed)
+    ranked = sorted((hashlib.sha256(prefix + struct.pack(">Q", i)).digest(), i) for i in set(pool))
+    return tuple(sorted(i for _, i in ranked[:k]))
+
+
 def heldout_indices(seed: int, pool: Iterable[int], holdout: int) -> tuple[int, ...]:
     """The held-out reference set (records.md §4): of the admitted non-canary indices
     ``pool``, the ``min(holdout, |pool|)`` whose SHA-256("govtune.heldout.v1" ||
     int64be(seed) || uint64be(index)) are smallest (bytewise), in ascending index order.
     Raises FormatError for a seed outside the signed 64-bit range or a negative holdout."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
-        raise FormatError(f"config.seed: expected a 64-bit signed integer, got {seed!r:.40}")
-    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
-        raise FormatError(f"memorization.holdout: expected an integer >= 0, got {holdout!r:.40}")
-    prefix = _HELDOUT_TAG + struct.pack(">q", seed)
-    ranked = sorted(
-        (hashlib.sha256(prefix + struct.pack(">Q", i)).digest(), i) for i in set(pool)
-    )
-    return tuple(sorted(i for _, i in ranked[:holdout]))
+    return _ranked(_HELDOUT_TAG, seed, pool, holdout, "memorization.holdout")
+
+
+def eval_indices(seed: int, pool: Iterable[int], count: int) -> tuple[int, ...]:
+    """The evaluation split (records.md §4): ``heldout_indices``' rule with the tag
+    "govtune.eval.v1", over the admitted non-canary indices left after the held-out set,
+    so another implementation draws the same split (v0.1-era code used Python's random).
+    Raises FormatError as ``heldout_indices`` does."""
+    return _ranked(_EVAL_TAG, seed, pool, count, "eval_examples")

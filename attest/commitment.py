@@ -6,7 +6,9 @@
 The run secret never enters the public bundle, so a consumer holding a known text
 cannot test whether it was trained on; an auditor given the openings (per-example
 salts, or the run secret) checks every commitment. Content is the example's text
-exactly as trained on (after any masking), as a JSON string.
+exactly as trained on (after any masking), as a JSON string; for the labelled and
+prompt-response dataset forms it is the object {"text", "label"} or {"prompt",
+"response"} (attest.admission.Trained.content).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .canonical import canonical_json
@@ -36,10 +39,15 @@ def derive_salt(run_secret: bytes, index: int) -> bytes:
     return hmac.new(run_secret, SALT_TAG + struct.pack(">Q", index), hashlib.sha256).digest()
 
 
-def commit(salt: bytes, content: str) -> bytes:
+Content = str | Mapping[str, str]  # a JSON string (text form) or object (other forms)
+
+
+def commit(salt: bytes, content: Content) -> bytes:
     if len(salt) != 32:
         raise FormatError(f"salt: expected 32 bytes, got {len(salt)}")
-    return hashlib.sha256(EXAMPLE_TAG + salt + canonical_json(content)).digest()
+    # canonical_json refuses anything but JSON data (bytes included): FormatError
+    data = dict(content) if isinstance(content, Mapping) else content
+    return hashlib.sha256(EXAMPLE_TAG + salt + canonical_json(data)).digest()
 
 
 @dataclass(frozen=True)
@@ -75,5 +83,5 @@ class Opening:
             raise FormatError(f"{where}.salt: expected 32 bytes, got {len(salt)}")
         return cls(index, salt)
 
-    def opens(self, commitment: bytes, content: str) -> bool:
+    def opens(self, commitment: bytes, content: Content) -> bool:
         return hmac.compare_digest(commit(self.salt, content), commitment)

@@ -23,6 +23,7 @@ from .canonical import JSON_SAFE_INT, canonical_json
 from .digest import sha256_hex
 from .errors import PolicyError, UsageError
 from .glob import PatternError, compile_glob, glob_match
+from .layers import layer_count, layer_index, parse_range, selected
 from .limits import DEFAULT_LIMITS, Limits
 from .pii import KINDS as PII_KINDS
 from .spdx import License, LicenseError, decide_license, parse, parse_simple
@@ -98,23 +99,37 @@ def _num(value: object, where: str, *, lo: float = 0.0, integer: bool = False) -
 
 @dataclass(frozen=True)
 class Profile:
-    """A depth profile: the parameter-name glob patterns an example may change."""
+    """A depth profile: the parameter-name globs (and layer ranges) an example may change."""
 
     name: str
     patterns: tuple[str, ...]
     exclude: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()  # layer ranges, §5.1 (attest.layers)
 
-    def matches(self, param: str) -> bool:
-        return any(glob_match(param, p) for p in self.patterns) and not any(
-            glob_match(param, p) for p in self.exclude
-        )
+    def __post_init__(self) -> None:
+        for i, r in enumerate(self.layers):
+            parse_range(r, f"profiles.{self.name}.layers[{i}]")
+
+    def matches(self, param: str, layers: frozenset[int] = frozenset()) -> bool:
+        """``layers``: the layer indices this profile's ranges select in the model (§5.1)."""
+        if any(glob_match(param, p) for p in self.exclude):
+            return False
+        if any(glob_match(param, p) for p in self.patterns):
+            return True
+        return bool(layers) and layer_index(param) in layers
 
     def resolve(self, names: Iterable[str]) -> tuple[str, ...]:
         """The parameter names this profile allows, sorted."""
-        return tuple(sorted(n for n in names if self.matches(n)))
+        names = list(names)
+        ranges = [parse_range(r, f"profiles.{self.name}.layers") for r in self.layers]
+        chosen = selected(ranges, layer_count(names)) if ranges else frozenset()
+        return tuple(sorted(n for n in names if self.matches(n, chosen)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"patterns": list(self.patterns), "exclude": list(self.exclude)}
+        d: dict[str, Any] = {"patterns": list(self.patterns), "exclude": list(self.exclude)}
+        if self.layers:  # absent when empty: v0.1 policies keep their digests
+            d["layers"] = list(self.layers)
+        return d
 
 
 @dataclass(frozen=True)
@@ -358,13 +373,15 @@ class Policy:
             raise PolicyError("profiles: expected at least one [profiles.NAME] table")
         profiles = {}
         for pname, pdoc in profiles_doc.items():
-            p = _take(pdoc, f"profiles.{pname}", {"patterns": None, "exclude": []})
+            p = _take(pdoc, f"profiles.{pname}", {"patterns": [], "exclude": [], "layers": []})
             pats = _globs(p["patterns"], f"profiles.{pname}.patterns")
-            if not pats:
-                raise PolicyError(f"profiles.{pname}.patterns: expected at least one pattern")
-            profiles[pname] = Profile(
-                pname, pats, _globs(p["exclude"], f"profiles.{pname}.exclude")
-            )
+            layers = _strs(p["layers"], f"profiles.{pname}.layers")
+            if not pats and not layers:
+                raise PolicyError(
+                    f"profiles.{pname}.patterns: expected at least one pattern or layer range"
+                )
+            excl = _globs(p["exclude"], f"profiles.{pname}.exclude")
+            profiles[pname] = Profile(pname, pats, excl, layers)
         if not isinstance(top["assign"], list):
             raise PolicyError("assign: expected an array of [[assign]] tables")
         assign = []

@@ -17,6 +17,7 @@ from typing import Any
 from .admission import Findings, Metadata, Outcome
 from .digest import check_hex32
 from .errors import FormatError
+from .modelspec import ModelSpec
 from .tensors import DTYPE_SIZES
 
 RECORD_VERSION = 1
@@ -97,6 +98,27 @@ def _check_start(
         raise FormatError(
             f"{where}: expected tensors and baseLeaves to name the same tensors, found "
             f"only in tensors {only_t!r:.80}, only in baseLeaves {only_l!r:.80}"
+        )
+
+
+def _check_model(
+    model: ModelSpec | None, trainable: tuple[str, ...], base_root: bytes, where: str
+) -> None:
+    """The model spec names the start record's trainable tensors and base state root."""
+    if model is None:
+        return
+    if not isinstance(model, ModelSpec):
+        raise FormatError(f"{where}.model: expected a model spec, got {type(model).__name__}")
+    if model.trainable != tuple(sorted(trainable)):
+        diff = sorted(set(model.trainable) ^ set(trainable))
+        raise FormatError(
+            f"{where}.model.trainable: expected the start record's trainable names, "
+            f"found a difference in {diff[:3]!r:.120}"
+        )
+    if model.base is not None and model.base.state_root != base_root.hex():
+        raise FormatError(
+            f"{where}.model.base.stateRoot: expected baseStateRoot {base_root.hex()}, "
+            f"got {model.base.state_root}"
         )
 
 
@@ -233,11 +255,13 @@ class StartRecord:
     trainable: tuple[str, ...]  # parameter names the optimizer holds
     heldout: tuple[int, ...] = ()  # admission indices held out as the reference set
     extra: Mapping[str, Any] = field(default_factory=dict)  # replay facts (data order seed, etc.)
+    model: ModelSpec | None = None  # what was trained (records.md §4.1); None: a v0.1 log
 
     def __post_init__(self) -> None:
         _check_start(
             self.config_digest, self.policy_digest, self.base_leaves, self.tensors, "start"
         )
+        _check_model(self.model, self.trainable, self.base_state_root, "start")
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -252,6 +276,7 @@ class StartRecord:
             "trainable": list(self.trainable),
             "heldout": list(self.heldout),
             "extra": dict(self.extra),
+            **({"model": self.model.to_dict()} if self.model is not None else {}),
         }
 
     @classmethod
@@ -271,6 +296,7 @@ class StartRecord:
                 "heldout",
                 "extra",
             },
+            frozenset({"model"}),
         )
         leaves: dict[str, bytes] = {}
         if not isinstance(d["baseLeaves"], list):
@@ -319,6 +345,7 @@ class StartRecord:
             _strlist(d["trainable"], f"{where}.trainable"),
             tuple(_int(x, f"{where}.heldout") for x in d["heldout"]),
             dict(d["extra"]),
+            ModelSpec.from_dict(d["model"]) if "model" in d else None,
         )
 
 
@@ -328,7 +355,7 @@ class StepRecord:
     batch: tuple[int, ...]  # admission indices, in batch order
     profiles: tuple[str, ...]  # each batch example's profile, as admitted
     loss: tuple[float, ...]  # each example's loss before the step
-    grad_norm: tuple[float, ...]  # each example's routed gradient norm (0.0 where not computed)
+    grad_norm: tuple[float, ...] | None  # each example's routed gradient norm; None: not computed
     lr: float
     changed: Mapping[str, bytes]  # tensor name -> new leaf hash, for tensors this step changed
     state_root: bytes  # Merkle root over all leaves after the step
@@ -338,7 +365,8 @@ class StepRecord:
 
     def __post_init__(self) -> None:
         n = len(self.batch)
-        if not (len(self.profiles) == len(self.loss) == len(self.grad_norm) == n):
+        norms = n if self.grad_norm is None else len(self.grad_norm)
+        if not (len(self.profiles) == len(self.loss) == norms == n):
             raise FormatError(
                 f"step {self.step}: batch, profiles, loss and gradNorm differ in length"
             )
@@ -352,7 +380,7 @@ class StepRecord:
             "batch": list(self.batch),
             "profiles": list(self.profiles),
             "loss": list(self.loss),
-            "gradNorm": list(self.grad_norm),
+            "gradNorm": list(self.grad_norm) if self.grad_norm is not None else None,
             "lr": self.lr,
             "changed": [[n, self.changed[n]] for n in sorted(self.changed)],
             "stateRoot": self.state_root,
@@ -382,7 +410,7 @@ class StepRecord:
             },
         )
         for k in ("batch", "loss", "gradNorm", "changed", "events"):
-            if not isinstance(d[k], list):
+            if not isinstance(d[k], list) and not (k == "gradNorm" and d[k] is None):
                 raise FormatError(f"{where}.{k}: expected a list")
         changed: dict[str, bytes] = {}
         prev_name = None
@@ -406,7 +434,9 @@ class StepRecord:
             tuple(_int(x, f"{where}.batch") for x in d["batch"]),
             _strlist(d["profiles"], f"{where}.profiles"),
             tuple(_num(x, f"{where}.loss") for x in d["loss"]),
-            tuple(_num(x, f"{where}.gradNorm") for x in d["gradNorm"]),
+            None
+            if d["gradNorm"] is None
+            else tuple(_num(x, f"{where}.gradNorm") for x in d["gradNorm"]),
             _num(d["lr"], f"{where}.lr"),
             changed,
             _b32(d["stateRoot"], f"{where}.stateRoot"),

@@ -153,7 +153,8 @@ def replay_once(
     original = replay.check_replay
 
     def layer(ctx: Any, _n: int, data: Any, openings: Any, base: Any, **kw: Any) -> None:
-        original(ctx, 0, data, openings, base, top=top, nonce=kw.get("nonce", b""))
+        original(ctx, 0, data, openings, base, top=top, nonce=kw.get("nonce", b""),
+                 tolerance=kw.get("tolerance"))  # fmt: skip
 
     replay.check_replay = layer  # type: ignore[assignment]
     try:
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         header = (
             f"{'audit':<26}{'steps run':>10}{'replay s':>10}{'verify s':>10}{'q x rec':>9}"
-            f"{'q x meas':>9}{'ratio':>7}{'of train':>10}{'ms/step':>9}  verdict"
+            f"{'q x meas':>9}{'ratio':>7}{'of train':>10}{'ms/step':>9}{'p(det)':>8}  verdict"
         )
         print(header)
         cases = [(f"random q={q}", q, 0) for q in args.q]
@@ -229,13 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         for label, n, top in cases:
             total, rep, ok = replay_once(run, pub, folder, n, top)
             units = n if n else top * args.every
+            ran = len(rep["steps"])  # whole intervals re-executed (V9.2)
             ideal = units * measured_step
             rows.append(
                 {
                     "case": label,
                     "n": n,
                     "top": top,
-                    "stepsExecuted": rep["stepsExecuted"],
+                    "stepsExecuted": ran,
+                    "intervals": rep["intervals"],
+                    "detectionProbability": rep["detectionProbability"],
                     "replaySeconds": rep["seconds"],
                     "verifySeconds": round(total, 3),
                     "idealSeconds": round(ideal, 3),
@@ -245,16 +249,18 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             print(
-                f"{label:<26}{rep['stepsExecuted']:>10}{rep['seconds']:>10.2f}{total:>10.2f}"
+                f"{label:<26}{ran:>10}{rep['seconds']:>10.2f}{total:>10.2f}"
                 f"{units * recorded_step:>9.2f}{ideal:>9.2f}"
                 f"{rep['seconds'] / max(ideal, 1e-9):>7.2f}{rep['seconds'] / train_s:>10.1%}"
-                f"{1000 * rep['seconds'] / max(rep['stepsExecuted'], 1):>9.1f}  "
+                f"{1000 * rep['seconds'] / max(ran, 1):>9.1f}"
+                f"{rep['detectionProbability']:>8.3f}  "
                 f"{'PASS' if ok else 'FAIL'}"
             )
         print("'q x rec' / 'q x meas' = (q random steps, or Q x K steps for PoL) x the recorded /")
         print("measured mean step time; 'ratio' = replay s / 'q x meas'; 'of train' = replay s /")
-        print("training wall time. A random step costs the steps from the checkpoint before it")
-        print("(on average about K/2), a PoL interval K steps; 'ms/step' = replay s / steps run.")
+        print("training wall time. A random step costs its whole interval between stored states")
+        print("(K steps, V9.2), as a PoL interval does; 'ms/step' = replay s / steps run;")
+        print("'p(det)' = the least probability that one forged step is caught (V9.5).")
         print(
             json.dumps(
                 {

@@ -7,10 +7,11 @@
 Both sides start from the same initial weights and see the same batches. Steps are
 interleaved (one governed, one plain, ...) so that a change in machine load during the
 benchmark biases neither side. The governed step is the trainer's own code, as in
-trainer/loop.py: `train_step` (forward, gradient routing with two depth profiles
-mixed in every batch, AdamW), `hash_changed` (leaf hashes of changed tensors), the
-state root, the memorization probe (`Monitor.observe`) and a StepRecord appended to a
-real msgpack step log. The plain step is forward, mean loss, backward, AdamW.
+trainer/loop.py: `StepEngine.step` (forward, gradient routing with two depth profiles
+mixed in every batch, per-example routed gradient norms, AdamW, leaf hashes of changed
+tensors, state root), the memorization probe (`Monitor.observe`) and a StepRecord
+appended to a real msgpack step log. `--no-grad-norms` switches the norms off.
+The plain step is forward, mean loss, backward, AdamW.
 Prints the ratio of median step times (target <= 1.15).
 """
 
@@ -31,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from attest.log import LogWriter  # noqa: E402
 from attest.policy import Canaries, Memorization, Profile  # noqa: E402
 from attest.records import StepRecord  # noqa: E402
-from attest.tensors import state_root  # noqa: E402
 from trainer import leaves as lv  # noqa: E402
+from trainer import registry  # noqa: E402
 from trainer.config import ModelConfig, TrainConfig  # noqa: E402
-from trainer.loop import builtin_loss, hash_changed, make_optimizer, set_determinism, train_step  # noqa: E402
+from trainer.engine import StepEngine  # noqa: E402
+from trainer.loop import optimizer_config, set_determinism  # noqa: E402
 from trainer.memorization import Monitor  # noqa: E402
-from trainer.model import TinyLM  # noqa: E402
-from trainer.routing import Router  # noqa: E402
+from trainer.registry import Item  # noqa: E402
 
 WORDS = [
     "the",
@@ -86,32 +87,34 @@ def main() -> None:
         help="patterns of the second profile; one that is not a depth cut (e.g. "
         "'blocks.{last}.mlp.*,lm_head.*') measures the general signature-pass routing",
     )  # fmt: skip
+    ap.add_argument("--no-grad-norms", action="store_true", help="per-example norms off")
     args = ap.parse_args()
     config = TrainConfig(
         dataset="-", policy="-", batch_size=args.batch, threads=args.threads,
         model=ModelConfig(d_model=args.d_model, n_layers=args.layers, n_heads=4, seq_len=args.seq),
     )  # fmt: skip
     set_determinism(config)
-    gov_model = TinyLM(config.model)
+    options = {"d_model": args.d_model, "n_layers": args.layers, "n_heads": 4, "seq_len": args.seq}
+    built = registry.build(registry.spec_for("tinylm", options, None, seed=0), None)
+    gov_model = built.model
     plain_model = copy.deepcopy(gov_model)
-    loss_fn = builtin_loss(args.seq)
     texts = corpus(args.batch * 16, args.seq + 1)
 
-    params = {n: p for n, p in gov_model.named_parameters() if p.requires_grad}
-    names = list(params)
+    names = list(built.trainable)
     profiles = {
         "deep": Profile("deep", ("*",)).resolve(names),
         "surface": Profile(
             "surface", tuple(args.surface.format(last=args.layers - 1).split(","))
         ).resolve(names),
     }  # fmt: skip
-    router = Router(params, profiles)
-    fast = router.prepare(gov_model, ["deep", "surface"])
-    router.release(gov_model)
-    gov_opt = make_optimizer(params, config)
-    plain_opt = make_optimizer(dict(plain_model.named_parameters()), config)
+    engine = StepEngine(built, optimizer_config(config), profiles,
+                        grad_norms=not args.no_grad_norms)  # fmt: skip
+    fast = engine.router.prepare(gov_model, ["deep", "surface"])
+    engine.router.release(gov_model)
+    o = optimizer_config(config)
+    plain_opt = torch.optim.AdamW(list(plain_model.parameters()), lr=o.lr, betas=o.betas,
+                                  weight_decay=o.weight_decay)  # fmt: skip
     monitor = Monitor(Memorization(loss_drop_max=1.5), Canaries(), [], {}, bytes(32))
-    current = lv.leaves(gov_model.state_dict())
     gov_t: list[float] = []
     plain_t: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, LogWriter(Path(tmp) / "steps.msgpack") as log:
@@ -123,20 +126,19 @@ def main() -> None:
 
             t0 = time.perf_counter()  # --- governed step, as trainer/loop.py runs it
             rng = lv.sha256_tensor(torch.get_rng_state())
-            losses = train_step(gov_model, loss_fn, router, gov_opt, batch, batch_profiles)
-            changed = hash_changed(params, current)
-            root = state_root(current)
-            loss_values = [float(x) for x in losses.detach().tolist()]
-            events = monitor.observe(batch_idx, loss_values)
+            out = engine.step([Item(t) for t in batch], batch_profiles, config.lr)
+            events = monitor.observe(batch_idx, list(out.losses))
             log.append(
-                StepRecord(step, tuple(batch_idx), tuple(batch_profiles), tuple(loss_values),
-                           tuple(0.0 for _ in batch), config.lr, changed, root, tuple(events),
-                           None, rng).to_record()
+                StepRecord(step, tuple(batch_idx), tuple(batch_profiles), out.losses,
+                           out.grad_norms, config.lr, out.changed, out.state_root,
+                           tuple(events), None, rng).to_record()
             )  # fmt: skip
             gov_t.append(time.perf_counter() - t0)
 
             t0 = time.perf_counter()  # --- plain step
-            loss = loss_fn(plain_model, batch).mean()
+            loss = built.per_example_loss(
+                plain_model, built.encode([Item(t) for t in batch])
+            ).mean()
             plain_opt.zero_grad(set_to_none=True)
             loss.backward()
             plain_opt.step()
@@ -146,7 +148,8 @@ def main() -> None:
     print(
         f"model d={args.d_model} layers={args.layers} seq={args.seq} batch={args.batch} "
         f"threads={args.threads}; {args.steps} interleaved steps, two profiles in every batch; "
-        f"routing: {'stop-gradient masks (one backward)' if fast else 'signature passes'}"
+        f"routing: {'stop-gradient masks (one backward)' if fast else 'signature passes'}; "
+        f"grad norms: {engine.grad_norm_method or 'off'}"
     )
     print(f"plain step    median {p * 1000:8.2f} ms")
     print(f"governed step median {g * 1000:8.2f} ms")

@@ -15,6 +15,13 @@ leaves a signed run folder (see README.md "The run folder")::
                    Path("run"), load_signer(Path("producer.key")))
     print(result.final_state_root)
 
+A registered model kind (trainer/registry.py) is built from its recorded spec, which is
+what the replay audit does too::
+
+    from trainer.commands import build_model
+    from trainer.loop import run
+    result = run(build_model(config), config, Path("run"), load_signer(Path("producer.key")))
+
 Names are imported lazily, so ``import trainer`` alone does not import torch.
 """
 
@@ -23,8 +30,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "Item",
     "ModelConfig",
     "RunResult",
+    "StepEngine",
     "TinyLM",
     "TrainConfig",
     "builtin_loss",
@@ -33,6 +42,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "Item": "registry",
+    "StepEngine": "engine",
     "ModelConfig": "config",
     "TrainConfig": "config",
     "TinyLM": "model",

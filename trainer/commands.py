@@ -1,4 +1,9 @@
-"""`govtune train` and `govtune demo`: thin shells over trainer.loop (exit codes: verifier.cli)."""
+"""`govtune train` and `govtune demo`: thin shells over trainer.loop (exit codes: verifier.cli).
+
+The model comes from the registry (trainer.registry) by the config's ``[model] kind``.
+`demo` trains and signs; the CLI (verifier/cli.py) then verifies: the trainer never
+imports the verifier.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 import os
 import sys
 from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,34 +24,33 @@ from attest.errors import UsageError
 from attest.keys import load_signer, write_keypair
 from attest.policy import Policy
 
+from . import registry
 from .checkpoint import save_weights
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, model_kind, model_options
 from .demo import build_corpus
-from .loop import RunResult, builtin_loss, run, set_determinism
+from .loop import RunResult, run, set_determinism
 from .model import TinyLM
+from .registry import Built
 
-EXIT_OK, EXIT_FAIL = 0, 1
+EXIT_OK = 0
 DEMO_STEPS = 250
 DEMO_MODEL = ModelConfig(vocab=256, d_model=96, n_layers=4, n_heads=4, seq_len=96)
 
 
-def builtin_model(config: TrainConfig) -> TinyLM:
-    """The built-in model, initialized from ``config.seed`` or loaded from ``config.base``."""
-    set_determinism(config)
-    model = TinyLM(config.model)
-    if config.base:
-        from safetensors.torch import load_file
+def build_model(config: TrainConfig, base_name: str = "") -> Built:
+    """The config's model through the registry: its spec (recorded), then the model.
 
-        path = config.path("base")
-        try:
-            state = load_file(str(path))
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-            raise UsageError(f"{path}: cannot load base weights: {e}") from e
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise UsageError(f"{path}: base weights do not fit model {config.model}: {e}") from e
-    return model
+    ``base_name`` names the base in the spec (e.g. how a shipped base was made).
+    Raises UsageError (unknown kind, unusable base) or FormatError (bad options)."""
+    set_determinism(config)
+    base = config.path("base") if config.base else None
+    spec = registry.spec_for(
+        model_kind(config.model), model_options(config.model), base, seed=config.seed
+    )
+    if base_name and spec.base is not None:
+        spec = replace(spec, base=replace(spec.base, name=base_name))
+    built = registry.build(spec, base, device=config.device, dtype=config.dtype)
+    return replace(built, spec=spec)
 
 
 def _progress(quiet: bool, total: int) -> Any:
@@ -67,7 +72,7 @@ def _train(
     base_name: str = "",
     resume: bool = False,
 ) -> RunResult:
-    model = builtin_model(config)
+    built = build_model(config, base_name)
     with _progress(quiet, config.steps) as bar:
         task = bar.add_task("train", total=config.steps, loss=0.0) if bar else None
 
@@ -75,16 +80,7 @@ def _train(
             if bar is not None:
                 bar.update(task, completed=step, loss=loss)
 
-        return run(
-            model,
-            builtin_loss(config.model.seq_len),
-            config,
-            out,
-            signer,
-            base_name=base_name or (config.base or "govtune:tinylm-init"),
-            progress=progress,
-            resume=resume,
-        )
+        return run(built, config, out, signer, progress=progress, resume=resume)
 
 
 def _summary(r: RunResult) -> str:
@@ -107,6 +103,10 @@ def _summary(r: RunResult) -> str:
 def train(args: argparse.Namespace) -> int:
     """`govtune train CONFIG --out DIR --key KEY`. Raises the project's errors (cli prints them)."""
     config = TrainConfig.load(Path(args.config))
+    if getattr(args, "steps", None) is not None:  # --steps N shortens (or lengthens) any run
+        if args.steps < 1:
+            raise UsageError(f"--steps: expected a positive integer, got {args.steps}")
+        config = replace(config, steps=args.steps)
     signer = load_signer(Path(args.key))
     try:
         result = _train(config, Path(args.out), signer, args.quiet, resume=args.resume)
@@ -120,12 +120,27 @@ def train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def inspect(args: argparse.Namespace) -> int:
+    """`govtune inspect MODEL_FOLDER [--policy POLICY]` (trainer/inspect.py)."""
+    from .inspect import inspect_command
+
+    return inspect_command(args)
+
+
 def _demo_policy_bytes() -> bytes:
     return resources.files("trainer").joinpath("data/demo-policy.toml").read_bytes()
 
 
-def demo(args: argparse.Namespace) -> int:
-    """`govtune demo --out DIR`: corpus, key, policy, base weights, train, sign, verify."""
+@dataclass(frozen=True)
+class DemoRun:
+    run: Path  # the signed run folder
+    pub: Path  # the producer's public key, to verify it with
+
+
+def demo(args: argparse.Namespace) -> DemoRun:
+    """`govtune demo --out DIR`: corpus, key, policy, base weights, train, sign.
+
+    The CLI verifies the result (verifier/cli.py). Raises the project's errors."""
     out = Path(args.out)
     steps = args.steps if args.steps is not None else DEMO_STEPS
     if steps < 1:
@@ -166,25 +181,15 @@ def demo(args: argparse.Namespace) -> int:
     except OSError as e:  # a disk or permission failure not already named by attest
         raise UsageError(f"{out}: cannot write: {e.strerror or e}") from e
     say(_summary(result))
-
-    try:
-        from verifier import api  # type: ignore[attr-defined]
-    except ImportError:
-        say("verify:      skipped (verifier.api is not available in this install)")
-        print(f"OK: demo run in {out / 'run'} (not verified)", file=sys.stderr)
-        return EXIT_OK
-    verdict = api.verify(out / "run", keys=[pub])
-    if not verdict:
-        print(f"FAIL: demo run {out / 'run'} did not verify: {verdict}", file=sys.stderr)
-        return EXIT_FAIL
-    print(f"OK: demo run in {out / 'run'} verified with {pub}", file=sys.stderr)
-    return EXIT_OK
+    return DemoRun(out / "run", pub)
 
 
 def _config_toml(c: TrainConfig) -> bytes:
     """The demo's config as TOML, so `govtune train config.toml` re-runs it."""
     d = c.to_dict()
     m = d.pop("model")
+    if m.get("kind") == "tinylm":
+        del m["kind"]
     lines = [
         f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
         for k, v in d.items()
@@ -193,4 +198,4 @@ def _config_toml(c: TrainConfig) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-__all__ = ["builtin_model", "demo", "train", "torch"]
+__all__ = ["DemoRun", "build_model", "demo", "train", "torch"]

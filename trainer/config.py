@@ -7,6 +7,7 @@ Paths in the TOML are relative to the TOML file. The digest covers `to_dict()`
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,45 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class KindConfig:
+    """The ``[model]`` table of a registered kind other than tinylm (trainer/registry.py).
+
+    ``options`` are passed to the kind's ``spec_for`` as they are; the kind validates them.
+    """
+
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind:
+            raise FormatError(f"model.kind: expected a model kind, got {self.kind!r}")
+        if not isinstance(self.options, Mapping):
+            raise FormatError("model: expected a table")
+        canonical_json(dict(self.options))  # FormatError unless plain data
+
+
+def model_kind(model: ModelConfig | KindConfig) -> str:
+    return model.kind if isinstance(model, KindConfig) else "tinylm"
+
+
+def model_options(model: ModelConfig | KindConfig) -> dict[str, Any]:
+    """The ``[model]`` table without ``kind``: what the kind's ``spec_for`` takes."""
+    return dict(model.options) if isinstance(model, KindConfig) else asdict(model)
+
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "bfloat16", "float16")
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     dataset: str  # JSONL path
     policy: str  # TOML path
     base: str = (
         ""  # safetensors of the base weights; "" = the built-in model initialized from `seed`
     )
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | KindConfig = field(default_factory=ModelConfig)
     steps: int = 100
     batch_size: int = 8
     lr: float = 1e-3
@@ -57,6 +90,13 @@ class TrainConfig:
     # Tolerant mode: the least replay tolerance (max abs diff) to record; the trainer records
     # the larger of this and its own calibration (trainer.loop.calibrate_tolerance).
     tolerance: float = 0.0
+    device: str = "cpu"  # "cpu" or "cuda" (strict, bitwise replay: cpu only)
+    dtype: str = "float32"  # parameter dtype: float32, bfloat16 or float16 (where supported)
+    grad_norms: bool = True  # per-example routed gradient norms (trainer.gradnorm)
+    grad_accum: int = 1  # micro-batches per optimizer step (the batch is split, grads summed)
+    schedule: str = "constant"  # learning rate after warmup: constant, linear or cosine decay
+    warmup_steps: int = 0  # steps of linear warmup from lr/warmup_steps to lr (trainer.schedule)
+    eval_examples: int = 0  # held-out eval split (admitted, never trained); its mean loss recorded
     # Folder that relative paths resolve against; not digested (no local paths in public files).
     base_dir: str = field(default="", compare=False)
 
@@ -75,6 +115,27 @@ class TrainConfig:
                 raise FormatError(f"config.{name}: expected a non-negative number, got {v!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise FormatError(f"config.betas: expected two numbers in [0, 1), got {self.betas!r}")
+        if self.device not in DEVICES:
+            raise FormatError(f"config.device: expected one of {DEVICES}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise FormatError(f"config.dtype: expected one of {DTYPES}, got {self.dtype!r}")
+        for name in ("grad_accum",):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= self.batch_size:
+                raise FormatError(
+                    f"config.{name}: expected an integer in [1, batch_size={self.batch_size}], "
+                    f"got {v!r}"
+                )
+        for name in ("warmup_steps", "eval_examples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise FormatError(f"config.{name}: expected a non-negative integer, got {v!r}")
+        if self.schedule not in SCHEDULES:
+            raise FormatError(
+                f"config.schedule: expected one of {SCHEDULES}, got {self.schedule!r}"
+            )
+        if not isinstance(self.grad_norms, bool):
+            raise FormatError(f"config.grad_norms: expected true or false, got {self.grad_norms!r}")
 
     @property
     def mode(self) -> str:
@@ -83,6 +144,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         del d["base_dir"]
+        d["model"] = {"kind": model_kind(self.model), **model_options(self.model)}
         d["betas"] = list(self.betas)
         d["lr"], d["weight_decay"], d["tolerance"] = (
             float(self.lr),
@@ -116,14 +178,20 @@ class TrainConfig:
         m = d.pop("model", {})
         if not isinstance(m, dict):
             raise FormatError("config.model: expected a table")
+        m = dict(m)
+        kind = m.pop("kind", "tinylm")
         mk = {f.name for f in fields(ModelConfig)}
-        if set(m) - mk:
+        if kind != "tinylm":
+            model: ModelConfig | KindConfig = KindConfig(kind, m)
+        elif set(m) - mk:
             raise FormatError(f"config.model: unknown key(s) {', '.join(sorted(set(m) - mk))}")
+        else:
+            model = ModelConfig(**m)
         if "betas" in d:
             if not isinstance(d["betas"], list | tuple) or len(d["betas"]) != 2:
                 raise FormatError(f"config.betas: expected two numbers, got {d['betas']!r}")
             d["betas"] = tuple(float(b) for b in d["betas"])
-        return cls(model=ModelConfig(**m), **d)
+        return cls(model=model, **d)
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

@@ -8,12 +8,12 @@ from the run secret (attest.commitment), over the text exactly as trained on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from attest.admission import Findings, Metadata, decide, inspect_content
+from attest.admission import Findings, Metadata, decide, inspect_example
 from attest.canary import canary_metadata, canary_prefix, canary_text
-from attest.commitment import Opening, commit, derive_salt
+from attest.commitment import Content, Opening, commit, derive_salt
 from attest.dataset import Example
 from attest.policy import Policy
 from attest.records import AdmissionRecord
@@ -34,6 +34,8 @@ class Admission:
     records: list[AdmissionRecord] = field(default_factory=list)
     texts: dict[int, str] = field(default_factory=dict)  # admitted index -> text as trained on
     profiles: dict[int, str] = field(default_factory=dict)  # admitted index -> profile
+    # admitted index -> task fields of registry.Item ({"label": ...} / {"prompt": ...})
+    fields: dict[int, Mapping[str, str]] = field(default_factory=dict)
     canaries: list[Canary] = field(default_factory=list)
     openings: list[Opening] = field(default_factory=list)
 
@@ -49,7 +51,14 @@ class Admission:
 
 
 def _record(
-    adm: Admission, policy: Policy, run_secret: bytes, meta: Metadata, findings: Findings, text: str
+    adm: Admission,
+    policy: Policy,
+    run_secret: bytes,
+    meta: Metadata,
+    findings: Findings,
+    text: str,
+    content: Content | None = None,  # default: the text (text form, canaries)
+    fields: Mapping[str, str] | None = None,
 ) -> None:
     index = len(adm.records)
     salt = derive_salt(run_secret, index)
@@ -57,7 +66,7 @@ def _record(
     adm.records.append(
         AdmissionRecord(
             index,
-            commit(salt, text),
+            commit(salt, text if content is None else content),
             meta,
             findings,
             decision.outcomes,
@@ -69,6 +78,8 @@ def _record(
     if decision.admitted:
         adm.texts[index] = text
         adm.profiles[index] = decision.profile or ""
+        if fields:
+            adm.fields[index] = dict(fields)
 
 
 def admit(policy: Policy, examples: Sequence[Example], run_secret: bytes) -> Admission:
@@ -76,9 +87,10 @@ def admit(policy: Policy, examples: Sequence[Example], run_secret: bytes) -> Adm
     adm = Admission()
     seen: set[str] = set()
     for ex in examples:
-        findings, text = inspect_content(policy, ex.text, seen)
-        meta = Metadata(ex.license, ex.source, ex.data_class, ex.consent, len(text))
-        _record(adm, policy, run_secret, meta, findings, text)
+        findings, trained = inspect_example(policy, ex, seen)
+        meta = Metadata(ex.license, ex.source, ex.data_class, ex.consent, len(trained.text))
+        _record(adm, policy, run_secret, meta, findings, trained.text, trained.content,
+                trained.fields)  # fmt: skip
     # The canary texts and metadata are attest.canary's: the verifier re-derives them.
     c = policy.canaries
     before = canary_prefix(c)

@@ -1,13 +1,18 @@
 """The governed training run, top to bottom (STYLE.md §11, in the spirit of nanoGPT's train.py).
 
-    admit -> [ batch -> forward -> route -> step -> hash -> probe memorization -> record ]* -> sign
+    admit -> [ batch -> engine.step (forward, route, AdamW, hash) -> probe memorization
+               -> record ]* -> release -> sign
 
+The step itself is trainer.engine.StepEngine (shared with the replay audit); the model
+comes from the registry (trainer.registry), resume from trainer.resume, the tolerant-mode
+calibration from trainer.calibration, the statements from trainer.provenance.
 Costs and sync points are marked ``# cost:`` and ``# sync:``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -22,30 +27,36 @@ from securesystemslib.signer import Signer
 from torch import nn
 
 from attest.atomic import write_atomic
-from attest.canary import heldout_indices
+from attest.canary import eval_indices, heldout_indices
 from attest.canonical import canonical_msgpack
 from attest.commitment import new_run_secret
 from attest.dataset import read_dataset
 from attest.digest import sha256_file
 from attest.errors import GovtuneError, UsageError
-from attest.log import GENESIS, LogWriter, record_hash, summarize_log
-from attest.policy import load_policy
+from attest.log import GENESIS, LogSummary, LogWriter, record_hash, summarize_log
+from attest.modelspec import BaseIdentity, ModelSpec
+from attest.policy import Policy, load_policy
 from attest.predicates import ADMISSIONS_FILE, POLICY_FILE, STEPS_FILE, Checkpoint
 from attest.records import Event, StartRecord, StepRecord
 from attest.release_layout import weights_metadata
 from attest.tensors import hash_safetensors, state_root
 
 from . import leaves as lv
-from .checkpoint import checkpoint_name, save_checkpoint, save_weights
+from .calibration import calibrate_tolerance
+from .checkpoint import checkpoint_name, save_checkpoint, stamp_metadata
 from .config import TrainConfig
-from .data import admit
-from .memorization import LossFn, Monitor, _f
+from .data import Admission, admit
+from .engine import OptimizerConfig, StepEngine
+from .engine import finite as engine_finite
+from .memorization import LossFn, Monitor
 from .order import DataOrder
-from .provenance import WEIGHTS_FILE, RunFacts, sign_bundle, write_private
+from .profiles import resolve_profiles
+from .provenance import RunFacts, sign_bundle, write_private
+from .registry import Built, Item, texts_loss
 from .resume import read_run_secret, restore, resumable
-from .routing import Router
+from .schedule import lr_at
 
-BUILDER = "govtune-trainer/0.1.0"
+BUILDER = "govtune-trainer/0.2.0"
 Progress = Callable[[int, int, float], None]  # (step, total steps, mean loss)
 
 
@@ -70,15 +81,19 @@ def set_determinism(config: TrainConfig) -> None:
     torch.manual_seed(config.seed)
 
 
-def environment(config: TrainConfig, calibration: dict[str, float] | None = None) -> dict[str, Any]:
-    """The run's environment fingerprint; in tolerant mode with the calibrated tolerance."""
+def environment(
+    config: TrainConfig, engine: StepEngine, calibration: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """The run's environment fingerprint: the device and dtype the model really has."""
+    p = next(iter(engine.params.values()), None)
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
         "machine": platform.machine(),
         "byteorder": sys.byteorder,
-        "device": "cpu",
+        "device": p.device.type if p is not None else config.device,
+        "dtype": str(p.dtype).removeprefix("torch.") if p is not None else config.dtype,
         "threads": torch.get_num_threads(),
         "seed": config.seed,
         "deterministic": torch.are_deterministic_algorithms_enabled(),
@@ -94,98 +109,9 @@ def environment(config: TrainConfig, calibration: dict[str, float] | None = None
     return env
 
 
-def make_optimizer(params: dict[str, nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(
-        list(params.values()), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-    )
-
-
-def train_step(
-    model: nn.Module,
-    loss_fn: LossFn,
-    router: Router,
-    optimizer: torch.optim.Optimizer,
-    texts: Sequence[str],
-    profiles: Sequence[str],
-) -> torch.Tensor:
-    """forward -> route -> step; returns the per-example losses before the step.
-
-    The one definition of a step, shared with the replay audit (verifier/replay.py).
-    """
-    router.prepare(model, profiles)  # stop-gradient masks, when the model supports them
-    try:
-        losses = loss_fn(model, texts)  # cost: one forward over the whole batch
-    finally:
-        router.release(model)
-    router.backward(losses, profiles)  # cost: one backward (fast path) or one per signature
-    optimizer.step()  # tensors with grad None are skipped by AdamW: unchanged, bitwise
-    return losses
-
-
-# Tolerant mode (spec/verification.md §V9.3): the replay tolerance is calibrated on an
-# honest reproduction at start. One step's drift underestimates the drift accumulated
-# over the steps between two stored states, hence the safety factor; the floor (a few
-# float32 ulps at weight magnitudes ~1-8) keeps a run whose calibration happened to
-# reproduce bitwise from demanding bitwise equality of a replay elsewhere.
-TOLERANCE_FACTOR = 10.0
-TOLERANCE_FLOOR = 1e-6
-
-
-def calibrate_tolerance(
-    model: nn.Module,
-    loss_fn: LossFn,
-    router: Router,
-    optimizer: torch.optim.Optimizer,
-    texts: Sequence[str],
-    profiles: Sequence[str],
-    minimum: float = 0.0,
-) -> dict[str, float]:
-    """Run one step twice from the same state; {"observed", "factor", "tolerance"}.
-
-    ``observed`` is the largest per-tensor max |difference| between the two runs' weights;
-    ``tolerance`` = max(observed * TOLERANCE_FACTOR, TOLERANCE_FLOOR, ``minimum``). Model
-    weights, AdamW state, gradients and the torch generator are restored afterwards, so
-    training starts from exactly the state it would have without calibration.
-    """
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    optim_state, rng = copy.deepcopy(optimizer.state_dict()), torch.get_rng_state()
-
-    def restore() -> None:
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(copy.deepcopy(optim_state))
-        torch.set_rng_state(rng)
-        for p in model.parameters():
-            p.grad = None
-
-    runs: list[dict[str, torch.Tensor]] = []
-    try:
-        for _ in range(2):  # cost: two extra steps, once per run
-            restore()
-            train_step(model, loss_fn, router, optimizer, texts, profiles)
-            runs.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-    finally:
-        restore()
-    a, b = runs
-    observed = max(
-        (float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel()),
-        default=0.0,
-    )
-    tolerance = max(observed * TOLERANCE_FACTOR, TOLERANCE_FLOOR, float(minimum))
-    return {"observed": observed, "factor": TOLERANCE_FACTOR, "tolerance": tolerance}
-
-
-def hash_changed(params: dict[str, nn.Parameter], current: dict[str, bytes]) -> dict[str, bytes]:
-    """New leaves of the tensors whose bytes changed; updates ``current`` in place.
-
-    Only tensors that had a gradient are hashed: AdamW leaves the others untouched.
-    """
-    changed: dict[str, bytes] = {}
-    for n, p in params.items():
-        if p.grad is not None:
-            h = lv.leaf(n, p.data)  # cost: SHA-256 over the tensor's bytes
-            if h != current[n]:
-                changed[n] = current[n] = h
-    return changed
+def optimizer_config(config: TrainConfig) -> OptimizerConfig:
+    b1, b2 = config.betas
+    return OptimizerConfig(float(config.lr), (float(b1), float(b2)), float(config.weight_decay))
 
 
 def _now() -> str:
@@ -207,171 +133,200 @@ def _prepare_run_folder(out: Path) -> None:
         raise UsageError(f"{out}: cannot write the run folder: {e.strerror or e}") from e
 
 
-def run(
-    model: nn.Module,
-    loss_fn: LossFn,
-    config: TrainConfig,
-    out: Path,
-    signer: Signer,
-    *,
-    base_name: str = "",
-    progress: Progress | None = None,
-    resume: bool = False,
-    run_secret: bytes | None = None,
-) -> RunResult:
-    """Train ``model`` on ``config.dataset`` under ``config.policy``; write and sign the run folder.
-
-    ``loss_fn(model, texts)`` returns the per-example losses [B] (nats) of a list of texts.
-    ``run_secret`` (32 bytes) fixes salts and canaries for a reproducible run; default fresh.
-    With ``resume``, continue the run in ``out`` from its last checkpoint (trainer.resume).
-    Raises UsageError (files), FormatError (dataset), PolicyError, GovtuneError.
-    """
-    out = Path(out)
-    started = _now()
-    set_determinism(config)
-    policy, policy_bytes = load_policy(config.path("policy"))
-    examples, dataset_sha = read_dataset(config.path("dataset"))
-    prov = out / "provenance"
+def _open_run(out: Path, resume: bool, run_secret: bytes | None) -> tuple[bytes, bool]:
+    """(run secret, resume?): a fresh folder with a durable secret, or the resumed run's."""
     if resume and not resumable(out):
         # Killed before the start record was durable: nothing was trained, start afresh.
-        (prov / STEPS_FILE).unlink(missing_ok=True)
+        (out / "provenance" / STEPS_FILE).unlink(missing_ok=True)
         resume = False
     if resume:
-        run_secret = read_run_secret(out)
-    else:
-        _prepare_run_folder(out)
-        run_secret = run_secret or new_run_secret()
-        # Durable before any record that depends on it: a resume needs the same salts.
-        write_atomic(out / "private" / "run-secret", run_secret.hex().encode() + b"\n", mode=0o600)
-    run_id = os.urandom(16).hex()
+        return read_run_secret(out), True
+    _prepare_run_folder(out)
+    secret = run_secret or new_run_secret()
+    # Durable before any record that depends on it: a resume needs the same salts.
+    write_atomic(out / "private" / "run-secret", secret.hex().encode() + b"\n", mode=0o600)
+    return secret, False
 
-    # --- admit: every example judged, refused ones recorded too; canaries planted ---------
-    adm = admit(policy, examples, run_secret)
+
+def _write_admissions(prov: Path, adm: Admission, policy_bytes: bytes, resume: bool) -> LogSummary:
     if resume:  # the admissions are a pure function of (dataset, policy, run secret)
         admissions = summarize_log(prov / ADMISSIONS_FILE)
         if admissions.head != _chain_head(r.to_record() for r in adm.records):
             raise GovtuneError("resume: dataset or policy differ from the admission log's")
-    else:
-        write_atomic(prov / POLICY_FILE, policy_bytes)
-        with LogWriter(prov / ADMISSIONS_FILE) as log:
-            for rec in adm.records:
-                log.append(rec.to_record())
-            admissions = log.summary()
+        return admissions
+    write_atomic(prov / POLICY_FILE, policy_bytes)
+    with LogWriter(prov / ADMISSIONS_FILE) as log:
+        for rec in adm.records:
+            log.append(rec.to_record())
+        return log.summary()
+
+
+def _split(adm: Admission, policy: Policy, seed: int) -> tuple[list[int], list[int]]:
+    """(held-out reference set, training pool) of the admitted, non-canary examples."""
     canary_idx = {i for c in adm.canaries for i in c.indices}
     ordinary = sorted(set(adm.texts) - canary_idx)
-    heldout = list(heldout_indices(config.seed, ordinary, policy.memorization.holdout))
+    heldout = list(heldout_indices(seed, ordinary, policy.memorization.holdout))
     pool = [i for i in sorted(adm.texts) if i not in set(heldout)]
     if not pool:
         raise GovtuneError("admission: expected at least one admitted training example, got none")
+    return heldout, pool
 
-    # --- the model's starting point ---------------------------------------------------------
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    names_by_id = {id(p): n for n, p in params.items()}
-    profiles = policy.resolve_profiles(list(params))
-    state = model.state_dict()
-    current = lv.leaves(state)  # cost: one SHA-256 pass over the whole model, once
-    base_root = state_root(current)
-    data_seed = config.seed
-    start = StartRecord(
+
+def _eval_split(
+    pool: list[int], adm: Admission, config: TrainConfig
+) -> tuple[list[int], list[int]]:
+    """(evaluation split, training pool): ``config.eval_examples`` non-canary examples of the
+    pool, drawn with the run seed (a pure function of dataset, policy and config)."""
+    if not config.eval_examples:
+        return [], pool
+    canaries = {i for c in adm.canaries for i in c.indices}
+    ordinary = [i for i in pool if i not in canaries]
+    if config.eval_examples >= len(ordinary):
+        raise GovtuneError(
+            f"config.eval_examples: expected fewer than the {len(ordinary)} trainable examples, "
+            f"got {config.eval_examples}"
+        )
+    evals = list(eval_indices(config.seed, ordinary, config.eval_examples))
+    chosen = set(evals)
+    return evals, [i for i in pool if i not in chosen]
+
+
+def _eval_loss(engine: StepEngine, adm: Admission, evals: list[int], batch_size: int) -> float:
+    """Mean per-example loss over the evaluation split (no gradient, no state change)."""
+    total = 0.0
+    with torch.no_grad():
+        for k in range(0, len(evals), batch_size):
+            items = _items(adm, evals[k : k + batch_size])
+            losses = engine.built.per_example_loss(engine.model, engine.built.encode(items))
+            total += float(losses.sum())  # sync: tensor -> Python
+    return engine_finite(total / len(evals))
+
+
+def _start_record(
+    config: TrainConfig,
+    policy: Policy,
+    engine: StepEngine,
+    profiles: dict[str, Any],
+    heldout: list[int],
+    run_id: str,
+) -> StartRecord:
+    state = engine.built.state()
+    return StartRecord(
         config.digest(),
         policy.digest(),
-        current,
-        base_root,
+        dict(engine.current),
+        engine.state_root(),
         lv.tensor_table(state),
         profiles,
-        tuple(params),
+        tuple(engine.params),
         tuple(heldout),
         {
             "runId": run_id,
-            "dataOrderSeed": data_seed,
+            "dataOrderSeed": config.seed,
             "order": "epoch-randperm-v1",
             "encoding": "utf-8-bytes",
             "lossReduction": "per-example-mean/batch-size",
+            # records.md §5: gradNorm is nil in every step record when method is null.
+            "gradNorm": {"method": engine.grad_norm_method}
+            if engine.grad_norm_method
+            else {"method": None, "reason": engine.grad_norm_reason},
         },
+        engine.built.spec,
     )
 
-    optimizer = make_optimizer(params, config)
-    router = Router(params, profiles)
-    order = DataOrder(pool, data_seed, config.batch_size)
-    monitor = Monitor(
-        policy.memorization,
-        policy.canaries,
-        adm.canaries,
-        {i: adm.texts[i] for i in heldout},
-        run_secret,
-    )
+
+def run(
+    built: Built,
+    config: TrainConfig,
+    out: Path,
+    signer: Signer,
+    *,
+    progress: Progress | None = None,
+    resume: bool = False,
+    run_secret: bytes | None = None,
+) -> RunResult:
+    """Train ``built`` (trainer.registry) on ``config.dataset`` under ``config.policy``.
+
+    Writes and signs the run folder ``out``. ``run_secret`` (32 bytes) fixes salts and
+    canaries for a reproducible run; default fresh. With ``resume``, continue the run in
+    ``out`` from its last checkpoint (trainer.resume).
+    Raises UsageError (files), FormatError (dataset), PolicyError, GovtuneError.
+    """
+    out, started = Path(out), _now()
+    set_determinism(config)
+    policy, policy_bytes = load_policy(config.path("policy"))
+    examples, dataset_sha = read_dataset(config.path("dataset"))
+    prov = out / "provenance"
+    run_secret, resume = _open_run(out, resume, run_secret)
+    run_id = os.urandom(16).hex()
+
+    # --- admit: every example judged, refused ones recorded too; canaries planted ---------
+    adm = admit(policy, examples, run_secret)
+    admissions = _write_admissions(prov, adm, policy_bytes, resume)
+    heldout, pool = _split(adm, policy, config.seed)
+    evals, pool = _eval_split(pool, adm, config)  # config.eval_examples, never trained
+
+    # --- the model's starting point, the engine, the monitors -------------------------------
+    profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
+    engine = StepEngine(built, optimizer_config(config), profiles, grad_norms=config.grad_norms,
+                        grad_accum=config.grad_accum)  # fmt: skip
+    base_root = engine.state_root()
+    start = _start_record(config, policy, engine, profiles, heldout, run_id)
+    if evals:  # recorded with the start, before any step (records.md §4 extra)
+        start = dataclasses.replace(start, extra={**start.extra, "evalSplit": evals})
+    eval_losses: list[dict[str, Any]] = []
+    loss_fn = texts_loss(built)
+    order = DataOrder(pool, config.seed, config.batch_size)
+    monitor = Monitor(policy.memorization, policy.canaries, adm.canaries,
+                      {i: adm.texts[i] for i in heldout}, run_secret)  # fmt: skip
     eval_every = policy.memorization.eval_every
     checkpoints: list[Checkpoint] = []
     all_events: list[tuple[int, Event]] = []
     first = 1
     if resume:
-        r = restore(out, start, model, optimizer, names_by_id, order, monitor, loss_fn, eval_every)
-        steps_log, run_id, current = r.log, r.run_id, r.current
+        r = restore(out, start, engine, order, monitor, loss_fn, eval_every)
+        steps_log, run_id = r.log, r.run_id
         checkpoints, all_events, first = r.checkpoints, r.events, r.step + 1
     else:
         steps_log = LogWriter(prov / STEPS_FILE)
         steps_log.append(start.to_record())
-    last_loss = 0.0
-    model.train()
-    calibration = None  # strict mode: bitwise, nothing to calibrate
-    # Tolerant mode: calibrate on the next batch (on a copy of the order), state restored.
-    # A resumed run calibrates again from its restored state.
-    tolerant = config.mode == "tolerant"
-    probe = copy.deepcopy(order).next_batch(monitor.quarantined) if tolerant else []
-    if probe:
-        calibration = calibrate_tolerance(model, loss_fn, router, optimizer,
-                                          [adm.texts[i] for i in probe],
-                                          [adm.profiles[i] for i in probe],
-                                          minimum=config.tolerance)  # fmt: skip
+    calibration = _calibrate(config, engine, order, monitor, adm)
 
+    last_loss = 0.0
     for step in range(first, config.steps + 1):
         if monitor.halted:  # only after a resume of a halted run
             break
         batch = order.next_batch(monitor.quarantined)  # never a quarantined example
         if not batch:
             break
-        texts = [adm.texts[i] for i in batch]
         batch_profiles = [adm.profiles[i] for i in batch]
         rng = lv.sha256_tensor(torch.get_rng_state())
 
-        # forward over the whole batch (per-example losses = "loss before the step"), then
-        # route: each example's gradient reaches only its profile's tensors; then AdamW
-        losses = train_step(model, loss_fn, router, optimizer, texts, batch_profiles)
-
-        # hash: only tensors that had a gradient can have changed
-        changed = hash_changed(params, current)
-        root = state_root(current)
+        # forward (per-example losses = "loss before the step"), route each example's
+        # gradient to its profile's tensors only, AdamW, hash the changed tensors
+        lr = lr_at(step, lr=config.lr, steps=config.steps, schedule=config.schedule,
+                   warmup=config.warmup_steps)  # fmt: skip
+        outcome = engine.step(_items(adm, batch), batch_profiles, lr)
 
         # probe memorization: online signals every step, exposure at evaluation points
-        loss_values = [_f(x) for x in losses.detach().tolist()]  # sync: tensor -> Python
-        last_loss = sum(loss_values) / len(loss_values)
-        events = monitor.observe(batch, loss_values)
+        last_loss = sum(outcome.losses) / len(outcome.losses)
+        events = monitor.observe(batch, list(outcome.losses))
         last = step == config.steps or monitor.halted or not order.live(monitor.quarantined)
         if last or (eval_every and step % eval_every == 0):
-            events += monitor.evaluate(step, model, loss_fn)
+            events += monitor.evaluate(step, engine.model, loss_fn)
+            if evals:  # cost: one no-grad forward over the evaluation split
+                loss = _eval_loss(engine, adm, evals, config.batch_size)
+                eval_losses.append({"step": step, "loss": loss})
 
         # record (and checkpoint every K steps)
         cp = None
         if config.checkpoint_every and step % config.checkpoint_every == 0:
-            fname = checkpoint_name(step)
-            sha = save_checkpoint(out / fname, model, optimizer, names_by_id)  # cost: disk write
-            cp = {"file": fname, "sha256": sha, "stateRoot": root.hex()}
-            checkpoints.append(Checkpoint(step, fname, sha, root.hex()))
+            cp = _checkpoint(out, engine, step, outcome.state_root, checkpoints)  # cost: disk
         steps_log.append(
-            StepRecord(
-                step,
-                tuple(batch),
-                tuple(batch_profiles),
-                tuple(loss_values),
-                tuple(0.0 for _ in batch),
-                _f(config.lr),
-                changed,
-                root,
-                tuple(events),
-                cp,
-                rng,
-            ).to_record()
-        )
+            StepRecord(step, tuple(batch), tuple(batch_profiles), outcome.losses,
+                       outcome.grad_norms, float(lr), outcome.changed,
+                       outcome.state_root, tuple(events), cp, rng).to_record()
+        )  # fmt: skip
         if cp is not None:
             steps_log.sync()  # sync: the log is durable up to every checkpoint
         all_events += [(step, e) for e in events]
@@ -381,59 +336,100 @@ def run(
             break
     steps_done = steps_log.count - 1
     steps_log.close()
-    step_summary = steps_log.summary()
 
     # --- release: weights, private openings, signed statements ------------------------------
-    weights_sha = save_weights(out / WEIGHTS_FILE, model.state_dict(), weights_metadata(run_id))
-    final_root = state_root(current).hex()
-    written = hash_safetensors(out / WEIGHTS_FILE)
-    if state_root(written.leaves).hex() != final_root or written.sha256 != weights_sha:
-        raise GovtuneError(
-            f"{WEIGHTS_FILE}: expected state root {final_root[:16]}…, the written file differs"
-        )
+    weights = _release(out, engine, run_id)
     write_private(
         out, run_secret, adm.openings, {i: c.text for c in adm.canaries for i in c.indices}
     )
+    spec = built.spec
     facts = RunFacts(
-        run_id=run_id,
-        policy=policy,
-        policy_sha256=sha256_file(prov / POLICY_FILE),
-        admissions=admissions,
-        counts=adm.counts,
+        run_id=run_id, policy=policy, policy_sha256=sha256_file(prov / POLICY_FILE),
+        admissions=admissions, counts=adm.counts,
         dataset={"sha256": dataset_sha, "examples": len(examples)},
-        steps_log=step_summary,
-        steps=steps_done,
-        config=config.to_dict(),
-        config_digest=config.digest(),
-        environment=environment(config, calibration),
-        base_model={"name": base_name or "govtune:tinylm-init", "stateRoot": base_root.hex()},
-        base_state_root=base_root.hex(),
-        final_state_root=final_root,
-        weights_sha256=weights_sha,
-        checkpoints=tuple(checkpoints),
-        events=tuple(all_events),
-        quarantined=tuple(sorted(monitor.quarantined)),
-        halted=monitor.halted,
-        canaries=tuple(monitor.exposures),
-        reference=monitor.reference_summary(),
-        started_on=started,
-        finished_on=_now(),
-        builder=BUILDER,
-        extra={"heldout": len(heldout), "trainingPool": len(pool)},
-    )
+        steps_log=steps_log.summary(), steps=steps_done, config=config.to_dict(),
+        config_digest=config.digest(), environment=environment(config, engine, calibration),
+        base_model=_base_model(spec, base_root.hex()), base_state_root=base_root.hex(),
+        final_state_root=engine.state_root().hex(), weights=weights,
+        checkpoints=tuple(checkpoints), events=tuple(all_events),
+        quarantined=tuple(sorted(monitor.quarantined)), halted=monitor.halted,
+        canaries=tuple(monitor.exposures), reference=monitor.reference_summary(),
+        started_on=started, finished_on=_now(), builder=BUILDER,
+        extra={"heldout": len(heldout), "trainingPool": len(pool),
+               **({"evaluation": {"examples": len(evals), "loss": eval_losses}} if evals else {})},
+    )  # fmt: skip
     sign_bundle(out, facts, signer)
-    return RunResult(
-        out,
-        steps_done,
-        adm.counts,
-        final_root,
-        weights_sha,
-        monitor.halted,
-        facts.quarantined,
-        len(all_events),
-        tuple(monitor.exposures),
-        last_loss,
-    )
+    return RunResult(out, steps_done, adm.counts, facts.final_state_root, weights[0][1],
+                     monitor.halted, facts.quarantined, len(all_events),
+                     tuple(monitor.exposures), last_loss)  # fmt: skip
+
+
+def _calibrate(
+    config: TrainConfig, engine: StepEngine, order: DataOrder, monitor: Monitor, adm: Admission
+) -> dict[str, float] | None:
+    """Tolerant mode: calibrate on the next batch (a copy of the order), state restored.
+
+    Strict mode: bitwise, nothing to calibrate. A resumed run calibrates again."""
+    if config.mode != "tolerant":
+        return None
+    probe = copy.deepcopy(order).next_batch(monitor.quarantined)
+    if not probe:
+        return None
+    return calibrate_tolerance(engine, _items(adm, probe),
+                               [adm.profiles[i] for i in probe], config.lr,
+                               minimum=config.tolerance)  # fmt: skip
+
+
+def _checkpoint(
+    out: Path, engine: StepEngine, step: int, root: bytes, checkpoints: list[Checkpoint]
+) -> dict[str, str]:
+    fname = checkpoint_name(step)
+    sha = save_checkpoint(out / fname, engine)
+    checkpoints.append(Checkpoint(step, fname, sha, root.hex()))
+    return {"file": fname, "sha256": sha, "stateRoot": root.hex()}
+
+
+def _release(out: Path, engine: StepEngine, run_id: str) -> tuple[tuple[str, str], ...]:
+    """Write the model files, stamp their provenance pointers (before any hashing, so the
+    signed digests cover them: spec/release.md), and check the weight files hold exactly
+    the chain's final state."""
+    names = engine.built.save(out)
+    if not names:
+        raise GovtuneError("release: the model kind wrote no weight files")
+    leaves: dict[str, bytes] = {}
+    weights = []
+    for name in names:
+        stamp_metadata(out / name, weights_metadata(run_id))
+        written = hash_safetensors(out / name)
+        leaves.update(written.leaves)
+        weights.append((name, written.sha256))
+    final = engine.state_root()
+    if state_root(leaves) != final:
+        raise GovtuneError(
+            f"{', '.join(names)}: expected state root {final.hex()[:16]}…, the written files differ"
+        )
+    return tuple(weights)
+
+
+def _items(adm: Admission, indices: Iterable[int]) -> list[Item]:
+    """The examples as the model sees them: text as trained on and task fields (label, prompt)."""
+    return [Item(adm.texts[i], adm.fields.get(i, {})) for i in indices]
+
+
+def _base_model(spec: ModelSpec, root: str) -> dict[str, Any]:
+    """The training statement's baseModel (a resolved dependency) from the model spec."""
+    base = spec.base or BaseIdentity(f"govtune:{spec.kind}", root)
+    d: dict[str, Any] = {"name": base.name, "stateRoot": root, "kind": spec.kind}
+    if base.revision is not None:
+        d["revision"] = base.revision
+    if base.files:
+        d["files"] = dict(base.files)
+    if spec.base is not None:
+        # The base folder's own tensors, as stored (what `verify --base` recomputes); the
+        # chain's start state (stateRoot) differs for HF kinds: a seeded head, the loader's
+        # name prefix, or LoRA's adapters-only coverage (spec/predicates/training-run.md).
+        d["weightsStateRoot"] = spec.base.weights_state_root or spec.base.state_root
+    return d
 
 
 def _chain_head(records: Iterable[dict[str, Any]]) -> str:
@@ -454,13 +450,37 @@ def train(
     signer: Signer,
     **kw: Any,
 ) -> RunResult:
-    """The Python API: any ``nn.Module`` and a per-example ``loss_fn(model, texts) -> [B]``."""
-    import dataclasses
+    """The Python API: any ``nn.Module`` and a per-example ``loss_fn(model, texts) -> [B]``.
 
+    The run records model kind ``python-api``: no registered kind rebuilds it, so the
+    replay audit reports it cannot be replayed (register a kind to make it replayable).
+    """
     cfg = dataclasses.replace(
         config, dataset=str(Path(dataset).resolve()), policy=str(Path(policy).resolve())
     )
-    return run(model, loss_fn, cfg, out, signer, **kw)
+    return run(wrap_module(model, loss_fn, kw.pop("base_name", "")), cfg, out, signer, **kw)
+
+
+def wrap_module(model: nn.Module, loss_fn: LossFn, base_name: str = "") -> Built:
+    """A `Built` around a custom module whose loss takes texts (kind ``python-api``)."""
+    from .checkpoint import save_weights
+
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    root = state_root(lv.leaves(model.state_dict())).hex()
+    spec = ModelSpec(
+        "python-api",
+        {"class": f"{type(model).__module__}.{type(model).__qualname__}"},
+        BaseIdentity(base_name or "python-api", root),
+        None,
+        tuple(sorted(trainable)),
+    )
+
+    def save(out: Path) -> tuple[str, ...]:
+        save_weights(Path(out) / "model.safetensors", model.state_dict())
+        return ("model.safetensors",)
+
+    return Built(model, lambda items: [it.text for it in items], loss_fn, trainable, save,
+                 lambda: dict(model.state_dict()), spec)  # fmt: skip
 
 
 def builtin_loss(seq_len: int) -> LossFn:

@@ -9,13 +9,23 @@ could leave the embedding alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attest.digest import sha256_file
+from attest.errors import FormatError, UsageError
+from attest.modelspec import BaseIdentity, ModelSpec
+from attest.tensors import state_root
+
+from . import leaves as lv
 from .config import ModelConfig
+from .registry import Built, register
 
 PAD = -100  # target value ignored by the loss
 
@@ -78,7 +88,10 @@ class TinyLM(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(idx.shape[1], device=idx.device)
+        # Positions indexed per row ([B, T], same values as a broadcast [T]) so every
+        # embedding call has one row per example: per-example gradient norms
+        # (trainer.gradnorm) read each example's own gradient from it.
+        pos = torch.arange(idx.shape[1], device=idx.device).expand(idx.shape[0], -1)
         x = self.tok_emb(idx) + self.pos_emb(pos)
         for k, block in enumerate(self.blocks):
             x = block(self._cut(x, k))
@@ -130,3 +143,85 @@ def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch
     ).view(targets.shape)
     counts = (targets != PAD).sum(dim=1).clamp(min=1)
     return nll.sum(dim=1) / counts
+
+
+# --- the registry entry (trainer/registry.py) -------------------------------------------
+WEIGHTS = "model.safetensors"
+
+
+def _base_file(base: Path | None) -> Path | None:
+    """The base weights: ``base`` itself (a .safetensors file) or ``base/model.safetensors``."""
+    if base is None:
+        return None
+    return base / WEIGHTS if base.is_dir() else base
+
+
+def _model_config(config: Mapping[str, Any]) -> ModelConfig:
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    extra = set(config) - known - {"initSeed"}
+    if extra:
+        raise FormatError(f"model (tinylm): unknown key(s) {', '.join(sorted(extra))}")
+    return ModelConfig(**{k: v for k, v in config.items() if k in known})
+
+
+@register("tinylm")
+class TinyLMKind:
+    """The built-in byte-level LM: from a base safetensors file or initialized from a seed."""
+
+    def spec_for(self, options: Mapping[str, Any], base: Path | None, *, seed: int) -> ModelSpec:
+        cfg = _model_config(options)
+        config: dict[str, Any] = dataclasses.asdict(cfg)
+        path = _base_file(base)
+        if path is None:
+            config["initSeed"] = seed  # the base is a pure function of the spec
+        probe = ModelSpec("tinylm", config)
+        built = self.build(probe, base, device="cpu", dtype="float32")
+        root = state_root(lv.leaves(built.state())).hex()
+        if path is None:
+            ident = BaseIdentity(f"govtune:tinylm-init(seed={seed})", root)
+        else:
+            ident = BaseIdentity(path.name, root, files={WEIGHTS: sha256_file(path)})
+        return ModelSpec("tinylm", config, ident, None, tuple(sorted(built.trainable)))
+
+    def build(self, spec: ModelSpec, base: Path | None, *, device: str, dtype: str) -> Built:
+        if device != "cpu" or dtype != "float32":
+            raise UsageError(f"tinylm: expected device cpu and dtype float32, got {device}/{dtype}")
+        cfg = _model_config(spec.config)
+        path = _base_file(base)
+        if path is None:
+            # No base file: initialized from initSeed. A spec whose base is a file, built
+            # without it (a replay without --base), gets seed 0: a skeleton whose values the
+            # caller must replace (its state root does not match the recorded base).
+            seed = spec.config.get("initSeed", 0)
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise UsageError(f"tinylm: config.initSeed: expected an integer, got {seed!r}")
+            torch.manual_seed(seed)
+        model = TinyLM(cfg)
+        if path is not None:
+            from safetensors.torch import load_file
+
+            try:
+                state = load_file(str(path))
+            except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+                raise UsageError(f"{path}: cannot load base weights: {e}") from e
+            try:
+                model.load_state_dict(state, strict=True)
+            except RuntimeError as e:
+                raise UsageError(f"{path}: base weights do not fit model {cfg}: {e}") from e
+        seq_len = cfg.seq_len
+
+        def save(out: Path) -> tuple[str, ...]:
+            from .checkpoint import save_weights
+
+            save_weights(Path(out) / WEIGHTS, model.state_dict())
+            return (WEIGHTS,)
+
+        return Built(
+            model=model,
+            encode=lambda items: encode([it.text for it in items], seq_len),
+            per_example_loss=lm_loss,
+            trainable={n: p for n, p in model.named_parameters() if p.requires_grad},
+            save=save,
+            state=lambda: dict(model.state_dict()),
+            spec=spec,
+        )

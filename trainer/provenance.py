@@ -77,7 +77,7 @@ class RunFacts:
     base_model: Mapping[str, Any]
     base_state_root: str
     final_state_root: str
-    weights_sha256: str
+    weights: tuple[tuple[str, str], ...]  # (file name in the run folder, sha256 hex) per file
     checkpoints: tuple[Checkpoint, ...]
     events: tuple[tuple[int, Event], ...]  # (step, event) in log order
     quarantined: tuple[int, ...]
@@ -92,7 +92,7 @@ class RunFacts:
 
 def statements(f: RunFacts) -> list[Any]:
     pd = f.policy.digest()
-    weights = file_subject(WEIGHTS_FILE, f.weights_sha256)
+    weights = [file_subject(name, sha) for name, sha in f.weights]
     return [
         build_statement(
             [file_subject(POLICY_FILE, f.policy_sha256)],
@@ -103,7 +103,7 @@ def statements(f: RunFacts) -> list[Any]:
             AdmissionsPredicate(f.run_id, pd, f.admissions, dict(f.counts), dict(f.dataset)),
         ),
         build_statement(
-            [weights, state_root_subject(f.final_state_root)],
+            [*weights, state_root_subject(f.final_state_root)],
             TrainingPredicate(
                 run_id=f.run_id,
                 policy_digest=pd,
@@ -117,7 +117,7 @@ def statements(f: RunFacts) -> list[Any]:
                 steps=f.steps,
                 base_state_root=f.base_state_root,
                 final_state_root=f.final_state_root,
-                weights=({"name": WEIGHTS_FILE, "sha256": f.weights_sha256},),
+                weights=tuple({"name": name, "sha256": sha} for name, sha in f.weights),
                 checkpoints=f.checkpoints,
                 started_on=f.started_on,
                 finished_on=f.finished_on,
@@ -126,7 +126,7 @@ def statements(f: RunFacts) -> list[Any]:
             ),
         ),
         build_statement(
-            [weights],
+            weights,
             MemorizationPredicate(
                 f.run_id,
                 pd,

@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from attest.errors import FormatError, GovtuneError, UsageError
 from attest.log import LogWriter, iter_log
 from attest.predicates import STEPS_FILE, Checkpoint
@@ -29,6 +26,7 @@ from attest.tensors import state_root
 
 from . import leaves as lv
 from .checkpoint import load_checkpoint
+from .engine import StepEngine
 from .memorization import LossFn, Monitor
 from .order import DataOrder
 
@@ -64,9 +62,7 @@ def read_run_secret(out: Path) -> bytes:
 def restore(
     out: Path,
     fresh: StartRecord,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    names_by_id: dict[int, str],
+    engine: StepEngine,
     order: DataOrder,
     monitor: Monitor,
     loss_fn: LossFn,
@@ -83,7 +79,14 @@ def restore(
         raise UsageError(f"{out}: cannot resume: the step log is empty")
     start = records[0][0]
     assert isinstance(start, StartRecord)
-    for field in ("config_digest", "policy_digest", "base_state_root", "heldout", "profiles"):
+    for field in (
+        "config_digest",
+        "policy_digest",
+        "base_state_root",
+        "heldout",
+        "profiles",
+        "model",
+    ):
         if getattr(start, field) != getattr(fresh, field):
             raise GovtuneError(f"resume: start record {field} differs from this config and model")
     steps: list[StepRecord] = [r for r, _ in records[1:]]
@@ -115,11 +118,11 @@ def restore(
             cp = s.checkpoint
             checkpoints.append(Checkpoint(s.step, cp["file"], cp["sha256"], cp["stateRoot"]))
     if last_cp:
-        load_checkpoint(Path(out) / checkpoints[-1].file, model, optimizer, names_by_id)
-        root = state_root(lv.leaves(model.state_dict()))
+        load_checkpoint(Path(out) / checkpoints[-1].file, engine)
+        root = state_root(lv.leaves(engine.built.state()))
         if root != steps[last_cp - 1].state_root or root != state_root(current):
             raise GovtuneError(f"resume: checkpoint of step {last_cp} does not match its record")
-    monitor.evaluate_reference(model, loss_fn)
+    monitor.evaluate_reference(engine.model, loss_fn)
     log = LogWriter(path, resume=True)
     return Restored(log, last_cp, str(start.extra.get("runId", "")), current, checkpoints, events)
 

@@ -19,7 +19,7 @@ example may touch keep ``grad = None``, so AdamW skips them (no momentum, no dec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -82,10 +82,17 @@ class Router:
             self._plans[batch_profiles] = cached
         return cached
 
-    def backward(self, losses: torch.Tensor, profiles: Sequence[str]) -> set[str]:
+    def backward(
+        self,
+        losses: torch.Tensor,
+        profiles: Sequence[str],
+        on_pass: Callable[[Sequence[str]], None] | None = None,
+    ) -> set[str]:
         """Set ``.grad`` of every parameter from per-example ``losses`` [B]; return touched names.
 
-        Parameters outside every batch profile get ``grad = None``.
+        Parameters outside every batch profile get ``grad = None``. ``on_pass(names)`` is
+        called before each backward pass with the names it takes gradients for (the
+        per-example gradient norms, trainer.gradnorm, attribute what the pass sees).
         """
         n = len(profiles)
         for p in self.params.values():
@@ -95,6 +102,8 @@ class Router:
             self._prepared = None
             union = frozenset().union(*(self.allowed[p] for p in set(profiles)))
             names = [m for m in self.params if m in union]
+            if on_pass is not None:
+                on_pass(names)
             grads = torch.autograd.grad(
                 losses.sum() / n, [self.params[m] for m in names], allow_unused=True
             )
@@ -107,6 +116,8 @@ class Router:
         for i, (sig, names) in enumerate(plan):
             rows = [j for j, prof in enumerate(profiles) if prof in sig]
             part = losses.sum() if len(rows) == n else losses[torch.tensor(rows)].sum()
+            if on_pass is not None:
+                on_pass(names)
             grads = torch.autograd.grad(
                 part / n,
                 [self.params[m] for m in names],

@@ -31,7 +31,7 @@ from . import (
 )
 from .codes import CHECKS
 from .context import Context, skip_all
-from .replay_select import parse_nonce
+from .replay_select import parse_nonce, parse_tolerance
 from .requirements import Requirements, check_requirements, load_requirements
 from .result import Result
 
@@ -83,6 +83,7 @@ def verify(
     replay: int = 0,
     replay_top: int = 1,
     replay_nonce: str | bytes | None = None,
+    replay_tolerance: float | None = None,
     policy_digest: str | None = None,
     requirements: Requirements | str | Path | None = None,
 ) -> Result:
@@ -92,14 +93,16 @@ def verify(
     re-executes that many steps drawn from the signed chain head, plus the
     ``replay_top`` largest update intervals (V9; verifier/replay.py; needs torch,
     ``data`` and ``openings``). ``replay_nonce`` (hex text or bytes) is the auditor's
-    own contribution to the draw. ``policy_digest`` (hex) pins the producer's policy and
-    ``requirements`` (a `Requirements` or the path of its TOML) states the consumer's
-    minimum bar (V11, spec/requirements.md); without either, a PASS means conformance to
-    the producer's own policy only. Raises UsageError when the request cannot be carried
-    out (no such folder, missing key file, --data without --openings, --replay without
-    them, a nonce that is not hex, a negative count) and FormatError for a malformed key
-    file; every defect in the evidence itself is a FAIL finding in the result, not an
-    exception.
+    own contribution to the draw (default: drawn from the OS and published).
+    ``replay_tolerance`` is the auditor's maximum absolute difference for a tolerant
+    replay (default: bitwise; nothing the run records relaxes it). ``policy_digest`` (hex)
+    pins the producer's policy and ``requirements`` (a `Requirements` or the path of its
+    TOML) states the consumer's minimum bar (V11, spec/requirements.md); without either, a
+    PASS means conformance to the producer's own policy only. Raises UsageError when the
+    request cannot be carried out (no such folder, missing key file, --data without
+    --openings, --replay without them, a nonce that is not hex, a negative count, a bad
+    tolerance) and FormatError for a malformed key file; every defect in the evidence
+    itself is a FAIL finding in the result, not an exception.
     """
     root = Path(path)
     if not root.is_dir():
@@ -121,6 +124,7 @@ def verify(
     if open_p is not None and not open_p.is_dir():
         raise UsageError(f"{open_p}: expected the run's openings folder")
     nonce = _replay_request(replay, replay_top, replay_nonce, data_p)
+    tolerance = parse_tolerance(replay_tolerance)
     if replay > 0:
         from . import replay as replay_mod  # light at import; torch only inside
 
@@ -134,6 +138,7 @@ def verify(
             "replay": replay,
             "replayTop": replay_top if replay > 0 else None,
             "replayNonce": nonce.hex() if replay > 0 and nonce else None,
+            "replayTolerance": tolerance if replay > 0 else None,
             "keys": len(trusted),
             "threshold": threshold,
             "base": str(base_p) if base_p else None,
@@ -182,7 +187,14 @@ def verify(
             (
                 "replay",
                 lambda: replay_mod.check_replay(
-                    ctx, replay, data_p, open_p, base_p, top=replay_top, nonce=nonce
+                    ctx,
+                    replay,
+                    data_p,
+                    open_p,
+                    base_p,
+                    top=replay_top,
+                    nonce=nonce,
+                    tolerance=tolerance,
                 ),
             )
         )

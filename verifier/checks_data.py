@@ -3,7 +3,7 @@
 The dataset is read with `attest.dataset.read_dataset`, the trainer's reader (one
 example per line, strict; spec/README.md "Dataset file"). The openings folder holds the run's
 ``openings.jsonl`` ({"index", "salt"} per example). Content findings are re-derived
-with `attest.admission.inspect_content` in dataset order (duplicates depend on
+with `attest.admission.inspect_example` in dataset order (duplicates depend on
 order), which also gives the text as trained on (PII masked where the policy says),
 the text the commitment is over. Canary texts are not in the dataset: they are derived
 from the folder's ``run-secret`` (attest.canary, policy.md §7), whose salts must be the
@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from attest.admission import Metadata, inspect_content
+from attest.admission import Metadata, inspect_example
 from attest.canary import canary_text
 from attest.canonical import parse_json
 from attest.commitment import Opening, derive_salt
@@ -169,9 +169,10 @@ def check_data(
                 )
                 continue
             ex = lines[a.index]
-            findings, trained = inspect_content(policy, ex.text, seen)
+            findings, tr = inspect_example(policy, ex, seen)  # any dataset form
+            trained = tr.content  # what the commitment hashes (spec/format.md §6)
             meta = Metadata(
-                ex.license, ex.source, ex.data_class, ex.consent, len(trained)
+                ex.license, ex.source, ex.data_class, ex.consent, len(tr.text)
             ).to_dict()
             if meta != a.metadata.to_dict():
                 diff = {

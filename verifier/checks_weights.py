@@ -399,10 +399,13 @@ def check_base(
             return
         r.add("GT-BASE-TENSORS", "pass", f"{len(table)} tensors")
     got = state_root(leaves).hex()
-    if got != tr.base_state_root:
+    # The base folder's own root (training-run.md baseModel.weightsStateRoot) where the run's
+    # start state is derived from it (HF kinds, LoRA); else the start state itself (v0.1).
+    want = tr.base_model.get("weightsStateRoot", tr.base_state_root)
+    if got != want:
         r.fail(
             "GT-BASE-ROOT",
-            f"{base}: expected base state root {tr.base_state_root} (signed), found {got} over "
+            f"{base}: expected base state root {want} (signed), found {got} over "
             f"{len(leaves)} tensors",
         )
         return

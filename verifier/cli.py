@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
 
@@ -40,8 +40,8 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
+def _trainer_command(name: str) -> Callable[[argparse.Namespace], Any]:
+    def run(args: argparse.Namespace) -> Any:
         try:
             import torch  # noqa: F401
         except ImportError as e:
@@ -58,9 +58,24 @@ def _trainer_command(name: str) -> Callable[[argparse.Namespace], int]:
                 )
             args.key = args.key[0]
         commands = importlib.import_module("trainer.commands")
-        return int(getattr(commands, name)(args))
+        return getattr(commands, name)(args)
 
     return run
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """`govtune demo`: the trainer trains and signs, then the verifier verifies.
+
+    The CLI composes the two packages: trainer/ never imports verifier/."""
+    from verifier import api
+
+    done = _trainer_command("demo")(args)  # trainer.commands.DemoRun(run, pub)
+    verdict = api.verify(done.run, keys=[done.pub])
+    if not verdict:
+        print(f"FAIL: demo run {done.run} did not verify: {verdict}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"OK: demo run in {done.run} verified with {done.pub}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -153,7 +168,15 @@ def add_verify_arguments(p: argparse.ArgumentParser, *, path_optional: bool = Fa
         metavar="HEX",
         help="the auditor's own nonce, mixed into the draw: a producer cannot re-sign "
         "variants of a forged run until the draw misses the forged step (published with "
-        "the result)",
+        "the result; default: a fresh nonce from the OS, printed)",
+    )
+    p.add_argument(
+        "--replay-tolerance",
+        type=float,
+        default=None,
+        metavar="X",
+        help="compare the replay within X (max absolute difference) instead of bitwise; the "
+        "auditor's choice, never the run's (default: bitwise)",
     )
     p.add_argument(
         "--policy-digest",
@@ -219,8 +242,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run from its last durable step",
     )
+    p.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps (overrides the config's)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_trainer_command("train"))
+
+    p = sub.add_parser(
+        "inspect",
+        help="list a model folder's parameters and how a policy's profiles resolve",
+        description="Parameter names, shapes and layer indices of a transformers model folder "
+        "(as the config's model kind builds it), and each profile's resolution.",
+    )
+    p.add_argument("model", help="model folder (config.json, *.safetensors, tokenizer)")
+    p.add_argument("--policy", default=None, help="policy TOML whose profiles to resolve")
+    p.add_argument(
+        "--kind", default="hf-causal-lm", help="model kind (default hf-causal-lm; see README)"
+    )
+    p.add_argument(
+        "--labels", default=None, help="classifier labels, comma-separated (default 2 labels)"
+    )
+    p.set_defaults(func=_trainer_command("inspect"))
 
     p = sub.add_parser(
         "demo",
@@ -233,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=int, default=None, help="optimizer steps (default: the demo's own)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_trainer_command("demo"))
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
         "verify",
@@ -289,7 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
         if action.dest == "format":
             action.choices = ("html", "md", "json")
             action.help = "report format (default html)"
-    p.add_argument("--output", required=True, metavar="FILE", help="where to write the report")
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="where to write the report (- for standard output; a symlink, FIFO or device "
+        "is never replaced)",
+    )
     p.set_defaults(func=_cmd_report)
     return parser
 

@@ -165,16 +165,30 @@ CHECKS: tuple[Check, ...] = (
         "content rules (PII, opt-out, duplicates) re-evaluate to the recorded findings",
     ),
     # V9 replay (--replay N; needs torch, --data and --openings)
-    Check("GT-REPLAY-SELECT", "replay", "replayed steps are chosen from the signed chain head"),
+    Check(
+        "GT-REPLAY-SELECT",
+        "replay",
+        "replayed steps are chosen from the signed chain head and a nonce",
+    ),
     Check(
         "GT-REPLAY-CHECKPOINT",
         "replay",
-        "the checkpoint each replay starts from exists and matches its digest",
+        "the stored state each interval starts from exists and matches its digest",
     ),
     Check(
         "GT-REPLAY-STEP",
         "replay",
-        "re-executed steps reproduce the recorded tensors and state root",
+        "re-executed intervals reproduce every recorded step",
+    ),
+    Check(
+        "GT-REPLAY-ENVIRONMENT",
+        "replay",
+        "the recorded environment, config and tolerance calibration agree",
+    ),
+    Check(
+        "GT-REPLAY-INPUT",
+        "replay",
+        "every file replay reads is the one the earlier layers verified",
     ),
     # V10 release (spec/release.md): a release folder as a whole; PRIVATE runs on runs too
     Check(

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from attest.atomic import write_atomic
+from attest.atomic import STDOUT, write_output
 from attest.errors import UsageError
 
 from .api import verify as api_verify
@@ -42,6 +42,7 @@ def _run(args: argparse.Namespace) -> Result:
         replay_nonce=getattr(args, "replay_nonce", None),
         policy_digest=getattr(args, "policy_digest", None),
         requirements=getattr(args, "require", None),
+        replay_tolerance=getattr(args, "replay_tolerance", None),
     )
 
 
@@ -86,7 +87,20 @@ def print_human(result: Result, stream: TextIO, quiet: bool = False) -> None:
                 f"note: bundle line {item['line']}: ignored {item['predicateType']} "
                 f"({item['reason']})"
             )
+    if nonce := _replay_nonce_line(result):
+        console.print(nonce)
     console.print(Text(_verdict_line(result), style="bold green" if result else "bold red"))
+
+
+def _replay_nonce_line(result: Result) -> str:
+    """The replay nonce the verifier drew itself (V9.1), so the audit can be repeated."""
+    rep = result.verified.get("replay")
+    if not isinstance(rep, dict) or rep.get("nonceSource") != "os":
+        return ""
+    return (
+        f"replay nonce: {rep['nonce']} (drawn from the OS; repeat this audit with "
+        f"--replay-nonce {rep['nonce']})"
+    )
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -121,10 +135,16 @@ def report(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise UsageError(f"report rendering is not available ({e})") from e
     text = report_mod.render(result, args.format)
-    out = Path(args.output)
-    if not out.parent.is_dir():
-        raise UsageError(f"{out.parent}: output folder does not exist")
-    write_atomic(out, text.encode("utf-8") if isinstance(text, str) else text)
-    print(f"wrote {args.format} report to {out}", file=sys.stderr)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if args.output == STDOUT:
+        write_output(STDOUT, data)
+    else:
+        out = Path(args.output)
+        if not out.parent.is_dir():
+            raise UsageError(f"{out.parent}: output folder does not exist")
+        write_output(out, data)  # never replaces a symlink, FIFO or device (attest.atomic)
+        print(f"wrote {args.format} report to {out.resolve()}", file=sys.stderr)
+    if nonce := _replay_nonce_line(result):
+        print(nonce, file=sys.stderr)
     print(_verdict_line(result), file=sys.stderr)
     return EXIT_PASS if result else EXIT_FAIL

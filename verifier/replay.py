@@ -1,43 +1,55 @@
-"""V9 replay (``--replay N``): re-execute sampled steps and compare them with the records.
+"""V9 replay (``--replay N``): re-execute whole checkpoint intervals and compare every step.
 
 spec/verification.md §V9. The structural layers prove the records consistent; only
-re-execution proves a step happened as recorded. Steps are chosen after the fact
-from the signed step-log head (the producer could not know them while training),
-plus the Q largest updates between stored states (Proof-of-Learning's top-Q, never
-alone). Each is re-run from the nearest usable stored state before it with the
-trainer's own code (model, loss, Router, AdamW), on the example texts opened from
-``--data`` and the openings, and compared: bitwise (losses, leaf hashes, state root,
-optimizer state at checkpoints) in strict mode, within the recorded tolerance at the
-next stored state in tolerant mode.
+re-execution proves a step happened as recorded. Targets are drawn after the fact from
+the signed step-log head and a nonce (the auditor's, or fresh from the OS), plus the Q
+largest updates between stored states (Proof-of-Learning's top-Q, never alone). Each
+target's whole interval, from the stored state before it to the next one, is re-run with
+the trainer's own step engine (trainer.engine.StepEngine) on a model rebuilt from the
+start record's model spec through the registry (trainer.registry), on the texts opened
+from ``--data`` and the openings, and every step is compared: bitwise by default, within
+``--replay-tolerance X`` only when the auditor passes it. Nothing the producer recorded
+(mode, tolerance) relaxes the comparison.
 
-The torch-free selection (V9.1-V9.3) is verifier/replay_select.py. torch (and the trainer,
-which imports it) is imported inside functions only: ``import verifier.replay`` stays light.
+Read once (issue 9 §2): every evidence file replay reads (the step and admission logs,
+checkpoints, released weights) is hashed on the bytes parsed and used only if that digest
+is the one an earlier layer verified (`replay_inputs`).
+
+The torch-free parts (selection, intervals, detection probability, mode) are
+verifier/replay_select.py; torch and the trainer are imported inside functions only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attest.admission import inspect_content
+from attest.admission import inspect_example
 from attest.canonical import parse_json
-from attest.commitment import Opening
+from attest.commitment import Content, Opening
 from attest.dataset import read_dataset
-from attest.errors import FormatError, UsageError
+from attest.errors import FormatError, GovtuneError, UsageError
+from attest.limits import Limits
 from attest.log import iter_log
-from attest.predicates import ADMISSIONS_FILE, STEPS_FILE
+from attest.policy import Policy
+from attest.predicates import ADMISSIONS_FILE, STEPS_FILE, Checkpoint
 from attest.records import AdmissionRecord, StartRecord, StepRecord
-from attest.tensors import hash_safetensors, state_root
+from attest.tensors import state_root
 
 from .context import Context, Tally, skip_all
 from .replay_select import (
     DEFAULT_TOP,
-    Plan,
     Stored,
+    detection_probability,
+    environment_problems,
+    intervals_for,
     intervals_text,
-    plan_passes,
     replay_mode,
     replay_seed,
     safe_relative,
@@ -45,8 +57,15 @@ from .replay_select import (
     top_intervals,
 )
 
-REPLAY_CODES = ("GT-REPLAY-SELECT", "GT-REPLAY-CHECKPOINT", "GT-REPLAY-STEP")
+REPLAY_CODES = (  # the catalogue's order (verifier/codes.py)
+    "GT-REPLAY-SELECT",
+    "GT-REPLAY-CHECKPOINT",
+    "GT-REPLAY-STEP",
+    "GT-REPLAY-ENVIRONMENT",
+    "GT-REPLAY-INPUT",
+)
 OPENINGS_FILE, CANARIES_FILE = "openings.jsonl", "canaries.jsonl"
+NONCE_BYTES = 16  # a fresh OS nonce: 128 bits, beyond any grinding budget
 
 
 def require_torch() -> None:
@@ -54,345 +73,238 @@ def require_torch() -> None:
     try:
         import torch  # noqa: F401
 
-        import trainer.loop  # noqa: F401
+        import trainer.engine  # noqa: F401
     except ImportError as e:
         msg = f"--replay: needs PyTorch and the govtune trainer (install govtune[train]); {e}"
         raise UsageError(msg) from e
 
 
+# -- the inputs, as earlier layers verified them ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplayInputs:
+    """What replay may read, each file with the digest an earlier layer verified.
+
+    The one adapter between the verifier's layers and replay: today it takes the digests
+    from the signed statements' subjects via the Context; the verified objects of the
+    structural layers can feed it instead without touching the rest of this module.
+    """
+
+    root: Path
+    steps_file: Path
+    steps_sha256: str  # training stepLog.sha256 (V1 GT-FILE-DIGEST, V4 GT-LOG-SUMMARY)
+    head: str  # training stepLog.head
+    steps: int  # training steps
+    admissions_file: Path
+    admissions_sha256: str  # admission-log log.sha256 (V1, V3)
+    checkpoints: tuple[Checkpoint, ...]  # training checkpoints (V6 GT-CHECKPOINT-DIGEST)
+    weights: tuple[tuple[str, str], ...]  # (name, sha256) of training weights (V6)
+    weights_bound: bool  # GT-WEIGHTS-ROOT passed: the weights are the state after the last step
+    config: Mapping[str, Any]
+    environment: Mapping[str, Any]
+    policy: Policy
+    admitted: Mapping[int, str | None]
+    limits: Limits
+
+
+def replay_inputs(ctx: Context) -> ReplayInputs | str:
+    """The verified inputs, or why replay cannot run (the layers it needs did not verify).
+
+    Only the Verified* objects of V1-V4 and V6 (verifier/verified.py): a layer whose checks
+    failed published nothing, so replay never runs on a half-checked log (§2.1).
+    """
+    bundle, vpolicy, table, chain = ctx.bundle, ctx.vpolicy, ctx.admissions, ctx.chain
+    if bundle is None or vpolicy is None or table is None or chain is None:
+        return "the step chain, policy or admission log was not verified"
+    tr = bundle.training
+    return ReplayInputs(
+        root=ctx.root,
+        steps_file=ctx.prov / STEPS_FILE,
+        steps_sha256=chain.sha256,
+        head=chain.head,
+        steps=chain.steps,
+        admissions_file=ctx.prov / ADMISSIONS_FILE,
+        admissions_sha256=table.sha256,
+        checkpoints=tuple(tr.checkpoints),
+        weights=tuple((w["name"], w["sha256"]) for w in tr.weights),
+        weights_bound=ctx.weights is not None,  # V6 verified: the weights are the final state
+        config=dict(tr.config),
+        environment=dict(tr.environment),
+        policy=vpolicy.policy,
+        admitted=dict(table.admitted),
+        limits=ctx.limits,
+    )
+
+
+class InputChanged(GovtuneError):
+    """A file replay read is not the one an earlier layer verified (GT-REPLAY-INPUT)."""
+
+
+def read_verified_log(
+    path: Path, sha256: str, wanted: set[int], limits: Limits
+) -> dict[int, dict[str, Any]]:
+    """The ``wanted`` records of a log, parsed from bytes whose SHA-256 is ``sha256``.
+
+    One pass: every record's bytes are hashed as they are parsed, and nothing is returned
+    unless the whole file's digest is the verified one. Raises InputChanged.
+    """
+    h = hashlib.sha256()
+    out: dict[int, dict[str, Any]] = {}
+    try:
+        for rec in iter_log(path, limits=limits):
+            h.update(rec.raw)
+            if rec.index in wanted:
+                out[rec.index] = rec.value
+    except FormatError as e:
+        raise InputChanged(f"{path.name}: expected the verified log, found {e}") from e
+    if h.hexdigest() != sha256:
+        raise InputChanged(
+            f"{path.name}: expected sha256 {sha256} (verified by the earlier layers), found "
+            f"{h.hexdigest()} when replay read it; the file changed after verification"
+        )
+    return out
+
+
+def read_verified_file(path: Path, sha256: str, where: str) -> bytes:
+    """The bytes of ``path`` if their SHA-256 is ``sha256``. Raises InputChanged."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputChanged(f"{where}: cannot read: {e.strerror or e}") from e
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise InputChanged(f"{where}: expected sha256 {sha256} (signed), found {got}")
+    return data
+
+
+# -- the layer ------------------------------------------------------------------------------
+
+
 def check_replay(
-    ctx: Context, n: int, data: Path | None, openings: Path | None, base: Path | None,
-    *, top: int = DEFAULT_TOP, nonce: bytes = b"",
-) -> None:  # fmt: skip
+    ctx: Context,
+    n: int,
+    data: Path | None,
+    openings: Path | None,
+    base: Path | None,
+    *,
+    top: int = DEFAULT_TOP,
+    nonce: bytes = b"",
+    tolerance: float | None = None,
+) -> None:
     """Layer V9: GT-REPLAY-* findings and ``result.verified["replay"]``. Raises UsageError."""
     r = ctx.result
     if n <= 0 and top <= 0:
         skip_all(r, REPLAY_CODES, "no --replay given")
         return
     if data is None or openings is None:  # fail closed: replay was asked for and cannot run
-        r.fail("GT-REPLAY-SELECT", f"--replay {n}: expected --data and --openings (replay trains "
-               "on the opened example texts), found none; no step was replayed")  # fmt: skip
+        r.fail(
+            "GT-REPLAY-SELECT",
+            f"--replay {n}: expected --data and --openings (replay trains "
+            "on the opened example texts), found none; no step was replayed",
+        )
         skip_all(r, REPLAY_CODES[1:], "no --data/--openings")
         return
-    tr, chain, policy, table = ctx.training_pred, ctx.chain, ctx.policy, ctx.admissions
-    if tr is None or policy is None or table is None or chain is None or not chain.complete \
-            or STEPS_FILE in ctx.bad_files or r.failed("GT-LOG-SUMMARY"):  # fmt: skip
-        skip_all(r, REPLAY_CODES, "the step chain, policy or admission log was not verified")
+    inputs = replay_inputs(ctx)
+    if isinstance(inputs, str):
+        skip_all(r, REPLAY_CODES, inputs)
         return
-    if chain.steps == 0:
+    if inputs.steps == 0:
         skip_all(r, REPLAY_CODES, "the run has no steps")
         return
     require_torch()
     started = time.perf_counter()
+    source = "auditor" if nonce else "os"
+    nonce = nonce or os.urandom(NONCE_BYTES)  # never left to the producer's choice (V9.1)
     t = Tally(r, REPLAY_CODES)
-    steps, env = chain.steps, dict(tr.environment)
-    mode, tol, problem = replay_mode(env)
-    if problem:
-        t.fail("GT-REPLAY-SELECT", problem)
-    seed = replay_seed(tr.step_log.head, steps, nonce)
-    picked = select_steps(seed, steps, n)
-    engine = _Engine(tr.config, env, _start_record(ctx), policy)
-    results: list[dict[str, Any]] = []
-    stored: list[Stored] = []
-    tops: list[dict[str, Any]] = []
-    executed = 0
+    mode, tol = replay_mode(tolerance)
+    for problem in environment_problems(inputs.environment, inputs.config):
+        t.fail("GT-REPLAY-ENVIRONMENT", problem)
+    seed = replay_seed(inputs.head, inputs.steps, nonce)
+    picked = select_steps(seed, inputs.steps, n)
+    audit = _Audit(inputs, t, mode, tol)
     try:
-        if engine.error:
-            t.fail("GT-REPLAY-STEP", engine.error)
-            t.skip("GT-REPLAY-CHECKPOINT", "the model could not be rebuilt")
-        else:
-            stored = _stored_states(ctx, t, engine, base, steps)
-            tops = _top_q(stored, top, engine)
-            targets = sorted(set(picked) | {q["toStep"] for q in tops})
-            plans = _plan(t, stored, targets, mode, engine.base_problem)
-            needed = {s for p in plans for s in range(p.start.step + 1, p.end + 1)}
-            records = _records(ctx, needed)
-            try:
-                texts = _trained_texts(
-                    ctx, data, openings, {x for s in needed for x in records[s].batch}
-                )
-            except (OSError, FormatError, UsageError) as e:
-                msg = (
-                    f"{e.filename}: cannot read: {e.strerror}" if isinstance(e, OSError) else str(e)
-                )
-                t.fail("GT-REPLAY-STEP", f"cannot read the texts to replay: {msg}")
-                plans = []
-            for plan in plans:
-                try:
-                    res, ran = engine.replay(
-                        plan, records, texts, dict(table.admitted), mode, tol, t, stored
-                    )
-                except (RuntimeError, ValueError, KeyError, FormatError, UsageError) as e:
-                    # e.g. a checkpoint whose AdamW tensors do not fit the model: a failed replay
-                    where = f"steps {plan.start.step + 1}..{plan.end}"
-                    why = f"{type(e).__name__}: {str(e)[:200]}"
-                    t.fail(
-                        "GT-REPLAY-STEP", f"{where}: replay from {plan.start.label} failed ({why})"
-                    )
-                    continue
-                results += res
-                executed += ran
-            done = {x["step"] for x in results}
-            results += [{"step": s, "fromCheckpoint": None, "ok": False, "reason": "not replayed"}
-                        for s in targets if s not in done]  # fmt: skip
+        audit.run(picked, top, base, data, openings)
     finally:
-        engine.restore()  # the verifier's own threads, determinism flag and generator
-    top_steps = {q["toStep"] for q in tops}
-    for x in results:
+        audit.close()  # the verifier's own threads, determinism flag and generator
+    usable = [s.step for s in audit.stored]
+    p = detection_probability(usable, inputs.steps, n) if not audit.broken else 0.0
+    executed = sorted(audit.executed)
+    nonce_hex = nonce.hex()
+    t.flush(
+        {
+            "GT-REPLAY-SELECT": f"seed SHA-256(govtune.replay.v1 || head {inputs.head[:16]}… || "
+            f"{inputs.steps} || nonce {nonce_hex} ({source})) = {seed.hex()[:16]}…; "
+            f"random {sorted(picked)}; top-{len(audit.tops)} "
+            f"{intervals_text(audit.tops)}; {mode}"
+            + (f" within {tol:g} (auditor)" if tol is not None else ""),
+            "GT-REPLAY-ENVIRONMENT": "the recorded environment, config and calibration agree",
+            "GT-REPLAY-INPUT": "every file replay read has the digest the earlier layers verified",
+            "GT-REPLAY-CHECKPOINT": f"{sum(s.optimizer for s in audit.stored)} checkpoint(s) "
+            "match their signed digests and state roots",
+            "GT-REPLAY-STEP": f"{len(executed)} step(s) re-executed in {len(audit.intervals)} "
+            f"interval(s), every one reproduced ({mode}); a single forged step is "
+            f"caught with probability >= {p:.3f}",
+        }
+    )
+    top_steps = {q["toStep"] for q in audit.tops}
+    for x in audit.results:
         x["why"] = "+".join(
             k
             for k, hit in (("random", x["step"] in picked), ("topQ", x["step"] in top_steps))
             if hit
         )
-    results.sort(key=lambda x: x["step"])
-    nonce_note = f" || nonce {nonce.hex()}" if nonce else ""
-    t.flush({
-        "GT-REPLAY-SELECT": f"seed SHA-256(govtune.replay.v1 || head {tr.step_log.head[:16]}… || "
-                            f"{steps}{nonce_note}) = {seed.hex()[:16]}…; random {sorted(picked)}; "
-                            f"top-{len(tops)} {intervals_text(tops)}; {mode} mode",
-        "GT-REPLAY-CHECKPOINT": f"{sum(s.optimizer for s in stored)} checkpoint(s) match their "
-                                "signed digests and state roots",
-        "GT-REPLAY-STEP": f"{sum(x['ok'] for x in results)}/{len(results)} selected steps "
-                          "reproduced "
-                          f"({executed} steps re-executed, {mode})",
-    })  # fmt: skip
     r.verified["replay"] = {
-        "requested": n, "selected": sorted(picked), "topQ": tops, "seed": seed.hex(),
-        "nonce": nonce.hex() if nonce else None, "mode": mode,
-        "tolerance": tol if mode == "tolerant" else None, "results": results,
-        "stepsExecuted": executed, "steps": steps,
+        "mode": mode,
+        "tolerance": {"value": tol, "chosenBy": "auditor"} if tol is not None else None,
+        "nonce": nonce_hex,
+        "nonceSource": source,
+        "steps": executed,
+        "intervals": [list(iv) for iv in audit.intervals],
+        "coverage": len(executed) / inputs.steps,
+        "detectionProbability": p,
+        "detection": f"a single forged step is caught with probability >= {p:.4f}; k forged "
+        f"steps in k different intervals with >= 1 - (1 - {p:.4f})^k",
+        "requested": n,
+        "selected": sorted(picked),
+        "topQ": audit.tops,
+        "seed": seed.hex(),
+        "results": sorted(audit.results, key=lambda x: x["step"]),
+        "runSteps": inputs.steps,
         "seconds": round(time.perf_counter() - started, 3),
-        "rng": {"checked": engine.rng_seen, "matched": engine.rng_match},
-        "environment": {"recorded": {k: env.get(k) for k in ("torch", "threads", "platform")},
-                        "replayer": engine.environment()},
-    }  # fmt: skip
-
-
-def _start_record(ctx: Context) -> StartRecord:
-    for rec in iter_log(ctx.prov / STEPS_FILE, limits=ctx.limits):
-        return StartRecord.from_record(rec.value, f"{STEPS_FILE}: record 0")
-    raise FormatError(f"{STEPS_FILE}: expected a start record, found an empty log")
-
-
-def _records(ctx: Context, needed: set[int]) -> dict[int, StepRecord]:
-    """The step records of ``needed`` steps (one streaming pass, O(needed) memory)."""
-    out: dict[int, StepRecord] = {}
-    last = max(needed, default=0)
-    for rec in iter_log(ctx.prov / STEPS_FILE, limits=ctx.limits):
-        if rec.index in needed:
-            out[rec.index] = StepRecord.from_record(rec.value, f"{STEPS_FILE}: record {rec.index}")
-        if rec.index >= last:
-            break
-    return out
-
-
-def _stored_states(
-    ctx: Context, t: Tally, engine: _Engine, base: Path | None, steps: int
-) -> list[Stored]:
-    """V9.2: the base, every signed checkpoint that checks out, the bound released weights."""
-    tr = ctx.training_pred
-    assert tr is not None
-    out: list[Stored] = []
-    b = engine.base_state(base)
-    if isinstance(b, str):
-        engine.base_problem = b
-    else:
-        out.append(Stored(0, "base", b))
-    recorded = {
-        s: rec.checkpoint for s, rec in _records(ctx, {c.step for c in tr.checkpoints}).items()
+        "rng": {"checked": audit.rng_seen, "matched": audit.rng_match},
+        "environment": {
+            "recorded": {k: inputs.environment.get(k) for k in ("torch", "threads", "platform")},
+            "replayer": audit.environment(),
+        },
     }
-    names = set(engine.start.tensors)
-    for cp in tr.checkpoints:
-        where, fail = (
-            f"{cp.file} (checkpoint of step {cp.step})",
-            lambda m: t.fail("GT-REPLAY-CHECKPOINT", m),
-        )
-        rec_cp = recorded.get(cp.step)
-        if rec_cp is None or dict(rec_cp) != {
-            "file": cp.file,
-            "sha256": cp.sha256,
-            "stateRoot": cp.state_root,
-        }:
-            fail(f"{where}: expected step {cp.step}'s record to name it, found {rec_cp!r:.120}")
-            continue
-        path = ctx.root / cp.file
-        if not safe_relative(cp.file) or not path.is_file():
-            fail(f"{where}: expected the file (sha256 {cp.sha256[:16]}…, signed), found "
-                 f"{'an unsafe path' if not safe_relative(cp.file) else 'no file'}; steps after "
-                 f"{cp.step} are replayed from an earlier state")  # fmt: skip
-            continue
-        try:
-            d = hash_safetensors(path, limits=ctx.limits)
-        except FormatError as e:
-            fail(f"{where}: expected a safetensors checkpoint, found {e}")
-            continue
-        if d.sha256 != cp.sha256:
-            fail(f"{where}: expected sha256 {cp.sha256} (signed), found {d.sha256}")
-            continue
-        got = (
-            state_root({k: d.leaves[k] for k in names}).hex()
-            if names <= set(d.leaves)
-            else "(tensors missing)"
-        )
-        if got != cp.state_root:
-            fail(
-                f"{where}: expected the model state root {cp.state_root} of step {cp.step}, "
-                f"found {got}"
-            )
-            continue
-        out.append(Stored(cp.step, cp.file, None, path, optimizer=True))
-    # The released weights are the state after the last step once V6 bound them to the chain.
-    bound = any(f.code == "GT-WEIGHTS-ROOT" and f.status == "pass" for f in ctx.result.findings)
-    if bound and steps not in {s.step for s in out}:
-        files = [ctx.root / w["name"] for w in tr.weights]
-        out.append(
-            Stored(steps, ", ".join(w["name"] for w in tr.weights), engine.load_files(files))
-        )
-    return sorted(out, key=lambda s: s.step)
 
 
-def _top_q(stored: list[Stored], q: int, engine: _Engine) -> list[dict[str, Any]]:
-    """The Q intervals between consecutive stored states with the largest L2 weight distance.
+class _Audit:
+    """One replay audit: rebuild, stored states, intervals, re-execution (V9.2-V9.4)."""
 
-    As in Proof-of-Learning (Jia et al. 2021): a spoofed jump tends to be a large update.
-    Distances are measured on stored values bound to the chain, never on attested
-    telemetry; replaying to an interval's ``toStep`` re-executes the whole interval.
-    """
-    if q <= 0 or len(stored) < 2:
-        return []
-    dist, prev = [], engine.values(stored[0], keep=False)
-    for a, b in zip(stored, stored[1:], strict=False):
-        cur = engine.values(b, keep=False)  # memory: two states at a time
-        dist.append({"fromStep": a.step, "toStep": b.step, "distance": engine.distance(prev, cur)})
-        prev = cur
-    return top_intervals(dist, q)
-
-
-def _plan(
-    t: Tally, stored: list[Stored], targets: list[int], mode: str, base_problem: str
-) -> list[Plan]:
-    plans, missing = plan_passes(stored, targets, mode)
-    if missing:
-        t.fail("GT-REPLAY-CHECKPOINT", f"steps {missing[:10]}: expected a stored state before them "
-               f"to replay from, found none usable ({base_problem or 'no base'})")  # fmt: skip
-    return plans
-
-
-def _trained_texts(ctx: Context, data: Path, openings: Path, wanted: set[int]) -> dict[int, str]:
-    """Text as trained on for the ``wanted`` admission indices; each must open its commitment.
-
-    The dataset is read by the trainer's reader (attest.dataset) and the content rules run
-    over it in order (duplicates depend on order), as the trainer ran them
-    (attest.admission.inspect_content: PII masked where the policy masks it); canary texts
-    come from canaries.jsonl. Raises FormatError, UsageError or OSError.
-    """
-    policy = ctx.policy
-    assert policy is not None
-    salts: dict[int, bytes] = {}
-    for where, o in _jsonl(openings / OPENINGS_FILE, ctx):
-        op = Opening.from_dict(o, where)
-        salts[op.index] = op.salt
-    texts: dict[int, str] = {}
-    if (openings / CANARIES_FILE).is_file():
-        for _where, c in _jsonl(openings / CANARIES_FILE, ctx):
-            if isinstance(c, dict) and c.get("index") in wanted and isinstance(c.get("text"), str):
-                texts[c["index"]] = c["text"]
-    examples, _ = read_dataset(data, limits=ctx.limits)
-    seen: set[str] = set()
-    for i, ex in enumerate(examples):
-        _, trained = inspect_content(policy, ex.text, seen)
-        if i in wanted:
-            texts[i] = trained
-    opened: set[int] = set()
-    for rec in iter_log(ctx.prov / ADMISSIONS_FILE, limits=ctx.limits):
-        if rec.index not in wanted:
-            continue
-        a = AdmissionRecord.from_record(rec.value, f"{ADMISSIONS_FILE}: record {rec.index}")
-        where = f"example {a.index}{' (canary)' if a.metadata.canary else ''}"
-        if a.index not in texts:
-            src = CANARIES_FILE if a.metadata.canary else data.name
-            raise FormatError(f"{where}: expected its text in {src}, found none")
-        if a.index not in salts:
-            raise FormatError(f"{where}: expected an opening in {OPENINGS_FILE}, found none")
-        if not Opening(a.index, salts[a.index]).opens(a.commitment, texts[a.index]):
-            raise FormatError(
-                f"{where}: expected the commitment to open to the text as trained on, it does "
-                "not; the step cannot be replayed on the committed content"
-            )
-        opened.add(a.index)
-    if wanted - opened:
-        raise FormatError(f"examples {sorted(wanted - opened)[:5]}: expected admission records")
-    return texts
-
-
-def _jsonl(path: Path, ctx: Context) -> list[tuple[str, Any]]:
-    """(where, value) of each non-blank line, strict JSON (attest.canonical.parse_json)."""
-    out = []
-    with open(path, "rb") as f:
-        for n, line in enumerate(iter(lambda: f.readline(ctx.limits.dataset_line_max + 1), b""), 1):
-            where = f"{path.name}:{n}"
-            if len(line) > ctx.limits.dataset_line_max:
-                raise FormatError(f"{where}: line longer than {ctx.limits.dataset_line_max} bytes")
-            if line.strip():
-                out.append((where, parse_json(line, where=where, limits=ctx.limits)))
-    return out
-
-
-class _Engine:
-    """The trainer's own model, loss, Router and AdamW, driven by recorded inputs (V9.4)."""
-
-    def __init__(self, config: Any, env: dict[str, Any], start: StartRecord, policy: Any) -> None:
-        import dataclasses
-
+    def __init__(self, inputs: ReplayInputs, t: Tally, mode: str, tol: float | None) -> None:
         import torch
 
-        from trainer import leaves, loop
-        from trainer.config import TrainConfig
-        from trainer.model import TinyLM
-        from trainer.routing import Router
-
-        self.torch, self.loop, self.lv, self.start = torch, loop, leaves, start
-        self.error = self.base_problem = ""
+        self.torch, self.inputs, self.t, self.mode, self.tol = torch, inputs, t, mode, tol
+        self.stored: list[Stored] = []
+        self.tops: list[dict[str, Any]] = []
+        self.intervals: list[tuple[int, int]] = []
+        self.results: list[dict[str, Any]] = []
+        self.executed: set[int] = set()
         self.rng_seen = self.rng_match = 0
+        self.broken = False  # the model could not be rebuilt, or an input changed
         self._saved = (
             torch.get_num_threads(),
             torch.are_deterministic_algorithms_enabled(),
             torch.get_rng_state(),
         )
-        try:
-            cfg = TrainConfig.from_dict(dict(config))
-        except (FormatError, TypeError) as e:
-            self.error = (
-                f"training-run config: expected a config this trainer can rebuild, found {e}"
-            )
-            return
-        threads = env.get("threads")
-        if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
-            cfg = dataclasses.replace(cfg, threads=threads)  # the threads the run actually used
-        self.cfg = cfg
-        loop.set_determinism(cfg)  # as trainer.commands.builtin_model: seed, then initialize
-        self.model = TinyLM(cfg.model)
-        state = self.model.state_dict()
-        self.init_state = {k: v.detach().clone() for k, v in state.items()}
-        table = {n: (leaves.dtype_name(v), tuple(v.shape)) for n, v in state.items()}
-        if table != dict(start.tensors):
-            diff = sorted(set(table) ^ set(start.tensors)) or [
-                n for n in table if table[n] != start.tensors[n]
-            ]
-            self.error = (f"{STEPS_FILE}: start: expected the tensors of the built-in model "
-                          f"{cfg.model} (the only model replay can rebuild), found others "
-                          f"(e.g. {diff[:3]})")  # fmt: skip
-            return
-        self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        if tuple(self.params) != tuple(start.trainable):
-            self.error = (f"{STEPS_FILE}: start: expected trainable {list(self.params)[:3]}…, "
-                          f"found {list(start.trainable)[:3]}…")  # fmt: skip
-            return
-        self.names = {id(p): n for n, p in self.params.items()}
-        self.optimizer = loop.make_optimizer(self.params, cfg)  # the trainer's AdamW settings
-        self.router = Router(self.params, policy.resolve_profiles(list(self.params)))
-        self.loss_fn = loop.builtin_loss(cfg.model.seq_len)
-        self.model.train()
+
+    def close(self) -> None:
+        threads, det, rng = self._saved
+        self.torch.set_num_threads(threads)
+        self.torch.use_deterministic_algorithms(det)
+        self.torch.set_rng_state(rng)
 
     def environment(self) -> dict[str, Any]:
         import platform
@@ -404,197 +316,473 @@ class _Engine:
             "platform": platform.platform(),
         }
 
-    def restore(self) -> None:
-        threads, det, rng = self._saved
-        self.torch.set_num_threads(threads)
-        self.torch.use_deterministic_algorithms(det)
-        self.torch.set_rng_state(rng)
-
-    # -- stored values --
-
-    def load_files(self, paths: list[Path]) -> dict[str, Any]:
-        from safetensors.torch import load_file
-
-        out: dict[str, Any] = {}
-        for p in paths:
-            out.update(load_file(str(p)))
-        return {n: out[n] for n in self.start.tensors if n in out}
-
-    def base_state(self, base: Path | None) -> dict[str, Any] | str:
-        """Base values: ``--base`` files or the seed-initialized model, whichever has the root."""
-        want = self.start.base_state_root
-        cands = [("the seed-initialized model", self.init_state)]
-        if base is not None and (files := sorted(base.glob("*.safetensors"))):
-            cands.insert(0, (f"--base {base}", self.load_files(files)))
-        for _label, st in cands:
-            if set(st) == set(self.start.tensors) and state_root(self.lv.leaves(st)) == want:
-                return st
-        return (f"the base weights are unknown: neither {' nor '.join(c[0] for c in cands)} has "
-                "the "
-                f"signed base state root {want.hex()[:16]}…; pass --base DIR")  # fmt: skip
-
-    def values(self, s: Stored, *, keep: bool = True) -> dict[str, Any]:
-        """The stored model tensors (``keep=False``: not cached)."""
-        if s.tensors is not None:
-            return s.tensors
-        assert s.path is not None
-        got = self.load_files([s.path])
-        if keep:
-            s.tensors = got
-        return got
-
-    def distance(self, a: dict[str, Any], b: dict[str, Any]) -> float:
-        return math.sqrt(
-            sum(float(((b[n].double() - a[n].double()) ** 2).sum()) for n in self.params)
+    def run(
+        self, picked: list[int], top: int, base: Path | None, data: Path, openings: Path
+    ) -> None:
+        inputs, t = self.inputs, self.t
+        try:
+            first = read_verified_log(
+                inputs.steps_file,
+                inputs.steps_sha256,
+                {0} | {c.step for c in inputs.checkpoints},
+                inputs.limits,
+            )
+            start = StartRecord.from_record(first[0], f"{STEPS_FILE}: record 0")
+        except InputChanged as e:
+            t.fail("GT-REPLAY-INPUT", str(e))
+            self._not_run(picked, "the step log changed after verification")
+            return
+        err = self._rebuild(start, base)
+        if err:
+            t.fail("GT-REPLAY-STEP", err)
+            t.skip("GT-REPLAY-CHECKPOINT", "the model could not be rebuilt")
+            self._not_run(picked, "the model could not be rebuilt")
+            return
+        self.stored = self._stored_states(first)
+        self.tops = self._top_q(top)
+        targets = sorted(set(picked) | {q["toStep"] for q in self.tops})
+        self.intervals, missing = intervals_for(
+            [s.step for s in self.stored], targets, inputs.steps
         )
-
-    # -- re-execution --
-
-    def replay(
-        self, plan: Plan, records: dict[int, StepRecord], texts: dict[int, str],
-        admitted: dict[int, str | None], mode: str, tol: float, t: Tally, stored: list[Stored],
-    ) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
-        """Re-execute ``plan``, failing GT-REPLAY-STEP at a divergence: (results, steps run)."""
-        self.loop.set_determinism(self.cfg)  # threads and deterministic kernels as recorded
-        self.optimizer.state.clear()
-        if plan.start.optimizer:
-            from trainer.checkpoint import load_checkpoint
-
-            assert plan.start.path is not None
-            load_checkpoint(plan.start.path, self.model, self.optimizer, self.names)
-        else:  # the base: empty AdamW state, the generator seeded as trainer.loop.run seeds it
-            self.model.load_state_dict(self.values(plan.start))
-            self.torch.manual_seed(self.cfg.seed)
-        diverged, ran = self._run(plan, records, texts, admitted, mode, t)
-        at_end = next((x for x in stored if x.step == plan.end), None)
-        max_diff, end_problem = None, ""
-        if diverged is None and at_end is not None:
-            max_diff, end_problem = self._compare_stored(at_end, mode, tol)
-            if end_problem:
-                t.fail("GT-REPLAY-STEP", end_problem)
-        out = []
-        for s in plan.targets:
-            if mode == "strict":  # every step up to s reproduced bitwise: s is proven
-                ok = (diverged is None or s < diverged) and not (end_problem and s == plan.end)
-            else:  # only the stored state at plan.end has values to compare
-                ok = diverged is None and at_end is not None and not end_problem
-            x: dict[str, Any] = {"step": s, "fromCheckpoint": plan.start.step, "ok": ok,
-                                 "replayedSteps": s - plan.start.step}  # fmt: skip
-            if max_diff is not None and (s == plan.end or mode == "tolerant"):
-                x["maxDiff"] = max_diff
-            if mode == "tolerant":
-                x["comparedAt"] = plan.end
-            if not ok:
-                x["reason"] = (
-                    f"diverged at step {diverged}" if diverged is not None else end_problem[:200]
-                )
-            out.append(x)
-        return out, ran
-
-    def _run(
-        self, plan: Plan, records: dict[int, StepRecord], texts: dict[int, str],
-        admitted: dict[int, str | None], mode: str, t: Tally,
-    ) -> tuple[int | None, int]:  # fmt: skip
-        """Steps start+1..end, each checked against its record: (diverged at or None, steps run)."""
-        lv = self.lv
-        current = lv.leaves(self.model.state_dict(), self.start.tensors)
-        for s in range(plan.start.step + 1, plan.end + 1):
-            rec = records[s]
-            if (
-                rec.rng is not None
-            ):  # informational (V9.4): the built-in step draws no random numbers
-                self.rng_seen += 1
-                self.rng_match += lv.sha256_tensor(self.torch.get_rng_state()) == rec.rng
-            # V4 proved the recorded profiles are the admitted ones; use the admission table's.
-            profiles = [admitted.get(x) or p for x, p in zip(rec.batch, rec.profiles, strict=True)]
-            for g in self.optimizer.param_groups:
-                g["lr"] = rec.lr  # the recorded hyperparameter
-            batch = [texts[x] for x in rec.batch]
-            # The trainer's one definition of a step: forward, route, AdamW.
-            losses = self.loop.train_step(
-                self.model, self.loss_fn, self.router, self.optimizer, batch, profiles
+        if missing:
+            t.fail(
+                "GT-REPLAY-CHECKPOINT",
+                f"steps {missing[:10]}: expected a stored state before "
+                f"them to replay from, found none usable ({self.base_problem or 'no base'})",
             )
-            changed: dict[str, bytes] = {}
-            # As the trainer hashes: only tensors that had a gradient can have changed.
-            for name, p in self.params.items():
-                if p.grad is not None and (h := lv.leaf(name, p.data)) != current[name]:
-                    changed[name] = current[name] = h
-            problem = _compare(s, rec, changed, state_root(current), losses, mode)
-            if problem:
-                t.fail(
-                    "GT-REPLAY-STEP",
-                    f"{problem} (replayed from {plan.start.label}, step {plan.start.step})",
-                )
-                return s, s - plan.start.step
-        return None, plan.end - plan.start.step
+            self.results += [
+                {"step": s, "ok": False, "reason": "no stored state before it"} for s in missing
+            ]
+        needed = {s for a, b in self.intervals for s in range(a + 1, b + 1)}
+        try:
+            raw = read_verified_log(inputs.steps_file, inputs.steps_sha256, needed, inputs.limits)
+            records = {
+                s: StepRecord.from_record(v, f"{STEPS_FILE}: record {s}") for s, v in raw.items()
+            }
+            texts = self._texts(data, openings, {x for s in needed for x in records[s].batch})
+        except InputChanged as e:
+            t.fail("GT-REPLAY-INPUT", str(e))
+            self.broken = True
+            self._not_run(targets, "an input changed after verification")
+            return
+        except (OSError, FormatError, UsageError) as e:
+            msg = f"{e.filename}: cannot read: {e.strerror}" if isinstance(e, OSError) else str(e)
+            t.fail("GT-REPLAY-STEP", f"cannot read the texts to replay: {msg}")
+            self._not_run(targets, "texts unreadable")
+            return
+        for a, b in self.intervals:
+            mine = [s for s in targets if a < s <= b]
+            try:
+                diverged = self._interval(a, b, records, texts)
+            except InputChanged as e:
+                t.fail("GT-REPLAY-INPUT", str(e))
+                self.broken = True
+                diverged = a + 1
+            except (RuntimeError, ValueError, KeyError, FormatError, UsageError) as e:
+                why = f"{type(e).__name__}: {str(e)[:200]}"
+                t.fail("GT-REPLAY-STEP", f"steps {a + 1}..{b}: replay from step {a} failed ({why})")
+                diverged = a + 1
+            for s in mine:
+                # Bitwise, every step before the first difference reproduced: it is proven.
+                ok = diverged is None or (self.tol is None and s < diverged)
+                x: dict[str, Any] = {
+                    "step": s,
+                    "fromCheckpoint": a,
+                    "interval": [a, b],
+                    "ok": ok,
+                    "replayedSteps": b - a,
+                }
+                if not ok:
+                    x["reason"] = f"interval {a}..{b} diverged at step {diverged}"
+                self.results.append(x)
 
-    def _compare_stored(self, s: Stored, mode: str, tol: float) -> tuple[float, str]:
-        """The replayed state vs a stored one: weights, and at a checkpoint (strict) AdamW state."""
-        torch = self.torch
-        want, state = self.values(s), self.model.state_dict()
-        diff = max((float((state[n].double() - want[n].double()).abs().max())
-                    if state[n].numel() else 0.0) for n in self.start.tensors)  # fmt: skip
-        where = f"step {s.step}"
-        if mode == "tolerant" and not diff <= tol:
+    def _not_run(self, steps: list[int], reason: str) -> None:
+        self.broken = True
+        self.results += [{"step": s, "ok": False, "reason": reason} for s in steps]
+
+    # -- rebuild (V9.4) ---------------------------------------------------------------------
+
+    def _rebuild(self, start: StartRecord, base: Path | None) -> str:
+        """Build the recorded model kind through the registry; "" or the reason it failed."""
+        import dataclasses
+
+        from trainer import leaves, registry
+        from trainer.config import TrainConfig
+        from trainer.engine import StepEngine
+        from trainer.loop import optimizer_config, set_determinism
+
+        self.lv, self.start, self.base_problem = leaves, start, ""
+        spec = start.model
+        if spec is None:
             return (
-                diff,
-                f"{where}: expected the replayed weights within {tol:g} of {s.label}, "
-                f"found max |diff| {diff:g}",
+                f"{STEPS_FILE}: start: expected a model spec (records.md §4.1) to rebuild "
+                "the model from, found none (a v0.1 log)"
             )
-        if mode == "strict" and s.optimizer:
-            from safetensors import safe_open
+        try:
+            cfg = TrainConfig.from_dict(dict(self.inputs.config))
+        except (FormatError, TypeError) as e:
+            return f"training-run config: expected a config this trainer can rebuild, found {e}"
+        threads = self.inputs.environment.get("threads")
+        if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+            cfg = dataclasses.replace(cfg, threads=threads)  # the threads the run actually used
+        self.cfg = cfg
+        set_determinism(cfg)
+        # A base that is a file dependency (model.base.files) comes from --base; without
+        # it the kind may still build a skeleton whose values the checkpoints replace.
+        needs_base = spec.base is not None and bool(spec.base.files)
+        try:
+            built = registry.build(
+                spec, base if needs_base else None, device=cfg.device, dtype=cfg.dtype
+            )
+        except (GovtuneError, OSError, RuntimeError, ValueError, ImportError) as e:
+            hint = "; pass --base DIR" if needs_base and base is None else ""
+            return (
+                f"model {spec.kind}: cannot rebuild it from the recorded spec: {str(e)[:200]}{hint}"
+            )
+        state = built.state()
+        table = {n: (leaves.dtype_name(v), tuple(v.shape)) for n, v in state.items()}
+        if table != dict(start.tensors):
+            diff = sorted(set(table) ^ set(start.tensors)) or [
+                n for n in table if table[n] != start.tensors[n]
+            ]
+            return (
+                f"{STEPS_FILE}: start: expected the tensors of the rebuilt {spec.kind} model, "
+                f"found others (e.g. {diff[:3]})"
+            )
+        if tuple(built.trainable) != tuple(start.trainable):
+            return (
+                f"{STEPS_FILE}: start: expected trainable {list(start.trainable)[:3]}…, "
+                f"the rebuilt model has {list(built.trainable)[:3]}…"
+            )
+        self.engine = StepEngine(
+            built, optimizer_config(cfg), start.profiles, grad_norms=cfg.grad_norms,
+            grad_accum=cfg.grad_accum,
+        )  # fmt: skip
+        self.base_values = {k: v.detach().clone() for k, v in state.items()}
+        if state_root(leaves.leaves(state)) != start.base_state_root:
+            self.base_problem = (
+                "the base weights are unknown: the rebuilt base has not the signed base state "
+                f"root {start.base_state_root.hex()[:16]}…" + ("" if base else "; pass --base DIR")
+            )
+        return ""
 
-            assert s.path is not None
-            with safe_open(str(s.path), framework="pt") as f:
-                left = {k for k in f.keys() if k.startswith("optim/")}  # noqa: SIM118 - not a dict
-                for p, st in self.optimizer.state.items():
-                    for k, v in st.items():
-                        key = f"optim/{k}/{self.names[id(p)]}"
-                        if key not in left or not torch.equal(
-                            f.get_tensor(key), torch.as_tensor(v)
-                        ):
-                            return (
-                                diff,
-                                f"{where}: expected {s.label}'s optimizer state {key!r}, "
-                                "the replay's differs",
-                            )
-                        left.discard(key)
-            if left:
-                return (
-                    diff,
-                    f"{where}: {s.label} holds optimizer state {sorted(left)[:3]} "
-                    "the replay has not",
+    # -- stored states (V9.2) ---------------------------------------------------------------
+
+    def _stored_states(self, first: dict[int, dict[str, Any]]) -> list[Stored]:
+        """The base, every signed checkpoint that checks out, the bound released weights."""
+        inputs, out = self.inputs, []
+        if not self.base_problem:
+            out.append(Stored(0, "base"))
+        names = set(self.start.tensors)
+        for cp in inputs.checkpoints:
+            where = f"{cp.file} (checkpoint of step {cp.step})"
+            rec = first.get(cp.step, {}).get("checkpoint")
+            if rec != {"file": cp.file, "sha256": cp.sha256, "stateRoot": cp.state_root}:
+                self.t.fail(
+                    "GT-REPLAY-CHECKPOINT",
+                    f"{where}: expected step {cp.step}'s record to name it, found {rec!r:.120}",
                 )
-        return diff, ""
+                continue
+            path = inputs.root / cp.file
+            if not safe_relative(cp.file) or not path.is_file():
+                self.t.fail(
+                    "GT-REPLAY-CHECKPOINT",
+                    f"{where}: expected the file (sha256 "
+                    f"{cp.sha256[:16]}…, signed), found "
+                    f"{'an unsafe path' if not safe_relative(cp.file) else 'no file'}; "
+                    f"steps after {cp.step} are replayed from an earlier state",
+                )
+                continue
+            s = Stored(cp.step, cp.file, ((path, cp.sha256),), optimizer=True)
+            try:
+                model, _opt, _rng = self._load(s)
+            except InputChanged as e:
+                self.t.fail("GT-REPLAY-CHECKPOINT", str(e))
+                continue
+            except FormatError as e:
+                self.t.fail(
+                    "GT-REPLAY-CHECKPOINT", f"{where}: expected a safetensors checkpoint, found {e}"
+                )
+                continue
+            got = (
+                state_root(self.lv.leaves(model, sorted(names))).hex()
+                if names <= set(model)
+                else "(tensors missing)"
+            )
+            if got != cp.state_root:
+                self.t.fail(
+                    "GT-REPLAY-CHECKPOINT",
+                    f"{where}: expected the model state root "
+                    f"{cp.state_root} of step {cp.step}, found {got}",
+                )
+                continue
+            out.append(s)
+        steps = inputs.steps
+        if inputs.weights_bound and steps not in {s.step for s in out}:
+            files = tuple((inputs.root / name, sha) for name, sha in inputs.weights)
+            out.append(Stored(steps, ", ".join(n for n, _ in inputs.weights), files))
+        return sorted(out, key=lambda s: s.step)
+
+    def _load(self, s: Stored) -> tuple[dict[str, Any], dict[str, Any] | None, Any]:
+        """(model tensors, AdamW tensors, generator) of a stored state; every file re-checked.
+
+        Raises InputChanged (digest) or FormatError (not safetensors)."""
+        if not s.files:
+            return self.base_values, None, None
+        from trainer.checkpoint import parse_checkpoint
+
+        model: dict[str, Any] = {}
+        optim: dict[str, Any] = {}
+        rng = None
+        for path, sha in s.files:
+            where = (
+                f"{s.label} (stored state of step {s.step})"
+                if s.optimizer is False
+                else (f"{s.label} (checkpoint of step {s.step})")
+            )
+            data = read_verified_file(path, sha, where)  # read once: these bytes are parsed
+            cp = parse_checkpoint(data, where)
+            model.update(cp.model)
+            optim.update(cp.optimizer)
+            rng = cp.rng if cp.rng is not None else rng
+        model = {n: model[n] for n in self.start.tensors if n in model}
+        return model, (optim if s.optimizer else None), rng
+
+    def _top_q(self, q: int) -> list[dict[str, Any]]:
+        """The Q intervals between consecutive stored states with the largest L2 weight distance.
+
+        As in Proof-of-Learning (Jia et al. 2021): a spoofed jump tends to be a large update.
+        Distances are measured on stored values bound to the chain, never on attested
+        telemetry; replaying to an interval's ``toStep`` re-executes the whole interval.
+        """
+        if q <= 0 or len(self.stored) < 2:
+            return []
+        dist = []
+        prev = self._load(self.stored[0])[0]
+        for a, b in zip(self.stored, self.stored[1:], strict=False):
+            try:
+                cur = self._load(b)[0]  # memory: two states at a time
+            except InputChanged as e:
+                self.t.fail("GT-REPLAY-INPUT", str(e))
+                self.broken = True
+                return []
+            d = math.sqrt(
+                sum(
+                    float(((cur[n].double() - prev[n].double()) ** 2).sum())
+                    for n in self.engine.params
+                )
+            )
+            dist.append({"fromStep": a.step, "toStep": b.step, "distance": d})
+            prev = cur
+        return top_intervals(dist, q)
+
+    # -- texts ------------------------------------------------------------------------------
+
+    def _texts(self, data: Path, openings: Path, wanted: set[int]) -> dict[int, str]:
+        """Text as trained on for the ``wanted`` admission indices; each must open its commitment.
+
+        The dataset is read by the trainer's reader (attest.dataset) and the content rules run
+        over it in order (duplicates depend on order), as the trainer ran them
+        (attest.admission.inspect_example: PII masked where the policy masks it); canary texts
+        come from canaries.jsonl. The admission records come from the verified log bytes.
+        Raises FormatError, UsageError, OSError or InputChanged.
+        """
+        inputs = self.inputs
+        limits = inputs.limits
+        salts: dict[int, bytes] = {}
+        for where, o in _jsonl(openings / OPENINGS_FILE, limits):
+            op = Opening.from_dict(o, where)
+            salts[op.index] = op.salt
+        texts: dict[int, str] = {}
+        contents: dict[int, Content] = {}  # labelled / prompt-response forms (format.md §6)
+        self.fields: dict[int, Mapping[str, str]] = {}  # their task fields (registry.Item)
+        if (openings / CANARIES_FILE).is_file():
+            for _where, c in _jsonl(openings / CANARIES_FILE, limits):
+                if (
+                    isinstance(c, dict)
+                    and c.get("index") in wanted
+                    and isinstance(c.get("text"), str)
+                ):
+                    texts[c["index"]] = c["text"]
+        examples, _ = read_dataset(data, limits=limits)
+        seen: set[str] = set()
+        for i, ex in enumerate(examples):
+            _, trained = inspect_example(inputs.policy, ex, seen)
+            if i in wanted:
+                texts[i], contents[i] = trained.text, trained.content
+                self.fields[i] = trained.fields
+        records = read_verified_log(
+            inputs.admissions_file, inputs.admissions_sha256, wanted, limits
+        )
+        for index in sorted(wanted):
+            if index not in records:
+                raise FormatError(f"example {index}: expected an admission record, found none")
+            a = AdmissionRecord.from_record(records[index], f"{ADMISSIONS_FILE}: record {index}")
+            where = f"example {a.index}{' (canary)' if a.metadata.canary else ''}"
+            if a.index not in texts:
+                src = CANARIES_FILE if a.metadata.canary else data.name
+                raise FormatError(f"{where}: expected its text in {src}, found none")
+            if a.index not in salts:
+                raise FormatError(f"{where}: expected an opening in {OPENINGS_FILE}, found none")
+            if not Opening(a.index, salts[a.index]).opens(
+                a.commitment, contents.get(a.index, texts[a.index])
+            ):
+                raise FormatError(
+                    f"{where}: expected the commitment to open to the text as trained on, it "
+                    "does not; the step cannot be replayed on the committed content"
+                )
+        return texts
+
+    # -- re-execution (V9.4) ----------------------------------------------------------------
+
+    def _interval(
+        self, a: int, b: int, records: dict[int, StepRecord], texts: dict[int, str]
+    ) -> int | None:
+        """Re-execute steps a+1..b from the stored state at a, comparing every step and the
+        stored state at b; the step of the first difference, or None."""
+        from trainer.loop import set_determinism
+        from trainer.registry import Item
+
+        set_determinism(self.cfg)  # threads and deterministic kernels as recorded; seeds
+        start = next(s for s in self.stored if s.step == a)
+        model, optim, rng = self._load(start)
+        # The base: empty AdamW state, the generator seeded as trainer.loop.run seeds it.
+        self.engine.load_state(model, optim, rng)
+        for s in range(a + 1, b + 1):
+            rec = records[s]
+            if rec.rng is not None:  # informational (V9.4)
+                self.rng_seen += 1
+                self.rng_match += self.lv.sha256_tensor(self.torch.get_rng_state()) == rec.rng
+            # V4 proved the recorded profiles are the admitted ones; use the admission table's.
+            profiles = [
+                self.inputs.admitted.get(x) or p
+                for x, p in zip(rec.batch, rec.profiles, strict=True)
+            ]
+            out = self.engine.step(
+                [Item(texts[x], self.fields.get(x, {})) for x in rec.batch], profiles, rec.lr
+            )
+            self.executed.add(s)
+            problem = compare_step(s, rec, out, self.tol)
+            if problem:
+                self.t.fail("GT-REPLAY-STEP", f"{problem} (replayed from {start.label}, step {a})")
+                return s
+        end = next((x for x in self.stored if x.step == b), None)
+        if end is not None:
+            problem = self._compare_stored(end)
+            if problem:
+                self.t.fail("GT-REPLAY-STEP", problem)
+                return b
+        return None
+
+    def _compare_stored(self, s: Stored) -> str:
+        """The replayed state vs a stored one: every tensor, and at a checkpoint the AdamW state."""
+        torch = self.torch
+        want, optim, _rng = self._load(s)
+        state = self.engine.built.state()
+        tol = self.tol or 0.0
+        for n in self.start.tensors:
+            if not _close(torch, state[n], want[n], self.tol):
+                diff = (
+                    float((state[n].double() - want[n].double()).abs().max())
+                    if state[n].numel()
+                    else 0.0
+                )
+                return (
+                    f"step {s.step}: tensor {n!r}: expected {s.label}'s values"
+                    + (f" within {tol:g}" if self.tol is not None else " bitwise")
+                    + f", found max |diff| {diff:g}"
+                )
+        if optim is not None:
+            mine = self.engine.optimizer_tensors()
+            if set(mine) != set(optim):
+                extra = sorted(set(optim) ^ set(mine))[:3]
+                return (
+                    f"step {s.step}: expected {s.label}'s optimizer state tensors, "
+                    f"found a difference in {extra}"
+                )
+            for k, v in optim.items():
+                if not _close(torch, torch.as_tensor(mine[k]), v, self.tol):
+                    return (
+                        f"step {s.step}: expected {s.label}'s optimizer state {k!r}, "
+                        "the replay's differs"
+                    )
+        return ""
 
 
-def _compare(
-    s: int, rec: StepRecord, changed: dict[str, bytes], root: bytes, losses: Any, mode: str
-) -> str:
-    """The first difference between a replayed step and its record (V9.4), or ""."""
-    if mode == "strict":
-        # Losses first: computed before the update, a mismatch names the example whose
-        # recorded content is not what the step trained on.
-        # Recorded as the trainer records them: float64, never -0.0, non-finite as 0.0.
-        got = [v if math.isfinite(v := float(x) + 0.0) else 0.0 for x in losses.detach().tolist()]
-        for j, (a, b) in enumerate(zip(rec.loss, got, strict=True)):
-            if a != b:
-                return (f"step {s}: batch[{j}] = example {rec.batch[j]}: expected loss {a!r} "
-                        f"(recorded), found {b!r} (replayed on its committed text)")  # fmt: skip
+def _close(torch: Any, a: Any, b: Any, tol: float | None) -> bool:
+    if tol is None:
+        return bool(torch.equal(a, b))
+    if a.shape != b.shape:
+        return False
+    return a.numel() == 0 or float((a.double() - b.double()).abs().max()) <= tol
+
+
+def compare_step(s: int, rec: StepRecord, out: Any, tol: float | None) -> str:
+    """The first difference between a replayed step and its record (V9.4), or "".
+
+    Bitwise (``tol`` None): losses, gradient norms, changed set, every leaf, state root.
+    Tolerant: losses and gradient norms within ``tol``, the changed set exactly; leaves and
+    the state root are hashes, so values are compared at the next stored state.
+    """
+
+    def near(x: float, y: float) -> bool:
+        return x == y if tol is None else abs(x - y) <= tol
+
+    # Losses first: computed before the update, a mismatch names the example whose
+    # recorded content is not what the step trained on.
+    for j, (a, b) in enumerate(zip(rec.loss, out.losses, strict=True)):
+        if not near(a, b):
+            return (
+                f"step {s}: batch[{j}] = example {rec.batch[j]}: expected loss {a!r} "
+                f"(recorded), found {b!r} (replayed on its committed text"
+                + (f", tolerance {tol:g})" if tol is not None else ")")
+            )
+    if (rec.grad_norm is None) != (out.grad_norms is None):
+        return (
+            f"step {s}: expected gradNorm {'nil' if rec.grad_norm is None else 'values'} "
+            f"(recorded), found {'nil' if out.grad_norms is None else 'values'} (replayed)"
+        )
+    if rec.grad_norm is not None:
+        for j, (a, b) in enumerate(zip(rec.grad_norm, out.grad_norms, strict=True)):
+            if not near(a, b):
+                return (
+                    f"step {s}: batch[{j}] = example {rec.batch[j]}: expected gradNorm {a!r} "
+                    f"(recorded), found {b!r} (replayed)"
+                )
+    changed = dict(out.changed)
     if set(changed) != set(rec.changed):
         extra, miss = (
             sorted(set(changed) - set(rec.changed)),
             sorted(set(rec.changed) - set(changed)),
         )
-        return (f"step {s}: expected the recorded set of changed tensors, found the replay also "
-                f"changes {extra[:3]} and not {miss[:3]}")  # fmt: skip
-    if mode == "tolerant":
-        return ""  # values are compared at the next stored state
+        return (
+            f"step {s}: expected the recorded set of changed tensors, found the replay also "
+            f"changes {extra[:3]} and not {miss[:3]}"
+        )
+    if tol is not None:
+        return ""
     for name in sorted(changed):
         if changed[name] != rec.changed[name]:
-            return (f"step {s}: tensor {name!r}: expected leaf {rec.changed[name].hex()[:16]}… "
-                    f"(recorded), found {changed[name].hex()[:16]}… (replayed)")  # fmt: skip
-    if root != rec.state_root:
-        return (f"step {s}: expected state root {rec.state_root.hex()} (recorded), "
-                f"found {root.hex()} (replayed)")  # fmt: skip
+            return (
+                f"step {s}: tensor {name!r}: expected leaf {rec.changed[name].hex()[:16]}… "
+                f"(recorded), found {changed[name].hex()[:16]}… (replayed)"
+            )
+    if out.state_root != rec.state_root:
+        return (
+            f"step {s}: expected state root {rec.state_root.hex()} (recorded), "
+            f"found {out.state_root.hex()} (replayed)"
+        )
     return ""
+
+
+def _jsonl(path: Path, limits: Limits) -> list[tuple[str, Any]]:
+    """(where, value) of each non-blank line, strict JSON (attest.canonical.parse_json)."""
+    out = []
+    with open(path, "rb") as f:
+        for n, line in enumerate(iter(lambda: f.readline(limits.dataset_line_max + 1), b""), 1):
+            where = f"{path.name}:{n}"
+            if len(line) > limits.dataset_line_max:
+                raise FormatError(f"{where}: line longer than {limits.dataset_line_max} bytes")
+            if line.strip():
+                out.append((where, parse_json(line, where=where, limits=limits)))
+    return out

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from attest.errors import UsageError
+from attest.tolerance import TOLERANCE_FACTOR, calibrated
 
 SEED_TAG = b"govtune.replay.v1"
 DRAW_TAG = b"govtune.replay.draw.v1"
@@ -55,24 +57,18 @@ def select_steps(seed: bytes, steps: int, n: int) -> list[int]:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stored:
-    """A state whose values are on disk and bound to the chain by its state root."""
+    """A state whose bytes are bound to the chain: the base, a checkpoint, the released weights.
+
+    ``path``/``sha256`` name the file replay reads (and re-checks on every read); the base
+    has none (its values come from the rebuilt model and are checked by their state root).
+    """
 
     step: int
     label: str  # "base", "checkpoints/step-000050.safetensors", "model.safetensors"
-    tensors: dict[str, Any] | None = None  # model tensors (torch), loaded lazily
-    path: Path | None = None
+    files: tuple[tuple[Path, str], ...] = ()  # (path, verified sha256 hex)
     optimizer: bool = False  # a checkpoint: also holds AdamW state and the generator
-
-
-@dataclass
-class Plan:
-    """One replay pass: from ``start`` through step ``end``, vouching for ``targets``."""
-
-    start: Stored
-    end: int  # last step re-executed
-    targets: list[int] = field(default_factory=list)
 
 
 def top_intervals(distances: list[dict[str, Any]], q: int) -> list[dict[str, Any]]:
@@ -89,51 +85,139 @@ def intervals_text(tops: list[dict[str, Any]]) -> str:
     return ", ".join(f"{q['fromStep']}->{q['toStep']}" for q in tops) or "none"
 
 
-def replay_mode(env: dict[str, Any]) -> tuple[str, float, str]:
-    """V9.3: (mode, tolerance, problem). Strict iff the run recorded strict, deterministic, CPU.
+def parse_tolerance(value: float | str | None) -> float | None:
+    """The auditor's ``--replay-tolerance`` (None: bitwise). Raises UsageError."""
+    if value is None:
+        return None
+    try:
+        tol = float(value)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--replay-tolerance: expected a number, found {value!r:.40}") from e
+    if isinstance(value, bool) or not math.isfinite(tol) or tol < 0:
+        raise UsageError(f"--replay-tolerance: expected a finite number >= 0, found {value!r:.40}")
+    return tol
 
-    Tolerant mode uses the tolerance the run recorded (trainer calibration, V9.3); a
-    tolerance that is not a finite number >= 0 is a problem, and the replay then compares
-    bitwise (fail closed).
+
+def replay_mode(tolerance: float | None) -> tuple[str, float | None]:
+    """V9.3: ("bitwise", None) unless the auditor chose a tolerance: ("tolerant", X).
+
+    Nothing the producer recorded (mode, deterministic, tolerance) enters this choice.
     """
-    if (
-        env.get("mode") == "strict"
-        and env.get("deterministic") is True
-        and env.get("device", "cpu") == "cpu"
-    ):
-        return "strict", 0.0, ""
-    tol = env.get("tolerance")
-    if isinstance(tol, int | float) and not isinstance(tol, bool) and math.isfinite(tol) \
-            and tol >= 0:  # fmt: skip
-        return "tolerant", float(tol), ""
-    problem = (
-        "training-run environment.tolerance: expected a finite number >= 0 for tolerant "
-        f"mode, found {tol!r:.40}; comparing bitwise instead"
-    )
-    return "tolerant", 0.0, problem
+    return ("bitwise", None) if tolerance is None else ("tolerant", float(tolerance))
+
+
+def environment_problems(env: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    """V9.3: where the recorded environment, config and calibration disagree.
+
+    Each problem is a GT-REPLAY-ENVIRONMENT failure.
+
+    The config's ``deterministic`` fixes the mode: strict (deterministic) records
+    ``mode = "strict"``, ``deterministic = true``, ``tolerance`` 0 and no calibration;
+    tolerant records its calibration and ``tolerance = calibrated(observed, config.tolerance)``
+    (attest.tolerance).
+    """
+    out: list[str] = []
+    det = config.get("deterministic")
+    if not isinstance(det, bool):
+        return [f"training-run config.deterministic: expected true or false, found {det!r:.40}"]
+    want_mode = "strict" if det else "tolerant"
+    if env.get("mode") != want_mode:
+        out.append(f"training-run environment.mode: expected {want_mode!r} (config.deterministic "
+                   f"= {str(det).lower()}), found {env.get('mode')!r:.40}")  # fmt: skip
+    if env.get("deterministic") is not det:
+        out.append(f"training-run environment.deterministic: expected {str(det).lower()} (the "
+                   f"config's), found {env.get('deterministic')!r:.40}")  # fmt: skip
+    device = config.get("device", "cpu")
+    if env.get("device", "cpu") != device:
+        out.append(f"training-run environment.device: expected {device!r} (the config's), "
+                   f"found {env.get('device')!r:.40}")  # fmt: skip
+    tol, cal = env.get("tolerance"), env.get("toleranceCalibration")
+    if det:
+        if tol != 0 or cal is not None:
+            out.append(
+                "training-run environment: a strict run records tolerance 0 and no "
+                f"calibration, found tolerance {tol!r:.40} and calibration {cal!r:.60}"
+            )
+        return out
+    observed = cal.get("observed") if isinstance(cal, Mapping) else None
+    if not isinstance(cal, Mapping) or not isinstance(observed, int | float) \
+            or not _finite(observed) or observed < 0 \
+            or cal.get("factor") != TOLERANCE_FACTOR:  # fmt: skip
+        out.append(f"training-run environment.toleranceCalibration: expected {{observed >= 0, "
+                   f"factor {TOLERANCE_FACTOR:g}}} (V9.3), found {cal!r:.80}")  # fmt: skip
+        return out
+    minimum = config.get("tolerance", 0.0)
+    want = calibrated(observed, minimum if _finite(minimum) else 0.0)
+    if not _finite(tol) or tol != want:
+        out.append(f"training-run environment.tolerance: expected {want!r} (calibrated from "
+                   f"observed {observed!r}), found {tol!r:.40}")  # fmt: skip
+    return out
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def intervals_for(
+    stored: list[int], targets: list[int], steps: int
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """V9.2: the whole interval (from the stored state before, to the next) of each target.
+
+    ``stored`` are the steps of the usable stored states. Returns the intervals
+    ``(from_step, to_step)`` in order, distinct, and the targets with no stored state
+    before them (not replayable).
+    """
+    out: set[tuple[int, int]] = set()
+    missing: list[int] = []
+    st = sorted(set(stored))
+    for s in targets:
+        before = [x for x in st if x < s]
+        if not before:
+            missing.append(s)
+            continue
+        after = [x for x in st if x >= s]
+        out.add((before[-1], after[0] if after else steps))
+    return sorted(out), missing
+
+
+def layout_intervals(stored: list[int], steps: int) -> list[tuple[int, int]]:
+    """Every interval a random target can fall in: consecutive usable stored states, then
+    the last one to the end of the run (no stored state after it)."""
+    st = sorted({x for x in stored if x <= steps})
+    out = list(zip(st, st[1:], strict=False))
+    if st and st[-1] < steps:
+        out.append((st[-1], steps))
+    return out
+
+
+def detection_probability(stored: list[int], steps: int, n: int) -> float:
+    """V9.5: the least probability that a single forged step is in a replayed interval.
+
+    ``n`` distinct steps are drawn uniformly from 1..steps; an interval of L steps is
+    replayed iff a draw falls in it: 1 − C(steps − L, n) / C(steps, n). The producer picks
+    where to forge, so the bound is the minimum over intervals; steps before the first
+    usable stored state are never replayed (probability 0). Top-Q intervals are not
+    counted: the producer knows which intervals are largest.
+    """
+    if steps <= 0:
+        return 1.0
+    ivs = layout_intervals(stored, steps)
+    if not ivs or ivs[0][0] > 0:
+        return 0.0
+    worst = 1.0
+    for a, b in ivs:
+        miss = 1.0
+        length = b - a
+        for i in range(min(n, steps)):  # C(steps-L, n)/C(steps, n) as a product
+            if steps - length - i <= 0:
+                miss = 0.0
+                break
+            miss *= (steps - length - i) / (steps - i)
+        worst = min(worst, 1.0 - miss)
+    return worst
 
 
 def safe_relative(name: str) -> bool:
     """A file name the run folder may hold: relative, no ``..``, no backslash (V9.2)."""
     p = PurePosixPath(name)
     return bool(name) and not p.is_absolute() and ".." not in p.parts and "\\" not in name
-
-
-def plan_passes(
-    stored: list[Stored], targets: list[int], mode: str
-) -> tuple[list[Plan], list[int]]:
-    """V9.2: group targets by the latest stored state before them, one pass per group.
-
-    Returns the passes in step order and the targets that have no stored state before them.
-    """
-    plans: dict[int, Plan] = {}
-    for s in targets:
-        before = [x for x in stored if x.step < s]
-        if before:
-            plans.setdefault(before[-1].step, Plan(before[-1], s)).targets.append(s)
-    for p in plans.values():
-        p.end = max(p.targets)
-        if mode == "tolerant":  # values exist only at stored states: replay on to the next one
-            p.end = min((x.step for x in stored if x.step >= p.end), default=p.end)
-    missing = [s for s in targets if not any(s in p.targets for p in plans.values())]
-    return [plans[k] for k in sorted(plans)], missing

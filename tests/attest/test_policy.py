@@ -411,7 +411,7 @@ POLICY_BAD = [
     (
         "profile-patterns-missing",
         _drop("profiles.deep.patterns"),
-        r"profiles\.deep\.patterns: expected a list",
+        r"profiles\.deep\.patterns: expected at least one pattern or layer range",
     ),
     (
         "profile-not-table",

@@ -93,11 +93,17 @@ def train_in_process(
 ) -> RunResult:
     """Train the built-in model (initialized from the config's seed) into ``out``, signed
     with ``key``; ``run_kw`` goes to trainer.loop.run (progress, resume, run_secret)."""
-    from trainer.commands import builtin_model
-    from trainer.loop import builtin_loss, run
+    import dataclasses
 
-    model = builtin_model(config)
-    loss_fn = builtin_loss(config.model.seq_len)
-    if loss_wrap is not None:
-        loss_fn = loss_wrap(loss_fn)
-    return run(model, loss_fn, config, out, load_signer(key), **run_kw)
+    from trainer.commands import build_model
+    from trainer.loop import run
+    from trainer.registry import texts_loss
+
+    built = build_model(config)
+    if loss_wrap is not None:  # the wrapper takes texts: encode to texts, wrap the text loss
+        built = dataclasses.replace(
+            built,
+            encode=lambda items: [it.text for it in items],
+            per_example_loss=loss_wrap(texts_loss(built)),
+        )
+    return run(built, config, out, load_signer(key), **run_kw)

@@ -200,54 +200,57 @@ def test_verifier_passes_the_run_with_data_and_openings(tiny: Run) -> None:
 def _calibration_setup():  # type: ignore[no-untyped-def]
     import torch
 
-    from trainer.config import ModelConfig, TrainConfig
-    from trainer.loop import builtin_loss, make_optimizer, set_determinism
-    from trainer.model import TinyLM
-    from trainer.routing import Router
+    from trainer import registry
+    from trainer.engine import OptimizerConfig, StepEngine
+    from trainer.registry import Item
 
-    cfg = TrainConfig(dataset="d", policy="p", lr=0.02, threads=1,
-                      model=ModelConfig(d_model=16, n_layers=2, n_heads=2, seq_len=16))  # fmt: skip
-    set_determinism(cfg)
-    model = TinyLM(cfg.model)
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    router = Router(params, {"deep": tuple(params)})
-    optimizer = make_optimizer(params, cfg)
-    model.train()
-    texts, profiles = ["an honest example text", "another example"], ["deep", "deep"]
-    return torch, model, builtin_loss(16), router, optimizer, texts, profiles
+    torch.set_num_threads(1)
+    spec = registry.spec_for(
+        "tinylm", {"d_model": 16, "n_layers": 2, "n_heads": 2, "seq_len": 16}, None, seed=0
+    )
+    built = registry.build(spec, None)
+    engine = StepEngine(built, OptimizerConfig(lr=0.02), {"deep": tuple(built.trainable)})
+    items = [Item("an honest example text"), Item("another example")]
+    return torch, engine, items, ["deep", "deep"]
 
 
 def test_calibration_restores_the_state_it_measured_from() -> None:
-    from trainer.loop import TOLERANCE_FLOOR, calibrate_tolerance, train_step
+    from trainer.calibration import TOLERANCE_FLOOR, calibrate_tolerance
 
-    torch, model, loss_fn, router, optimizer, texts, profiles = _calibration_setup()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch, engine, items, profiles = _calibration_setup()
+    before = {k: v.clone() for k, v in engine.built.state().items()}
     rng = torch.get_rng_state()
-    cal = calibrate_tolerance(model, loss_fn, router, optimizer, texts, profiles)
+    cal = calibrate_tolerance(engine, items, profiles, 0.02)
     # Same CPU, one thread: the honest reproduction is bitwise, so the floor applies.
     assert cal == {"observed": 0.0, "factor": 10.0, "tolerance": TOLERANCE_FLOOR}
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    assert torch.equal(torch.get_rng_state(), rng) and not optimizer.state
-    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in engine.built.state().items())
+    assert torch.equal(torch.get_rng_state(), rng) and not engine.optimizer.state
+    assert all(p.grad is None for p in engine.model.parameters())
     # The first real step after calibration is the one an uncalibrated run takes.
-    train_step(model, loss_fn, router, optimizer, texts, profiles)
-    torch2, fresh, loss2, router2, opt2, _, _ = _calibration_setup()
-    train_step(fresh, loss2, router2, opt2, texts, profiles)
-    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())
+    a = engine.step(items, profiles, 0.02)
+    _, fresh, _, _ = _calibration_setup()
+    b = fresh.step(items, profiles, 0.02)
+    assert (a.losses, a.state_root, a.grad_norms) == (b.losses, b.state_root, b.grad_norms)
 
 
 def test_calibration_measures_a_nonreproducible_step() -> None:
-    from trainer.loop import calibrate_tolerance
+    import dataclasses
 
-    torch, model, loss_fn, router, optimizer, texts, profiles = _calibration_setup()
+    from trainer.calibration import calibrate_tolerance
+    from trainer.engine import OptimizerConfig, StepEngine
+
+    torch, engine, items, profiles = _calibration_setup()
     calls = {"n": 0}
+    loss_fn = engine.built.per_example_loss
 
-    def jittery(m, t):  # type: ignore[no-untyped-def]
+    def jittery(m, batch):  # type: ignore[no-untyped-def]
         # As a kernel that does not reproduce: the second run's loss differs slightly.
         calls["n"] += 1
-        return loss_fn(m, t) * (1 + 1e-3 * calls["n"])
+        return loss_fn(m, batch) * (1 + 1e-3 * calls["n"])
 
-    cal = calibrate_tolerance(model, jittery, router, optimizer, texts, profiles, minimum=1e-9)
+    built = dataclasses.replace(engine.built, per_example_loss=jittery)
+    engine = StepEngine(built, OptimizerConfig(lr=0.02), {"deep": tuple(built.trainable)})
+    cal = calibrate_tolerance(engine, items, profiles, 0.02, minimum=1e-9)
     assert calls["n"] == 2
     assert cal["observed"] > 0
     assert cal["tolerance"] == cal["observed"] * 10.0 > 1e-6  # above the floor: measured
