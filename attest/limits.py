@@ -27,6 +27,8 @@ class Limits:
     key_file_max: int = 64 * 1024  # bytes of a PEM key file
     dataset_line_max: int = 16 * 1024 * 1024  # bytes, one JSONL example
     steps_max: int = 10_000_000  # steps claimed by a run
+    folder_entries_max: int = 100_000  # entries (files and folders) under a run/release folder
+    folder_depth_max: int = 8  # nesting levels of folders under a run/release folder
 
 
 DEFAULT_LIMITS = Limits()

@@ -232,7 +232,12 @@ def _check_entries(ctx: Context) -> dict[str, layout.Entry]:
     a folder or a regular file with one link. Returns the entries by relative path."""
     r = ctx.result
     try:
-        entries = {e.rel: e for e in layout.walk(ctx.root)}
+        entries = {
+            e.rel: e
+            for e in layout.walk(
+                ctx.root, ctx.limits.folder_entries_max, ctx.limits.folder_depth_max
+            )
+        }
     except (OSError, FormatError) as e:
         msg = f"{ctx.root}: cannot list: {e.strerror or e}" if isinstance(e, OSError) else str(e)
         r.fail("GT-FILE-TYPE", msg)
