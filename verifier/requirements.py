@@ -192,16 +192,12 @@ def _check_strict(req: Requirements, rep: Mapping[str, Any]) -> list[str]:
         return [f"strict: expected bitwise replay, found {mode!r} replay"]
     value = tol.get("value") if isinstance(tol, Mapping) else tol
     chosen = tol.get("chosenBy") if isinstance(tol, Mapping) else None
-    assert req.replay_tolerance_max is not None  # stated() said GT-REQ-STRICT applies
+    limit = req.replay_tolerance_max or 0.0  # set: stated() said GT-REQ-STRICT applies
     if chosen != "auditor":
         return [f"max_tolerance: expected a tolerance chosen by the auditor, found one chosen by "
                 f"{chosen or 'nobody named'}"]  # fmt: skip
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or value > req.replay_tolerance_max
-    ):
-        return [f"max_tolerance: expected at most {req.replay_tolerance_max:g}, found {value!r}"]
+    if not isinstance(value, int | float) or isinstance(value, bool) or value > limit:
+        return [f"max_tolerance: expected at most {limit:g}, found {value!r}"]
     return []
 
 
@@ -255,7 +251,12 @@ def check_requirements(
                 ]
             else:
                 problems = (_check_replay if code == "GT-REQ-REPLAY" else _check_strict)(req, rep)
-                note = f"replay mode {rep.get('mode')}, coverage {_fraction(rep, 'coverage')}"
+                note = (
+                    f"coverage {_fraction(rep, 'coverage')}, detection probability "
+                    f"{_fraction(rep, 'detectionProbability')}"
+                    if code == "GT-REQ-REPLAY"
+                    else f"replay mode {rep.get('mode')}"
+                )
         elif vpolicy is None:
             problems = [f"required, but {no_policy}"]
         elif code == "GT-REQ-POLICY-DIGEST":
@@ -284,13 +285,12 @@ def check_requirements(
             note = "every named license or class is refused or limited as required"
         elif code == "GT-REQ-CANARIES":
             missing = _passed(result, ("GT-ADMIT-CANARIES",))
-            planted = vpolicy.canaries.count
-            assert req.canaries_min is not None
+            planted, want = vpolicy.canaries.count, req.canaries_min or 0
             if missing:
                 problems = [f"min_count: required, but {_unverified('canary count', missing)}"]
-            elif planted < req.canaries_min:
+            elif planted < want:
                 problems = [
-                    f"min_count: expected at least {req.canaries_min} canaries, found "
+                    f"min_count: expected at least {want} canaries, found "
                     f"{planted} (policy canaries.count)"
                 ]
             note = f"{planted} canaries planted, as the admission log holds"
