@@ -49,7 +49,8 @@ def _b64(value: object, where: str) -> bytes:
         raise FormatError(f"{where}: expected standard base64, got invalid data") from e
     if base64.b64encode(data).decode("ascii") != value:
         raise FormatError(
-            f"{where}: expected canonical base64, got non-zero unused bits in the last group"
+            f"{where}: expected canonical base64, got another spelling of its bytes "
+            "(non-zero unused bits or extra padding)"
         )
     return data
 

@@ -828,6 +828,19 @@ def _der_to_ber(der: bytes) -> bytes:
     return b"\x30" + bytes([len(body)]) + body
 
 
+def _keyid_json_escaped(envs: list[dict[str, Any]]) -> None:
+    """The policy envelope's keyid computed with the PEM's line feeds escaped as JSON ``\\n``
+    (a JSON library's spelling), not raw as format.md §1.1.2 says; signature unchanged."""
+    key = ECDSA_SIGNER.public_key
+    text = json.dumps(
+        {"keytype": key.keytype, "keyval": {"public": key.keyval["public"]}, "scheme": key.scheme},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    assert text.encode() != keyid_input(key)
+    envs[0]["signatures"][0]["keyid"] = hashlib.sha256(text.encode()).hexdigest()
+
+
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
@@ -1154,6 +1167,14 @@ def variants() -> list[Variant]:
             "ECDSA admission-log signature with a superfluous leading zero byte in r: "
             "the same (r, s) in BER, not DER",
             {"envelopes": _ecdsa_sig_edit(_der_to_ber)},
+            flags={"signer": "vector-ecdsa"},
+        ),
+        Variant(
+            "keyid-json-escaped",
+            "GT-SIG-UNTRUSTED",
+            "policy envelope signed by keys/vector-ecdsa under a keyid computed with the PEM "
+            "line feeds escaped as \\n (JSON), not raw: no trusted key has that keyid",
+            {"envelopes": _envelope_edit(_keyid_json_escaped)},
             flags={"signer": "vector-ecdsa"},
         ),
         # Encodings (format.md §1.1, §1.4, §2)

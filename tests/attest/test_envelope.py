@@ -276,12 +276,17 @@ ENVELOPE_BAD = [
     (
         "payload-nonzero-pad-bits",
         lambda e: e | {"payload": "QR=="},
-        r"envelope\.payload: expected canonical base64, got non-zero unused bits",
+        r"envelope\.payload: expected canonical base64, got another spelling",
     ),
     (
         "sig-nonzero-pad-bits",
         lambda e: e | {"signatures": [{"keyid": "k", "sig": "AAB="}]},
-        r"signatures\[0\]\.sig: expected canonical base64, got non-zero unused bits",
+        r"signatures\[0\]\.sig: expected canonical base64, got another spelling",
+    ),
+    (
+        "payload-extra-padding",
+        lambda e: e | {"payload": "QUJD===="},
+        r"envelope\.payload: expected canonical base64, got another spelling",
     ),
     (
         "payload-url-safe",

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    pytest.importorskip("torch")  # training needs torch; the vector tests below do not
+    pytest.importorskip("torch")  # training needs torch; the tests on the spec vectors do not
     from support.runs import licenses, producer_key, profiles, train_in_process, write_inputs
 
     from trainer.config import ModelConfig, TrainConfig

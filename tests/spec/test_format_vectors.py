@@ -169,3 +169,21 @@ def test_depth_vectors_count_the_top_level() -> None:
     assert _depth(parse_canonical_json(payload)) == 64
     assert _depth(envelopes("valid/bundle-depth-64")[0]) == 64
     assert _depth(envelopes("invalid/bundle-depth-65")[0]) == 65
+
+
+def test_keyid_json_escaped_vector_differs_only_in_the_keyid() -> None:
+    """The mistake a JSON library makes: escaping the PEM's line feeds. The signature still
+    verifies under the key; only the keyid, and so the trust lookup, is wrong."""
+    bad, good = envelopes("invalid/keyid-json-escaped")[0], envelopes("valid/ecdsa")[0]
+    ex = INTER["keyids"]["keys/vector-ecdsa.pub"]
+    escaped = json.dumps(
+        {"keytype": ex["keytype"], "keyval": {"public": ex["public"]}, "scheme": ex["scheme"]},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    assert "\\n" in escaped and escaped.replace("\\n", "\n") == ex["keyidInput"]
+    assert bad["signatures"][0]["keyid"] == hashlib.sha256(escaped.encode()).hexdigest()
+    assert bad["signatures"][0]["keyid"] != ex["keyid"] == good["signatures"][0]["keyid"]
+    assert bad["signatures"][0]["sig"] == good["signatures"][0]["sig"]
+    der = base64.b64decode(bad["signatures"][0]["sig"])
+    p256().verify(der, pae(bad), ec.ECDSA(hashes.SHA256()))
