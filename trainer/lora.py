@@ -179,11 +179,13 @@ class LoraKind:
                 tokenizer.save_pretrained(str(Path(out) / MERGED_DIR))
             return files
 
+        trainable = saved_names(peft_model)
+        hf.add_route_cuts(peft_model, trainable)
         return Built(
             model=peft_model,
             encode=encode,
             per_example_loss=loss,
-            trainable=saved_names(peft_model),
+            trainable=trainable,
             save=save,
             state=state,
             spec=spec,

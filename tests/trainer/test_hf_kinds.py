@@ -319,3 +319,34 @@ def test_inspect_lists_names_and_profiles(
     pol.write_text(_policy_text('patterns = ["lm_head.*"]'))
     assert main(args) == 2
     assert "error: profiles.surface: expected patterns ['lm_head.*']" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["hf-sequence-classification", "peft-lora"])
+def test_fast_path_equals_naive_masked(kind: str, bert_folder: Path, llama_folder: Path) -> None:
+    """A profile that is exactly "the last layer and everything after it" takes the
+    stop-gradient fast path (one backward); its gradients still equal the per-example oracle."""
+    if kind == "peft-lora":
+        opts: dict[str, object] = {"seq_len": 12, "r": 2, "target_modules": ["q_proj", "v_proj"]}
+        folder, items = llama_folder, [Item(it.text) for it in ITEMS]
+        surface = 'layers = ["-1"]'
+    else:
+        opts, folder, items = {"labels": ["x", "y"], "seq_len": 12}, bert_folder, ITEMS
+        surface = 'layers = ["-1"]\npatterns = ["bert.pooler.*", "classifier.*"]'
+    spec = registry.spec_for(kind, opts, folder, seed=0)
+    built = registry.build(spec, folder)
+    profiles = resolve_profiles(_policy(surface), built.trainable)
+    engine = StepEngine(built, OptimizerConfig(lr=1e-2), profiles)
+    mixed = ["deep", "surface", "surface", "deep"]
+    assert engine.router.prepare(built.model, mixed)  # the fast path applies
+    out = built.per_example_loss(built.model, built.encode(items))
+    engine.router.release(built.model)
+    engine.router.backward(out, mixed)
+    got = {n: p.grad for n, p in built.trainable.items()}
+    params = dict(built.trainable)
+    allowed = {k: frozenset(v) for k, v in profiles.items()}
+    losses = built.per_example_loss(built.model, built.encode(items))
+    want = masked_reference_grads(losses, params, allowed, mixed)
+    for n in params:
+        assert got[n] is not None, n
+        torch.testing.assert_close(got[n], want[n], rtol=1e-5, atol=1e-7)
+    assert torch.equal(out.detach(), losses.detach())  # the masks leave forward values as they are
