@@ -101,7 +101,7 @@ def render(figures: Sequence[Figure], machine: dict[str, str], *, mode: str, com
         cmds = sorted({f.command for f in figs if f.command})
         out += [""] + [f"Reproduce: `{c}`" for c in cmds]
     if unavailable:
-        out += ["", "## Not available on this branch", ""]
+        out += ["", "## Not measured in this run", ""]
         out += [f"- {u}" for u in unavailable]
     if failures:
         out += ["", "## Benchmarks that failed in this run", ""]
