@@ -92,7 +92,8 @@ def render(figures: Sequence[Figure], machine: dict[str, str], *, mode: str, com
                 f"| {_cell(f.mine, f.unit)} | {ratio or '—'} | {len(f.mine)} | {target} |"
             )
         notes = [
-            f"- {f.name}: {f.note}" + "".join(f"; {k}: {v}" for k, v in f.extra.items())
+            f"- {f.name}: "
+            + "; ".join(([f.note] if f.note else []) + [f"{k}: {v}" for k, v in f.extra.items()])
             for f in figs
             if f.note or f.extra
         ]
