@@ -92,7 +92,8 @@ def render(figures: Sequence[Figure], machine: dict[str, str], *, mode: str, com
                 f"| {_cell(f.mine, f.unit)} | {ratio or '—'} | {len(f.mine)} | {target} |"
             )
         notes = [
-            f"- {f.name}: {f.note}" + "".join(f"; {k}: {v}" for k, v in f.extra.items())
+            f"- {f.name}: "
+            + "; ".join(([f.note] if f.note else []) + [f"{k}: {v}" for k, v in f.extra.items()])
             for f in figs
             if f.note or f.extra
         ]
@@ -101,7 +102,7 @@ def render(figures: Sequence[Figure], machine: dict[str, str], *, mode: str, com
         cmds = sorted({f.command for f in figs if f.command})
         out += [""] + [f"Reproduce: `{c}`" for c in cmds]
     if unavailable:
-        out += ["", "## Not available on this branch", ""]
+        out += ["", "## Not measured in this run", ""]
         out += [f"- {u}" for u in unavailable]
     if failures:
         out += ["", "## Benchmarks that failed in this run", ""]

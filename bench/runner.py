@@ -112,19 +112,40 @@ def timed(
 @dataclass(frozen=True)
 class ChildRun:
     wall: float  # seconds
-    max_rss: int  # bytes, of this child alone (wait4's rusage)
+    max_rss: int  # bytes: the child's own peak (VmHWM), after exec
     rc: int
     output: str  # the tail of stdout+stderr
 
 
+def _vm_hwm(pid: int) -> int:
+    """Peak resident set of a live process, bytes (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
               timeout: float = 3600.0) -> ChildRun:  # fmt: skip
-    """Run ``cmd`` as a whole process: wall time, its own peak RSS (os.wait4), exit code."""
+    """Run ``cmd`` as a whole process: wall time, its own peak RSS, exit code.
+
+    The peak is the child's VmHWM, read while it runs: exec gives the child a fresh
+    address space, so this is its own peak. (wait4's ru_maxrss is not: Linux starts a
+    forked child's high-water mark at the parent's size, so every small child would
+    report the runner's RSS.) VmHWM only grows, and it is read every 10 ms up to the
+    exit, so the figure misses at most the last 10 ms of growth.
+    """
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         deadline = t0 + timeout
+        peak = 0
         while True:
+            peak = max(peak, _vm_hwm(p.pid))
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
@@ -132,12 +153,14 @@ def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Pat
                 p.kill()
                 pid, status, usage = os.wait4(p.pid, 0)
                 break
-            time.sleep(0.002)
+            time.sleep(0.01)
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
         out.seek(0)
         text = out.read()[-4000:].decode("utf-8", "replace")
-    return ChildRun(wall, usage.ru_maxrss * 1024, p.returncode, text)
+    if not peak:  # not Linux, or it ended before the first read: fall back to rusage
+        peak = usage.ru_maxrss * 1024
+    return ChildRun(wall, peak, p.returncode, text)
 
 
 def env_for_children() -> dict[str, str]:
