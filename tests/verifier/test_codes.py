@@ -31,6 +31,7 @@ def test_each_code_belongs_to_one_layer_and_each_layer_emits_its_own() -> None:
     for layer, codes in emitted.items():
         assert sorted(codes) == sorted(c.code for c in CHECKS if c.layer == layer), layer
     assert len({c.code for c in CHECKS}) == len(CHECKS)
-    assert LAYERS[0] == "bundle" and LAYERS[-1] == "replay"
+    # V9 replay, V10 release, V11 the consumer's requirements last (they judge the others)
+    assert LAYERS[0] == "bundle" and LAYERS[-3:] == ("replay", "release", "requirements")
     # One code per log (no code shared by the admission and the step layers).
     assert {"GT-ADMIT-LOG-FORMAT", "GT-STEP-LOG-FORMAT"} <= {c.code for c in CHECKS}
