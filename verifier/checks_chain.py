@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from attest.canary import heldout_indices
+from attest.canary import eval_indices, heldout_indices
 from attest.canonical import canonical_json
 from attest.errors import FormatError
 from attest.log import iter_log
@@ -111,6 +111,7 @@ def check_chain(
     leaves: dict[str, bytes] = {}
     allowed: dict[str, frozenset[str]] = {}
     heldout: frozenset[int] = frozenset()
+    evals: frozenset[int] = frozenset()  # the evaluation split: never trained on either
     quarantined: set[int] = set()
     events: list[dict[str, Any]] = []
     step_events: dict[int, tuple[Event, ...]] = {}
@@ -142,7 +143,7 @@ def check_chain(
                 if policy is not None:
                     allowed = _check_profiles(t, policy, start)
                 if policy is not None and table is not None:
-                    heldout = _check_heldout(t, tr, policy, table, start)
+                    heldout, evals = _check_heldout(t, tr, policy, table, start)
                     signals = SignalCheck(
                         policy, table.canary_groups, heldout, loss_drop.last if loss_drop else {}
                     )
@@ -182,11 +183,11 @@ def check_chain(
                             f"step {s}: example {x}: expected its admitted profile {ap!r}, "
                             f"found {prof!r}",
                         )
-                if x in heldout:
+                if x in heldout or x in evals:
+                    what = "a reference example" if x in heldout else "an evaluation example"
                     t.fail(
                         "GT-BATCH-HELDOUT",
-                        f"step {s}: example {x} is held out as a reference example and must never "
-                        f"be trained on",
+                        f"step {s}: example {x} is held out as {what} and must never be trained on",
                     )
                 if x in quarantined:
                     t.fail(
@@ -384,18 +385,23 @@ def _check_heldout(
     policy: Policy,
     table: VerifiedAdmissions,
     start: StartRecord,
-) -> frozenset[int]:
+) -> tuple[frozenset[int], frozenset[int]]:
     """GT-CHAIN-HELDOUT: the start record's ``heldout`` is attest.canary.heldout_indices of the
-    signed config's seed, the policy's holdout and the verified admitted pool. Returns the
-    derived set (what the batch checks use), never the recorded one."""
+    signed config's seed, the policy's holdout and the verified admitted pool, and its
+    ``extra.evalSplit`` attest.canary.eval_indices of the rest. Returns the derived held-out
+    set and evaluation split (what the batch checks use), never the recorded ones."""
     seed = tr.config.get("seed")
+    evals_wanted = tr.config.get("eval_examples", 0)
     try:
         derived = heldout_indices(seed, table.pool, policy.memorization.holdout)  # type: ignore[arg-type]
+        rest = [i for i in table.pool if i not in set(derived)]
+        evals = eval_indices(seed, rest, evals_wanted)  # type: ignore[arg-type]
     except FormatError as e:
         t.fail("GT-CHAIN-HELDOUT", f"training-run config: {e}")
-        return frozenset(start.heldout)
+        return frozenset(start.heldout), frozenset()
     # Counts the training predicate records beside it are derived too (trainer: extra).
-    pool_size = sum(1 for p in table.admitted.values() if p is not None) - len(derived)
+    admitted = sum(1 for p in table.admitted.values() if p is not None)
+    pool_size = admitted - len(derived) - len(evals)
     for key, want in (("heldout", len(derived)), ("trainingPool", pool_size)):
         got = tr.extra.get(key)
         if got is not None and got != want:
@@ -410,7 +416,14 @@ def _check_heldout(
             f"{seed} and {len(table.pool)} admitted examples, holdout "
             f"{policy.memorization.holdout}), found {list(start.heldout)[:10]}",
         )
-    return frozenset(derived)
+    recorded = start.extra.get("evalSplit", [])
+    if list(recorded) != list(evals):
+        t.fail(
+            "GT-CHAIN-HELDOUT",
+            f"{STEPS_FILE}: start: extra.evalSplit expected {list(evals)[:10]} (derived from "
+            f"seed {seed} and eval_examples {evals_wanted}), found {list(recorded)[:10]!r:.80}",
+        )
+    return frozenset(derived), frozenset(evals)
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def _read_openings(path: Path, ctx: Context) -> dict[int, bytes]:
     return salts
 
 
-def _read_secret(path: Path) -> bytes:
+def read_run_secret(path: Path) -> bytes:
     """private/run-secret: exactly 64 lowercase hex digits and a newline. Raises FormatError,
     OSError."""
     data = path.read_bytes()
@@ -109,7 +109,7 @@ def check_data(
     try:
         salts = _read_openings(openings / OPENINGS_FILE, ctx)
         if table.canaries or (openings / RUN_SECRET_FILE).exists():
-            secret = _read_secret(openings / RUN_SECRET_FILE)
+            secret = read_run_secret(openings / RUN_SECRET_FILE)
         lines, sha = read_dataset(data, limits=ctx.limits)
     except (OSError, FormatError, UsageError) as e:
         msg = f"{e.filename}: cannot read: {e.strerror}" if isinstance(e, OSError) else str(e)

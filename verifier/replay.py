@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from attest.admission import inspect_example
+from attest.canary import canary_text
 from attest.canonical import parse_json
 from attest.commitment import Content, Opening
 from attest.dataset import read_dataset
 from attest.errors import FormatError, GovtuneError, UsageError
+from attest.layout import OPENINGS_FILE, RUN_SECRET_FILE
 from attest.limits import Limits
 from attest.log import iter_log
 from attest.policy import Policy
@@ -42,6 +44,7 @@ from attest.predicates import ADMISSIONS_FILE, STEPS_FILE, Checkpoint
 from attest.records import AdmissionRecord, StartRecord, StepRecord
 from attest.tensors import state_root
 
+from .checks_data import read_run_secret
 from .context import Context, Tally, skip_all
 from .replay_select import (
     DEFAULT_TOP,
@@ -64,7 +67,6 @@ REPLAY_CODES = (  # the catalogue's order (verifier/codes.py)
     "GT-REPLAY-ENVIRONMENT",
     "GT-REPLAY-INPUT",
 )
-OPENINGS_FILE, CANARIES_FILE = "openings.jsonl", "canaries.jsonl"
 NONCE_BYTES = 16  # a fresh OS nonce: 128 bits, beyond any grinding budget
 
 
@@ -105,6 +107,7 @@ class ReplayInputs:
     environment: Mapping[str, Any]
     policy: Policy
     admitted: Mapping[int, str | None]
+    canary_groups: tuple[tuple[int, ...], ...]  # canary k -> its admission indices (V3)
     limits: Limits
 
 
@@ -133,6 +136,7 @@ def replay_inputs(ctx: Context) -> ReplayInputs | str:
         environment=dict(tr.environment),
         policy=vpolicy.policy,
         admitted=dict(table.admitted),
+        canary_groups=table.canary_groups,
         limits=ctx.limits,
     )
 
@@ -584,7 +588,7 @@ class _Audit:
         The dataset is read by the trainer's reader (attest.dataset) and the content rules run
         over it in order (duplicates depend on order), as the trainer ran them
         (attest.admission.inspect_example: PII masked where the policy masks it); canary texts
-        come from canaries.jsonl. The admission records come from the verified log bytes.
+        are derived from the run secret. The admission records come from the verified log bytes.
         Raises FormatError, UsageError, OSError or InputChanged.
         """
         inputs = self.inputs
@@ -596,14 +600,13 @@ class _Audit:
         texts: dict[int, str] = {}
         contents: dict[int, Content] = {}  # labelled / prompt-response forms (format.md §6)
         self.fields: dict[int, Mapping[str, str]] = {}  # their task fields (registry.Item)
-        if (openings / CANARIES_FILE).is_file():
-            for _where, c in _jsonl(openings / CANARIES_FILE, limits):
-                if (
-                    isinstance(c, dict)
-                    and c.get("index") in wanted
-                    and isinstance(c.get("text"), str)
-                ):
-                    texts[c["index"]] = c["text"]
+        # Canary texts are derived from the run secret (policy.md §7), never read from a
+        # file: a producer could ship any text, a refused one included, as a "canary".
+        if any(i in wanted for group in inputs.canary_groups for i in group):
+            secret = read_run_secret(openings / RUN_SECRET_FILE)
+            for k, group in enumerate(inputs.canary_groups):
+                text = canary_text(secret, inputs.policy.canaries, k)
+                texts.update({i: text for i in group if i in wanted})
         examples, _ = read_dataset(data, limits=limits)
         seen: set[str] = set()
         for i, ex in enumerate(examples):
@@ -620,7 +623,7 @@ class _Audit:
             a = AdmissionRecord.from_record(records[index], f"{ADMISSIONS_FILE}: record {index}")
             where = f"example {a.index}{' (canary)' if a.metadata.canary else ''}"
             if a.index not in texts:
-                src = CANARIES_FILE if a.metadata.canary else data.name
+                src = RUN_SECRET_FILE if a.metadata.canary else data.name
                 raise FormatError(f"{where}: expected its text in {src}, found none")
             if a.index not in salts:
                 raise FormatError(f"{where}: expected an opening in {OPENINGS_FILE}, found none")

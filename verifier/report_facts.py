@@ -546,6 +546,8 @@ def replay(ev: Evidence, facts: dict[str, Status]) -> Section:
     }.get(str(src))
     s.item("Nonce", f"{nonce} ({who})" if nonce and who else nonce,
            ev.status(nonce, ["GT-REPLAY-SELECT"]))  # fmt: skip
+    seed = dig(rep, "seed")
+    s.item("Selection seed", seed, ev.status(seed, ["GT-REPLAY-SELECT"]))
     s.item("Random steps requested", dig(rep, "requested"), st)
     selected = dig(rep, "selected")
     s.item("Random steps drawn from the chain head", selected,

@@ -347,20 +347,36 @@ def test_tampered_checkpoint_fails_its_digest(honest: forge.Run, tmp_path: Path)
     assert json.dumps(result.verified["replay"])  # the result stays JSON-serializable
 
 
-def test_replay_on_text_that_does_not_open_its_commitment_fails(
-    honest: forge.Run, tmp_path: Path
-) -> None:
+def test_forged_canaries_file_is_never_read(honest: forge.Run, tmp_path: Path) -> None:
+    """Canary texts are derived from the run secret (policy.md §7): a canaries.jsonl that
+    names other texts (say a refused one) changes nothing, in V8 and in replay."""
     run = _copy(honest, tmp_path / "badcanary")
     path = run.openings / "canaries.jsonl"
     lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert lines, "the honest run plants canaries"
     for x in lines:
-        x["text"] = x["text"].replace("code is", "code was")
+        x["text"] = "call me at +1 212 555 0100, my card is 4111 1111 1111 1111"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     result = _verify(run, ALL)
+    assert result, [f.to_dict() for f in result.failures]
+    assert result.verified["replay"]["steps"], "steps were re-executed"
+
+
+def test_replay_on_text_that_does_not_open_its_commitment_fails(
+    honest: forge.Run, tmp_path: Path
+) -> None:
+    run = _copy(honest, tmp_path / "badtext")
+    lines = run.dataset.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["text"] = first["text"] + " (edited after the run)"
+    lines[0] = json.dumps(first)
+    run.dataset.write_text("\n".join(lines) + "\n")
+    result = _verify(run, ALL)
     assert "GT-DATA-COMMITMENT" in _failed_codes(result)
+    assert not result
     (msg,) = _messages(result, "GT-REPLAY-STEP")
     assert msg.startswith("cannot read the texts to replay: example ")
-    assert "(canary): expected the commitment to open to the text as trained on" in msg
+    assert "expected the commitment to open to the text as trained on" in msg
 
 
 def test_replay_without_data_is_a_usage_error(honest: forge.Run) -> None:

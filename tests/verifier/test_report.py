@@ -648,7 +648,7 @@ def test_policy_in_plain_terms():
     prof = next(t for t in s["tables"] if t["id"] == "profileCoverage")
     assert ["shallow", ["h.1.*", "head.*"], "2 of 3", ["h.1 (1)", "head (1)"]] in prof["rows"]
     assert item(m, "policy", "Personal data")["value"] == (
-        "detects email, phone, credit-card; the match is masked, the example kept"
+        "detects credit-card, email, phone; the match is masked, the example kept"
     )
     mem = next(t for t in s["tables"] if t["id"] == "memorizationPolicy")
     assert ["Canary exposure (Carlini et al. 2019)", "2 bits", "flag it and never train on it "
