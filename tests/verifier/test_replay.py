@@ -25,7 +25,7 @@ import forge  # noqa: E402
 from attest.bundle import read_bundle  # noqa: E402
 from attest.errors import UsageError  # noqa: E402
 from attest.log import iter_log  # noqa: E402
-from attest.predicates import TRAINING_TYPE  # noqa: E402
+from attest.predicates import STEPS_FILE, TRAINING_TYPE  # noqa: E402
 from attest.records import AdmissionRecord  # noqa: E402
 from attest.statement import Statement  # noqa: E402
 from verifier import verify  # noqa: E402
@@ -366,10 +366,12 @@ def test_replay_on_text_that_does_not_open_its_commitment_fails(
     honest: forge.Run, tmp_path: Path
 ) -> None:
     run = _copy(honest, tmp_path / "badtext")
+    trained = next(r.value["batch"][0] for r in iter_log(run.run / "provenance" / STEPS_FILE)
+                   if r.index == 1)  # fmt: skip
     lines = run.dataset.read_text().splitlines()
-    first = json.loads(lines[0])
-    first["text"] = first["text"] + " (edited after the run)"
-    lines[0] = json.dumps(first)
+    edited = json.loads(lines[trained])
+    edited["text"] = edited["text"] + " (edited after the run)"
+    lines[trained] = json.dumps(edited)
     run.dataset.write_text("\n".join(lines) + "\n")
     result = _verify(run, ALL)
     assert "GT-DATA-COMMITMENT" in _failed_codes(result)
@@ -469,9 +471,9 @@ def test_report_shows_which_steps_were_replayed_and_how_they_were_chosen(honest:
     assert all(row[3] == "reproduced" for row in table["rows"])
     items = {i["label"]: i for i in section["items"]}
     assert items["Selection seed"]["value"] == rep["seed"]
-    # Without --replay the report says so: missing, never verified.
+    # Without --replay the report says so: not requested, never verified.
     (plain,) = [s for s in build_report(_verify(honest))["sections"] if s["id"] == "replay"]
-    assert plain["status"] == "missing"
+    assert plain["status"] == "not requested"
 
 
 # -- the producer cannot relax replay (issue 9 §4) and replay reads once (§2) --------------
