@@ -101,7 +101,5 @@ def heldout_indices(seed: int, pool: Iterable[int], holdout: int) -> tuple[int, 
     if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
         raise FormatError(f"memorization.holdout: expected an integer >= 0, got {holdout!r:.40}")
     prefix = _HELDOUT_TAG + struct.pack(">q", seed)
-    ranked = sorted(
-        (hashlib.sha256(prefix + struct.pack(">Q", i)).digest(), i) for i in set(pool)
-    )
+    ranked = sorted((hashlib.sha256(prefix + struct.pack(">Q", i)).digest(), i) for i in set(pool))
     return tuple(sorted(i for _, i in ranked[:holdout]))
