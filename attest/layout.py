@@ -247,9 +247,11 @@ def problems(
             continue
         role = classify(e.rel, kind, weights, checkpoints)
         if role is None:
-            what = "a weight-like file the signed statements do not bind" if (
-                weight_like(e.rel)
-            ) else "an entry the layout does not allow"
+            what = (
+                "a weight-like file the signed statements do not bind"
+                if (weight_like(e.rel))
+                else "an entry the layout does not allow"
+            )
             unexpected.append(f"{e.rel}: expected only the files of a {kind} folder, found {what}")
         elif role.role == "folder" and not e.is_dir:
             unexpected.append(f"{e.rel}: expected a folder, found a file")

@@ -95,7 +95,7 @@ class ReplayInputs:
 
     root: Path
     steps_file: Path
-    steps_sha256: str  # training stepLog.sha256 (V1 GT-FILE-DIGEST, V4 GT-LOG-SUMMARY)
+    steps_sha256: str  # training stepLog.sha256 (V1 GT-FILE-DIGEST, V4 GT-STEP-LOG-SUMMARY)
     head: str  # training stepLog.head
     steps: int  # training steps
     admissions_file: Path

@@ -35,3 +35,23 @@ def test_each_code_belongs_to_one_layer_and_each_layer_emits_its_own() -> None:
     assert LAYERS[0] == "bundle" and LAYERS[-3:] == ("replay", "release", "requirements")
     # One code per log (no code shared by the admission and the step layers).
     assert {"GT-ADMIT-LOG-FORMAT", "GT-STEP-LOG-FORMAT"} <= {c.code for c in CHECKS}
+
+
+def test_an_honest_audit_reports_each_code_exactly_once() -> None:
+    # v0.1 reported the two shared log codes twice (once per log): 51 findings for 49 codes.
+    from collections import Counter
+
+    from verifier import verify
+
+    basic = SPEC.parent / "vectors" / "valid" / "basic"
+    r = verify(
+        basic / "run",
+        keys=[SPEC.parent / "vectors" / "keys" / "vector.pub"],
+        base=basic / "base",
+        data=basic / "dataset.jsonl",
+        openings=basic / "run" / "private",
+    )
+    assert r
+    counts = Counter(f.code for f in r.findings)
+    assert sorted(counts) == sorted(c.code for c in CHECKS)
+    assert set(counts.values()) == {1}
