@@ -17,7 +17,7 @@ from pathlib import Path
 from attest.canonical import parse_json
 from attest.digest import sha256_file
 from attest.errors import FormatError, VerificationError
-from attest.predicates import ADMISSIONS_FILE, BUNDLE_FILE, POLICY_FILE, STEPS_FILE, TRAINING_TYPE
+from attest.predicates import ADMISSIONS_FILE, BUNDLE_FILE, POLICY_FILE, STEPS_FILE
 from attest.release_layout import METADATA_RUN_ID, RELEASE_LAYOUT
 
 from . import mlbom, modelcard, oms
@@ -214,10 +214,10 @@ def _metadata(path: Path, ctx: Context) -> dict[str, str]:
 
 
 def _check_binding(ctx: Context, signed: oms.VerifiedOms) -> None:
-    tr = ctx.training_pred
-    if tr is None or TRAINING_TYPE not in ctx.statements:
-        skip_all(ctx.result, ("GT-RELEASE-BINDING",), "no usable training-run statement")
+    if ctx.bundle is None:  # V1 published nothing: no statement is verified (§2.1)
+        skip_all(ctx.result, ("GT-RELEASE-BINDING",), "no verified bundle")
         return
+    tr, statements = ctx.bundle.training, ctx.bundle.statements
     t = Tally(ctx.result, ("GT-RELEASE-BINDING",))
     # The same bytes: every file a govtune statement names has that digest in model.sig.
     want: dict[str, str] = {w["name"]: w["sha256"] for w in tr.weights}
@@ -226,7 +226,7 @@ def _check_binding(ctx: Context, signed: oms.VerifiedOms) -> None:
             want[c.file] = c.sha256
     want[f"{L.provenance_dir}/{STEPS_FILE}"] = tr.step_log.sha256
     for fname in (POLICY_FILE, ADMISSIONS_FILE):
-        for st in ctx.statements.values():
+        for st in statements.values():
             s = st.subject(fname)
             if s is not None:
                 want[f"{L.provenance_dir}/{fname}"] = s.digest.get("sha256", "")

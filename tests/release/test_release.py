@@ -124,13 +124,16 @@ def test_added_unsigned_file(release: Path, tiny: Tiny, name: str) -> None:
 
 def test_release_with_symlink(release: Path, tiny: Tiny) -> None:
     (release / "weights-link.safetensors").symlink_to(release / "model.safetensors")
-    assert fails(release, tiny.pub) == {"GT-RELEASE-UNCOVERED"}
+    # V1 refuses the link in any folder (GT-FILE-TYPE); model.sig does not list it either
+    assert fails(release, tiny.pub) == {"GT-FILE-TYPE", "GT-RELEASE-UNCOVERED"}
     assert model_signing_verify(release, tiny.pub).returncode != 0
 
 
 def test_release_without_model_sig(release: Path, tiny: Tiny) -> None:
     (release / "model.sig").unlink()
-    assert fails(release, tiny.pub) == {"GT-RELEASE-OMS"}
+    # without model.sig the folder is judged as a run: the card and ML-BOM are outside its
+    # layout (GT-FILE-UNCOVERED), and the release has no OMS signature (GT-RELEASE-OMS)
+    assert fails(release, tiny.pub) == {"GT-FILE-UNCOVERED", "GT-RELEASE-OMS"}
 
 
 def test_model_sig_by_untrusted_key(release: Path, tiny: Tiny, tmp_path: Path) -> None:
@@ -159,23 +162,26 @@ def test_run_with_openings_outside_private(tiny: Tiny, tmp_path: Path) -> None:
     shutil.copytree(tiny.run, run)
     assert not fails(run, tiny.pub)  # a run's own private/ is its private part
     shutil.copyfile(run / "private" / "openings.jsonl", run / "openings.jsonl")
-    assert fails(run, tiny.pub) == {"GT-RELEASE-PRIVATE"}
+    # outside the run layout (attest/layout.py) and a leak of the openings: two defects
+    assert fails(run, tiny.pub) == {"GT-FILE-UNCOVERED", "GT-RELEASE-PRIVATE"}
 
 
 def test_run_folder_pushed_to_a_hub_with_private(tiny: Tiny, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny.run, run)
     (run / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
-    assert fails(run, tiny.pub) == {"GT-RELEASE-PRIVATE"}
+    # a repository file is outside the run layout; with private/ beside it, a leak too
+    assert fails(run, tiny.pub) == {"GT-FILE-UNCOVERED", "GT-RELEASE-PRIVATE"}
     shutil.rmtree(run / "private")
-    assert not fails(run, tiny.pub)
+    assert fails(run, tiny.pub) == {"GT-FILE-UNCOVERED"}  # publish a release folder instead
 
 
 def test_release_extra_weights_file(release: Path, tiny: Tiny) -> None:
     shutil.copyfile(release / "model.safetensors", release / "model-00002.safetensors")
     resign(release, tiny.key)
     assert model_signing_verify(release, tiny.pub).returncode == 0
-    assert fails(release, tiny.pub) == {"GT-RELEASE-LAYOUT"}
+    # an unsigned weight-like file: outside the layout (V1) and the release layout (V10)
+    assert fails(release, tiny.pub) >= {"GT-FILE-UNCOVERED"}
 
 
 def test_release_swapped_weights_resigned(release: Path, tiny: Tiny) -> None:
