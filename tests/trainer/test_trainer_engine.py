@@ -218,3 +218,28 @@ def test_grad_norms_of_a_hugging_face_model_equal_naive_per_example() -> None:
     assert out.grad_norms is not None
     for got, want in zip(out.grad_norms, naive, strict=True):
         assert got == pytest.approx(want, rel=1e-4)
+
+
+class _Borrower(nn.Module):  # uses a Linear's weight only outside the Linear (functional call)
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.out = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(nn.functional.linear(x, self.lin.weight, self.lin.bias))
+
+
+def test_parameter_used_outside_its_module_fails_closed() -> None:
+    from attest.errors import GovtuneError
+
+    model = _Borrower()
+    built = Built(
+        model, lambda items: torch.ones(len(items), 2, 3),
+        lambda m, x: m(x).pow(2).mean((1, 2)), dict(model.named_parameters()),
+        lambda out: (), lambda: dict(model.state_dict()), ModelSpec("custom-test", {}),
+    )  # fmt: skip
+    engine = StepEngine(built, OptimizerConfig(lr=0.01), {"all": list(built.trainable)})
+    assert engine.grad_norm_method == "routed-l2-v1"  # every module has a rule...
+    with pytest.raises(GovtuneError, match="gradient norms: parameter 'lin.bias' got a grad"):
+        engine.step([Item("a"), Item("b")], ["all", "all"], 0.01)  # ...but the norm would be short
