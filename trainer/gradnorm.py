@@ -20,7 +20,10 @@ A module called more than once per step, or a parameter shared by two modules (t
 weights), sums its per-example gradients over the uses before squaring (materialised
 once per parameter). A trainable parameter owned by a module with no rule makes the
 norms not computable for the model: `GradNorms.reason` says which, and the trainer
-records that (never a fake zero). More rules: `register_rule`.
+records that (never a fake zero). More rules: `register_rule`. A parameter that gets a
+gradient no rule measured (used only outside its module, e.g. by a functional call) fails
+the step (GovtuneError). Known limit: a parameter used both by its module and by a
+functional call elsewhere is measured through its module only.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from attest.errors import GovtuneError
 
 METHOD = "routed-l2-v1"  # recorded in the start record (extra.gradNorm.method)
 
@@ -226,6 +231,7 @@ class GradNorms:
         self._active: set[str] = set()
         self._sq: torch.Tensor | None = None
         self._mat: dict[str, torch.Tensor] = {}
+        self._seen = set()  # full names whose per-example gradients were measured this step
         self._b = 0
 
     @property
@@ -237,6 +243,7 @@ class GradNorms:
         if not self.enabled:
             return
         self._b, self._calls, self._mat, self._sq = batch_size, {}, {}, None
+        self._seen: set[str] = set()
         for mod, locals_ in self.modules:
             if id(mod) in self.bookkept:
                 mod.forward = self._book_forward(mod, locals_)  # type: ignore[method-assign]
@@ -274,6 +281,7 @@ class GradNorms:
         names = {loc for loc, full in locals_.items() if full in self._active}
         if not names:
             return None, None
+        self._seen.update(locals_[n] for n in names)
         b = x.shape[0]
         a3, g3 = x.reshape(b, -1, x.shape[-1]).to(g.dtype), g.reshape(b, -1, g.shape[-1])
         single = self._calls.get(id(mod), 0) == 1
@@ -325,6 +333,7 @@ class GradNorms:
             names = {loc for loc, full in locals_.items() if full in self._active}
             if not names:
                 return
+            self._seen.update(locals_[n] for n in names)
             b = grad.shape[0]
             with torch.no_grad():
                 g = grad.reshape(b, -1, grad.shape[-1]) if grad.dim() > 1 else grad.view(b, 1, 1)
@@ -363,6 +372,17 @@ class GradNorms:
         """Per-example norms of the step just taken (None when not computable)."""
         if not self.enabled:
             return None
+        # Fail closed: a parameter with a gradient whose per-example part no rule saw was
+        # used outside its module (e.g. a functional call on another module's weight); its
+        # contribution would be missing from the norms, which must never understate.
+        unseen = sorted(n for n, p in self.param_of.items() if p.grad is not None
+                        and n not in self._seen)  # fmt: skip
+        if unseen:
+            raise GovtuneError(
+                f"gradient norms: parameter {unseen[0]!r} got a gradient no per-example rule "
+                "measured (used outside its module?); register a rule (trainer.gradnorm) or "
+                "set grad_norms = false"
+            )
         total = torch.zeros(self._b, dtype=torch.float64) if self._sq is None else self._sq
         for pe in self._mat.values():
             total = total + pe.flatten(1).to(torch.float64).pow(2).sum(1)

@@ -41,6 +41,7 @@ from attest.modelspec import ModelSpec
 
 from . import hf
 from .registry import Built, register
+from .routecuts import add_route_cuts
 
 TASKS = {"causal-lm": "CAUSAL_LM", "sequence-classification": "SEQ_CLS"}
 MERGED_DIR = "merged"  # the merged model, when [model].merged is true (not state-root covered)
@@ -180,7 +181,7 @@ class LoraKind:
             return files
 
         trainable = saved_names(peft_model)
-        hf.add_route_cuts(peft_model, trainable)
+        add_route_cuts(peft_model, trainable)  # the router's one-backward fast path
         return Built(
             model=peft_model,
             encode=encode,

@@ -198,14 +198,48 @@ def test_grad_norms_of_a_hugging_face_model_equal_naive_per_example() -> None:
                   lambda: dict(model.state_dict()), ModelSpec("hf-test", {}))  # fmt: skip
     engine = StepEngine(built, OptimizerConfig(lr=0.0, weight_decay=0.0), allowed)
     assert engine.grad_norm_method == "routed-l2-v1"
-    out = engine.step([Item("x")] * 4, profiles, 0.0)
+    out = engine.step([Item("x")] * 4, profiles, 0.0)  # lr 0: AdamW leaves .grad as routed
+    routed = {n: None if p.grad is None else p.grad.clone() for n, p in trainable.items()}
     naive = []
+    summed = {n: torch.zeros_like(p) for n, p in trainable.items()}
     for j in range(4):
         loss = loss_fn(model, (ids, labels))[j] / 4
         gs = torch.autograd.grad(loss, list(trainable.values()), allow_unused=True)
-        sq = sum(float(g.double().pow(2).sum()) for (n, _), g in zip(trainable.items(), gs,
-                 strict=True) if g is not None and n in allowed[profiles[j]])  # fmt: skip
+        sq = 0.0
+        for (n, _), g in zip(trainable.items(), gs, strict=True):
+            if g is not None and n in allowed[profiles[j]]:
+                sq += float(g.double().pow(2).sum())
+                summed[n] += g
         naive.append(math.sqrt(sq))
+    for n in trainable:  # routed gradients == naive per-example masked gradients
+        got = routed[n]
+        assert got is not None, n
+        assert torch.allclose(got, summed[n], rtol=1e-4, atol=1e-7), n
     assert out.grad_norms is not None
     for got, want in zip(out.grad_norms, naive, strict=True):
         assert got == pytest.approx(want, rel=1e-4)
+
+
+class _Borrower(nn.Module):  # uses a Linear's weight only outside the Linear (functional call)
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.out = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(nn.functional.linear(x, self.lin.weight, self.lin.bias))
+
+
+def test_parameter_used_outside_its_module_fails_closed() -> None:
+    from attest.errors import GovtuneError
+
+    model = _Borrower()
+    built = Built(
+        model, lambda items: torch.ones(len(items), 2, 3),
+        lambda m, x: m(x).pow(2).mean((1, 2)), dict(model.named_parameters()),
+        lambda out: (), lambda: dict(model.state_dict()), ModelSpec("custom-test", {}),
+    )  # fmt: skip
+    engine = StepEngine(built, OptimizerConfig(lr=0.01), {"all": list(built.trainable)})
+    assert engine.grad_norm_method == "routed-l2-v1"  # every module has a rule...
+    with pytest.raises(GovtuneError, match="gradient norms: parameter 'lin.bias' got a grad"):
+        engine.step([Item("a"), Item("b")], ["all", "all"], 0.01)  # ...but the norm would be short
