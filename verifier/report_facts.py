@@ -383,7 +383,9 @@ def training(ev: Evidence, facts: dict[str, Status]) -> Section:
     method = "governed fine-tuning with per-example depth profiles and gradient routing"
     s.item("Method", method if config else None, facts["config"])
     steps = dig(v, "steps")
-    s.item("Optimizer steps recorded", steps, ev.status(steps, ["GT-CHAIN-GAP", "GT-STEP-LOG-SUMMARY"]))
+    s.item(
+        "Optimizer steps recorded", steps, ev.status(steps, ["GT-CHAIN-GAP", "GT-STEP-LOG-SUMMARY"])
+    )
     s.item("Loss curve", f"{len(loss)} points" if loss else None, ev.claim(loss))
     rows = [[k, x] for k, x in _flatten(config)]
     extra = len(rows) - MAX_CONFIG_ITEMS

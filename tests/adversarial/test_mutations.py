@@ -273,8 +273,10 @@ def test_checkpoint_not_shipped_still_passes(work: Path, tiny_run: tinyrun.TinyR
     (work / CHECKPOINT).unlink()
     result = check(work, tiny_run)
     [finding] = [f for f in result.findings if f.code == "GT-CHECKPOINT-DIGEST"]
-    ok = bool(result) and finding.status == "pass" and f"not shipped ({CHECKPOINT}" in (
-        finding.message
+    ok = (
+        bool(result)
+        and finding.status == "pass"
+        and f"not shipped ({CHECKPOINT}" in (finding.message)
     )
     mutate.record("checkpoint file not shipped (must PASS)", 1, int(ok))
     assert ok, (result.verdict, sorted(codes(result)), finding.message)

@@ -543,7 +543,6 @@ def test_fast_path_edge_cases_agree_with_the_walk(value):
         assert _outcome(unpack_canonical_msgpack, got) == ("ok", decoded)
 
 
-
 # --------------------------------------------------------------------------- stock RFC 8785
 # attest.canonical is the stock `rfc8785` package plus the format's checks (spec/format.md
 # §2): within the format both give the same bytes; past it, the stock library serializes

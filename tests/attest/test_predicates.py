@@ -446,6 +446,7 @@ def test_parse_predicate_raises_for_malformed_known_type():
 
 # ------------------------------------------------------------------ fuzz: one field replaced
 
+
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([c[1] for c in PREDICATES]), st.data())
 def test_any_field_replaced_raises_only_format_error(make, data):

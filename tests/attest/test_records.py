@@ -536,6 +536,7 @@ def test_event_validates_kind():
 
 # ------------------------------------------------------------------ fuzz: one field replaced
 
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from([(admission(), AdmissionRecord), (start(), StartRecord), (step(), StepRecord)]),

@@ -42,6 +42,7 @@ from attest.tensors import hash_safetensors, state_root
 BUNDLE = "bundle.intoto.jsonl"
 OURS = (POLICY_TYPE, ADMISSIONS_TYPE, TRAINING_TYPE, MEMORIZATION_TYPE)
 
+
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from trainer.config import TrainConfig
     from trainer.loop import RunResult
 
+
 def licenses(*permissive: str) -> str:
     """Permissive (``permissive``, by default MIT) and weak copyleft trained, strong refused."""
     classes = "".join(f'"{name}" = "permissive"\n' for name in permissive or ("MIT",))

@@ -64,29 +64,39 @@ CASES = {
     ),
     "erased flag": Case(
         [([0, 1], [5.0, 5.0], []), ([1, 0], [4.8, 2.0], [])],
-        ["step 2: example 0: expected a loss-drop memorization-flag (re-derived from the "
-         "recorded losses: loss 5.0 at step 1 -> 2.0, drop 3.0 > loss_drop_max 1), found none"],
+        [
+            "step 2: example 0: expected a loss-drop memorization-flag (re-derived from the "
+            "recorded losses: loss 5.0 at step 1 -> 2.0, drop 3.0 > loss_drop_max 1), found none"
+        ],
     ),  # fmt: skip
     "invented flag at a first visit": Case(
         [([0], [5.0], [(0, 2.0)])],
-        ["step 1: example 0: expected no loss-drop memorization-flag (re-derived from the "
-         "recorded losses: its first visit), found 1 more than expected"],
+        [
+            "step 1: example 0: expected no loss-drop memorization-flag (re-derived from the "
+            "recorded losses: its first visit), found 1 more than expected"
+        ],
     ),  # fmt: skip
     "invented flag for an example not in the batch": Case(
         [([0], [5.0], [(7, 2.0)])],
-        ["step 1: example 7: expected no loss-drop memorization-flag (re-derived from the "
-         "recorded losses: the example is not in the batch)"],
+        [
+            "step 1: example 7: expected no loss-drop memorization-flag (re-derived from the "
+            "recorded losses: the example is not in the batch)"
+        ],
     ),  # fmt: skip
     "flag repeated": Case(
         [([0], [5.0], []), ([0], [3.0], [(0, 2.0)]), ([0], [1.0], [(0, 2.0)])],
-        ["step 3: example 0: expected no loss-drop memorization-flag (re-derived from the "
-         "recorded losses: already flagged by loss-drop at step 2)"],
+        [
+            "step 3: example 0: expected no loss-drop memorization-flag (re-derived from the "
+            "recorded losses: already flagged by loss-drop at step 2)"
+        ],
         action="flag",
     ),  # fmt: skip
     "value rewritten": Case(
         [([0], [5.0], []), ([0], [3.0], [(0, 9.0)])],
-        ["step 2: example 0: loss-drop flag expected value 2.0 and threshold 1.0 (re-derived), "
-         "found value 9.0 and threshold 1.0"],
+        [
+            "step 2: example 0: loss-drop flag expected value 2.0 and threshold 1.0 (re-derived), "
+            "found value 9.0 and threshold 1.0"
+        ],
     ),  # fmt: skip
     "flags out of batch order": Case(
         [([0, 1], [5.0, 5.0], []), ([0, 1], [3.0, 3.0], [(1, 2.0), (0, 2.0)])],
