@@ -15,6 +15,7 @@ from typing import Any
 from attest.canonical import canonical_json
 from attest.digest import sha256_hex
 from attest.errors import FormatError, UsageError
+from attest.schedule import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,6 @@ def model_options(model: ModelConfig | KindConfig) -> dict[str, Any]:
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
-SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class TrainConfig:
     grad_norms: bool = True  # per-example routed gradient norms (trainer.gradnorm)
     grad_accum: int = 1  # micro-batches per optimizer step (the batch is split, grads summed)
     schedule: str = "constant"  # learning rate after warmup: constant, linear or cosine decay
-    warmup_steps: int = 0  # steps of linear warmup from lr/warmup_steps to lr (trainer.schedule)
+    warmup_steps: int = 0  # steps of linear warmup from lr/warmup_steps to lr (attest.schedule)
     eval_examples: int = 0  # held-out eval split (admitted, never trained); its mean loss recorded
     # Folder that relative paths resolve against; not digested (no local paths in public files).
     base_dir: str = field(default="", compare=False)

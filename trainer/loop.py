@@ -40,6 +40,7 @@ from attest.policy import Policy, load_policy
 from attest.predicates import ADMISSIONS_FILE, POLICY_FILE, STEPS_FILE, Checkpoint
 from attest.records import Event, StartRecord, StepRecord
 from attest.release_layout import weights_metadata
+from attest.schedule import lr_at
 from attest.tensors import hash_safetensors, state_root
 
 from . import leaves as lv
@@ -54,7 +55,6 @@ from .profiles import resolve_profiles
 from .provenance import RunFacts, sign_bundle, write_private
 from .registry import Built, Item, texts_loss
 from .resume import read_run_secret, restore, resumable
-from .schedule import lr_at
 
 BUILDER = "govtune-trainer/0.2.0"
 Progress = Callable[[int, int, float], None]  # (step, total steps, mean loss)

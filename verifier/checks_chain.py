@@ -8,6 +8,7 @@ leaf of every tensor, the quarantine set, a Merkle builder for the log summary a
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from attest.merkle import MerkleBuilder
 from attest.policy import Policy
 from attest.predicates import STEPS_FILE, TrainingPredicate
 from attest.records import Event, StartRecord, StepRecord
+from attest.schedule import LR_RELATIVE_TOLERANCE, lr_at
 from attest.tensors import state_root
 
 from .context import Context, Tally, all_passed, missing_inputs
@@ -41,6 +43,7 @@ CHAIN_CODES = (
     "GT-CHAIN-PROFILES",
     "GT-CHAIN-HELDOUT",
     "GT-CHAIN-GAP",
+    "GT-CHAIN-LR",
     "GT-BATCH-REFUSED",
     "GT-BATCH-HELDOUT",
     "GT-BATCH-QUARANTINED",
@@ -161,6 +164,7 @@ def check_chain(
                 )
             expect = step.step + 1
             s = step.step
+            _check_lr(t, tr, step)
             steps += 1
             last_step = s
             curve.add(s, step.loss)
@@ -377,6 +381,25 @@ def _check_profiles(t: Tally, policy: Policy, start: StartRecord) -> dict[str, f
             f"{STEPS_FILE}: start: trainable tensors {missing[:5]} are not in the base",
         )
     return {p: frozenset(ns) for p, ns in resolved.items()}
+
+
+def _check_lr(t: Tally, tr: TrainingPredicate, step: StepRecord) -> None:
+    """GT-CHAIN-LR: the recorded rate is attest.schedule.lr_at of the signed config (derive,
+    never trust: a producer could otherwise record one rate and train at another, or hide a
+    schedule that differs from the one it signed)."""
+    c = tr.config
+    try:
+        want = lr_at(step.step, lr=float(c["lr"]), steps=int(c["steps"]),
+                     schedule=str(c.get("schedule", "constant")),
+                     warmup=int(c.get("warmup_steps", 0)))  # fmt: skip
+    except (KeyError, TypeError, ValueError) as e:
+        t.fail("GT-CHAIN-LR", f"training-run config: cannot derive the learning rate ({e})")
+        return
+    if not math.isclose(step.lr, want, rel_tol=LR_RELATIVE_TOLERANCE, abs_tol=0.0):
+        t.fail(
+            "GT-CHAIN-LR",
+            f"step {step.step}: expected lr {want!r} (the signed schedule), found {step.lr!r}",
+        )
 
 
 def _check_heldout(

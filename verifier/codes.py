@@ -99,6 +99,7 @@ CHECKS: tuple[Check, ...] = (
         "the held-out reference set is the one derived from the seed and the admitted pool",
     ),
     Check("GT-CHAIN-GAP", "chain", "steps are numbered 1..n without gaps or repeats"),
+    Check("GT-CHAIN-LR", "chain", "every step's learning rate is the signed schedule's"),
     Check("GT-BATCH-REFUSED", "chain", "batches use only admitted examples"),
     Check("GT-BATCH-HELDOUT", "chain", "batches never use held-out reference examples"),
     Check("GT-BATCH-QUARANTINED", "chain", "quarantined examples are never used again"),

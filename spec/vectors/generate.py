@@ -1336,6 +1336,12 @@ def variants() -> list[Variant]:
             {"step_records": _step_edit(_renumber)},
         ),
         Variant(
+            "chain-lr",
+            "GT-CHAIN-LR",
+            "step 2 records lr 0.5, not the signed constant schedule's 0.125",
+            {"step_records": _step_edit(lambda r: r[2].__setitem__("lr", 0.5))},
+        ),
+        Variant(
             "batch-refused",
             "GT-BATCH-REFUSED",
             "step 4 trains on refused example 2",

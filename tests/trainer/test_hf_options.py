@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from attest.errors import FormatError  # noqa: E402
+from attest.schedule import lr_at  # noqa: E402
 from trainer import registry  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.engine import OptimizerConfig, StepEngine  # noqa: E402
 from trainer.registry import Item  # noqa: E402
-from trainer.schedule import lr_at  # noqa: E402
 
 TINY = {"vocab": 256, "d_model": 16, "n_layers": 2, "n_heads": 2, "seq_len": 16}
 ITEMS = [Item(t) for t in ("governed text one", "another", "third example!", "four", "five")]
