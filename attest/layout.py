@@ -120,11 +120,15 @@ def classify(
     kind: str,
     weights: Collection[str] = (WEIGHTS_FILE,),
     checkpoints: Collection[str] | None = None,
+    *,
+    model_files: Collection[str] = (),
 ) -> Role | None:
     """The role of the entry ``rel`` ('/'-separated, relative to the folder) in a ``kind``
     folder, or None when the layout does not allow it.
 
-    ``weights`` are the weight files the run's training statement names (top level);
+    ``weights`` are the weight files the run's training statement names (top level),
+    ``model_files`` its other model files (``modelFiles``: config, tokenizer, adapter
+    config; top level, bound by digest like the weights);
     ``checkpoints``, when given, the checkpoint files it names (else any name of
     CHECKPOINT_PATTERN is a checkpoint, as the trainer writes them). Raises FormatError
     for an unknown ``kind``.
@@ -145,6 +149,8 @@ def classify(
         return Role("checkpoint") if listed else None
     if rel in weights and "/" not in rel and rel.endswith(".safetensors"):
         return Role("weights")
+    if rel in model_files and "/" not in rel and not weight_like(rel):
+        return Role("model-file")
     if kind == RELEASE and rel in RELEASE_FILES:
         return Role("release")
     if kind == RELEASE and rel in MODEL_FILES:
@@ -235,6 +241,8 @@ def problems(
     kind: str,
     weights: Collection[str] = (WEIGHTS_FILE,),
     checkpoints: Collection[str] | None = None,
+    *,
+    model_files: Collection[str] = (),
 ) -> tuple[list[str], list[str]]:
     """(refused, unexpected): messages for entries that are not regular files or folders,
     and for entries the ``kind`` layout does not allow (see `classify`)."""
@@ -245,7 +253,7 @@ def problems(
         if why is not None:
             refused.append(f"{e.rel}: expected a regular file or a folder, found {why}")
             continue
-        role = classify(e.rel, kind, weights, checkpoints)
+        role = classify(e.rel, kind, weights, checkpoints, model_files=model_files)
         if role is None:
             what = (
                 "a weight-like file the signed statements do not bind"

@@ -204,6 +204,9 @@ class TrainingPredicate:
     final_state_root: str
     weights: tuple[Mapping[str, str], ...]  # [{"name", "sha256"}]
     checkpoints: tuple[Checkpoint, ...] = ()
+    # The released model's other files (config.json, tokenizer, adapter_config.json, ...):
+    # [{"name", "sha256"}], top-level names; bound by digest like the weights (v0.2).
+    model_files: tuple[Mapping[str, str], ...] = ()
     started_on: str = ""
     finished_on: str = ""
     builder: str = ""
@@ -231,6 +234,7 @@ class TrainingPredicate:
             "finalStateRoot": self.final_state_root,
             "weights": [dict(w) for w in self.weights],
             "checkpoints": [c.to_dict() for c in self.checkpoints],
+            **({"modelFiles": [dict(m) for m in self.model_files]} if self.model_files else {}),
             "startedOn": self.started_on,
             "finishedOn": self.finished_on,
             "builder": self.builder,
@@ -246,6 +250,27 @@ class TrainingPredicate:
                 raise FormatError(f"{where}.weights[{i}]: expected {{name, sha256}}")
             check_hex32(w.get("sha256"), f"{where}.weights[{i}].sha256")
         steps = _count(_get(d, "steps", int, where), f"{where}.steps")
+        model_files = d.pop("modelFiles", [])
+        if not isinstance(model_files, list):
+            raise FormatError(
+                f"{where}.modelFiles: expected a list, got {type(model_files).__name__}"
+            )
+        for i, m in enumerate(model_files):
+            name = m.get("name") if isinstance(m, dict) else None
+            if (
+                not isinstance(name, str)
+                or not name
+                or "/" in name
+                or "\\" in name
+                or name in (".", "..")
+                or set(m) != {"name", "sha256"}
+            ):
+                raise FormatError(f"{where}.modelFiles[{i}]: expected {{name, sha256}} with a "
+                                  f"top-level file name")  # fmt: skip
+            check_hex32(m.get("sha256"), f"{where}.modelFiles[{i}].sha256")
+        names = [m["name"] for m in model_files] + [w["name"] for w in weights]
+        if len(set(names)) != len(names):
+            raise FormatError(f"{where}.modelFiles: a name repeats (or is also a weight file)")
         return cls(
             run_id=_run_id(_get(d, "runId", str, where), f"{where}.runId"),
             policy_digest=check_hex32(_get(d, "policyDigest", str, where), f"{where}.policyDigest"),
@@ -266,6 +291,7 @@ class TrainingPredicate:
                 _get(d, "finalStateRoot", str, where), f"{where}.finalStateRoot"
             ),
             weights=tuple(weights),
+            model_files=tuple(model_files),
             checkpoints=tuple(
                 Checkpoint.from_dict(c, f"{where}.checkpoints[{i}]")
                 for i, c in enumerate(_get(d, "checkpoints", list, where))

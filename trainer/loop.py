@@ -338,7 +338,7 @@ def run(
     steps_log.close()
 
     # --- release: weights, private openings, signed statements ------------------------------
-    weights = _release(out, engine, run_id)
+    weights, model_files = _release(out, engine, run_id)
     write_private(
         out, run_secret, adm.openings, {i: c.text for c in adm.canaries for i in c.indices}
     )
@@ -350,7 +350,7 @@ def run(
         steps_log=steps_log.summary(), steps=steps_done, config=config.to_dict(),
         config_digest=config.digest(), environment=environment(config, engine, calibration),
         base_model=_base_model(spec, base_root.hex()), base_state_root=base_root.hex(),
-        final_state_root=engine.state_root().hex(), weights=weights,
+        final_state_root=engine.state_root().hex(), weights=weights, model_files=model_files,
         checkpoints=tuple(checkpoints), events=tuple(all_events),
         quarantined=tuple(sorted(monitor.quarantined)), halted=monitor.halted,
         canaries=tuple(monitor.exposures), reference=monitor.reference_summary(),
@@ -389,10 +389,14 @@ def _checkpoint(
     return {"file": fname, "sha256": sha, "stateRoot": root.hex()}
 
 
-def _release(out: Path, engine: StepEngine, run_id: str) -> tuple[tuple[str, str], ...]:
+def _release(
+    out: Path, engine: StepEngine, run_id: str
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """Write the model files, stamp their provenance pointers (before any hashing, so the
     signed digests cover them: spec/release.md), and check the weight files hold exactly
-    the chain's final state."""
+    the chain's final state. Returns (weights, model files) as (name, sha256): every other
+    top-level file the kind wrote (config, tokenizer, adapter config) is bound by digest
+    in the training statement's ``modelFiles`` (attest/layout.py)."""
     names = engine.built.save(out)
     if not names:
         raise GovtuneError("release: the model kind wrote no weight files")
@@ -408,7 +412,8 @@ def _release(out: Path, engine: StepEngine, run_id: str) -> tuple[tuple[str, str
         raise GovtuneError(
             f"{', '.join(names)}: expected state root {final.hex()[:16]}…, the written files differ"
         )
-    return tuple(weights)
+    others = sorted(p.name for p in out.iterdir() if p.is_file() and p.name not in names)
+    return tuple(weights), tuple((n, sha256_file(out / n)) for n in others)
 
 
 def _items(adm: Admission, indices: Iterable[int]) -> list[Item]:

@@ -7,7 +7,7 @@
     r = 8
     alpha = 16
     target_modules = ["q_proj", "v_proj"]
-    merged = false                # also write the merged model to merged/ (from_pretrained)
+    merged = false                # also write the merged model beside the run, OUT.merged/
 
 The adapters are the trained parameters; the base stays frozen and is a resolved
 dependency (spec/records.md §4: its file digests and the state root over its safetensors
@@ -44,7 +44,10 @@ from .registry import Built, register
 from .routecuts import add_route_cuts
 
 TASKS = {"causal-lm": "CAUSAL_LM", "sequence-classification": "SEQ_CLS"}
-MERGED_DIR = "merged"  # the merged model, when [model].merged is true (not state-root covered)
+# The merged model, when [model].merged is true: written BESIDE the run folder (OUT.merged/),
+# never inside it: its weights are base + adapters, which no signed state root covers, and a
+# run folder holds only bound weights (attest/layout.py; a loader could pick them up).
+MERGED_SUFFIX = ".merged"
 
 
 def _options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,6 +88,11 @@ def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
     return dict(get_peft_model_state_dict(model))
+
+
+def merged_folder(out: Path) -> Path:
+    """Where ``merged = true`` writes the merged model: ``OUT.merged`` beside the run folder."""
+    return out.parent / (out.name + MERGED_SUFFIX)
 
 
 def saved_names(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -176,8 +184,9 @@ class LoraKind:
             files = hf.save_folder(peft_model, tokenizer, state, out)
             if cfg.get("merged"):
                 merged = copy.deepcopy(peft_model).merge_and_unload()
-                merged.save_pretrained(str(Path(out) / MERGED_DIR), safe_serialization=True)
-                tokenizer.save_pretrained(str(Path(out) / MERGED_DIR))
+                dest = merged_folder(Path(out))
+                merged.save_pretrained(str(dest), safe_serialization=True)
+                tokenizer.save_pretrained(str(dest))
             return files
 
         trainable = saved_names(peft_model)
@@ -194,4 +203,4 @@ class LoraKind:
         )
 
 
-__all__ = ["MERGED_DIR", "LoraKind", "adapter_tensors", "saved_names"]
+__all__ = ["MERGED_SUFFIX", "LoraKind", "adapter_tensors", "merged_folder", "saved_names"]

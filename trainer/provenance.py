@@ -88,11 +88,14 @@ class RunFacts:
     finished_on: str
     builder: str
     extra: Mapping[str, Any]
+    # the released model's other files (config, tokenizer, adapter config): (name, sha256)
+    model_files: tuple[tuple[str, str], ...] = ()
 
 
 def statements(f: RunFacts) -> list[Any]:
     pd = f.policy.digest()
     weights = [file_subject(name, sha) for name, sha in f.weights]
+    model_files = [file_subject(name, sha) for name, sha in f.model_files]
     return [
         build_statement(
             [file_subject(POLICY_FILE, f.policy_sha256)],
@@ -103,7 +106,7 @@ def statements(f: RunFacts) -> list[Any]:
             AdmissionsPredicate(f.run_id, pd, f.admissions, dict(f.counts), dict(f.dataset)),
         ),
         build_statement(
-            [*weights, state_root_subject(f.final_state_root)],
+            [*weights, *model_files, state_root_subject(f.final_state_root)],
             TrainingPredicate(
                 run_id=f.run_id,
                 policy_digest=pd,
@@ -118,6 +121,7 @@ def statements(f: RunFacts) -> list[Any]:
                 base_state_root=f.base_state_root,
                 final_state_root=f.final_state_root,
                 weights=tuple({"name": name, "sha256": sha} for name, sha in f.weights),
+                model_files=tuple({"name": n, "sha256": sha} for n, sha in f.model_files),
                 checkpoints=f.checkpoints,
                 started_on=f.started_on,
                 finished_on=f.finished_on,

@@ -298,14 +298,14 @@ def _check_binding(ctx: Context, st: Mapping[str, Any], preds: Mapping[str, Any]
             )
     tr, ad, mem = preds.get(TRAINING_TYPE), preds.get(ADMISSIONS_TYPE), preds.get(MEMORIZATION_TYPE)
     if tr is not None:
-        want = [(w["name"], w["sha256"]) for w in tr.weights]
+        want = [(w["name"], w["sha256"]) for w in (*tr.weights, *tr.model_files)]
         files = [s for s in st[TRAINING_TYPE].subjects if s.name != STATE_ROOT_SUBJECT]
         got = [(s.name, s.digest.get("sha256")) for s in files]
         if len(set(want)) != len(want) or sorted(want) != sorted(got):
             t.fail(
                 "GT-STMT-BINDING",
-                f"training-run subjects: expected exactly the predicate's weights {sorted(want)}, "
-                f"found {sorted(got, key=str)}",
+                f"training-run subjects: expected exactly the predicate's weights and model "
+                f"files {sorted(want)}, found {sorted(got, key=str)}",
             )
         for s in files:
             _subject_digests_ok(t, f"training-run subject {s.name!r}", s.digest)
@@ -319,7 +319,10 @@ def _check_binding(ctx: Context, st: Mapping[str, Any], preds: Mapping[str, Any]
                 f"{[dict(x.digest) for x in roots]}",
             )
         if mem is not None:
-            want_m = sorted((s.name, sorted(s.digest.items())) for s in files)
+            weight_names = {w["name"] for w in tr.weights}
+            want_m = sorted(
+                (s.name, sorted(s.digest.items())) for s in files if s.name in weight_names
+            )
             got_m = sorted(
                 (s.name, sorted(s.digest.items())) for s in st[MEMORIZATION_TYPE].subjects
             )
@@ -363,7 +366,10 @@ def _check_coverage(ctx: Context, entries: Mapping[str, layout.Entry], kind: str
     t = Tally(r, ("GT-FILE-UNCOVERED",))
     weights = [w["name"] for w in tr.weights]
     checkpoints = [c.file for c in tr.checkpoints]
-    _, unexpected = layout.problems(list(entries.values()), kind, weights, checkpoints)
+    model_files = [m["name"] for m in tr.model_files]
+    _, unexpected = layout.problems(
+        list(entries.values()), kind, weights, checkpoints, model_files=model_files
+    )
     for m in unexpected:
         t.fail("GT-FILE-UNCOVERED", m)
     for name in layout.PROVENANCE_FILES:

@@ -155,6 +155,26 @@ def check_weights(
             leaves[tn] = leaf
         table.update(_table(d.tensors))
         facts.append({"name": name, "sha256": got, "bytes": d.size})
+    # The released model's other files (config, tokenizer, adapter config) are bound by
+    # their digests too: a loader reads them beside the weights (principle 1).
+    for m in tr.model_files:
+        name, path = m["name"], ctx.root / m["name"]
+        try:
+            got = sha256_file(path)
+        except OSError as oe:
+            t.fail("GT-WEIGHTS-MISSING", f"{name}: expected the released model file "
+                   f"(sha256:{m['sha256']}), cannot read it: {oe.strerror or oe}")  # fmt: skip
+            continue
+        if got != m["sha256"]:
+            t.fail(
+                "GT-WEIGHTS-DIGEST", f"{name}: expected sha256:{m['sha256']}, found sha256:{got}"
+            )
+            continue
+        signed = subjects.get(name, {})
+        for alg, value in _other_digests(path, signed).items():
+            if value != signed[alg]:
+                t.fail("GT-WEIGHTS-DIGEST", f"{name}: expected {alg}:{signed[alg]}, found "
+                       f"{alg}:{value}")  # fmt: skip
     if not readable:
         t.skip("GT-WEIGHTS-ROOT", "not every weight file could be read")
         t.skip("GT-WEIGHTS-TENSORS", "not every weight file could be read")

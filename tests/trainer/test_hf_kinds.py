@@ -281,7 +281,8 @@ def test_lora_state_is_adapters_under_saved_names(llama_folder: Path, tmp_path: 
             ".lora_B.weight", ".lora_B.default.weight"
         )
         assert torch.equal(sd[live], t), n
-    merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out" / "merged"))
+    assert not (tmp_path / "out" / "merged").exists()  # unbound weights never in the run
+    merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out.merged"))
     assert type(merged).__name__ == "LlamaForCausalLM"
 
 
