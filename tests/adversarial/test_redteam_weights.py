@@ -19,6 +19,7 @@ import mutate
 import pytest
 import tinyrun
 
+from attest.predicates import TRAINING_TYPE
 from verifier.api import verify
 from verifier.result import Result
 
@@ -264,3 +265,39 @@ def test_base_dtype_relabelled(work: Path, honest: tinyrun.TinyRun, tmp_path: Pa
     header[first_matrix(header)]["dtype"] = "I32"
     write_st(base / "model.safetensors", header, buf)
     assert failing(audit(work, honest, base=base)) == {"GT-BASE-TENSORS"}
+
+
+def _fake_base(honest: tinyrun.TinyRun, tmp_path: Path) -> tuple[Path, str]:
+    """A base folder with the same tensor table and other values, and its state root."""
+    base = tmp_path / "fake-base"
+    base.mkdir()
+    header, buf = read_st(honest.base / "model.safetensors")
+    b, _ = header[first_matrix(header)]["data_offsets"]
+    forged = bytearray(buf)
+    forged[b : b + 4] = b"\x00\x00\x80\x3f"
+    write_st(base / "model.safetensors", header, bytes(forged))
+    return base, mutate.weights_root(base / "model.safetensors")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OPEN: a tinylm run (start state = the base file, records.md §4.1) may sign "
+    "baseModel.weightsStateRoot of any other base; --base then compares with that root "
+    "and passes a base the chain did not start from (V7 'the base weights are the "
+    "committed ones'); only HF kinds derive a start state that differs",
+)
+def test_weights_state_root_names_another_base_for_tinylm(
+    work: Path, honest: tinyrun.TinyRun, tmp_path: Path
+) -> None:
+    fake, root = _fake_base(honest, tmp_path)
+    assert not audit(work, honest, base=fake)  # the honest run refuses the fake base
+
+    def edit(ev: mutate.Evidence) -> None:
+        ev.predicates[TRAINING_TYPE]["baseModel"]["weightsStateRoot"] = root
+        base = (ev.steps[0].get("model") or {}).get("base")
+        if base is not None:
+            base["weightsStateRoot"] = root
+
+    forge(work, honest, edit)
+    assert audit(work, honest)  # nothing else notices the claim
+    assert "GT-BASE-ROOT" in failing(audit(work, honest, base=fake))
