@@ -17,6 +17,7 @@ import mutate
 import pytest
 import tinyrun
 
+from attest.predicates import MEMORIZATION_TYPE, TRAINING_TYPE
 from verifier.api import verify
 from verifier.result import Result
 
@@ -278,3 +279,26 @@ def test_exception_pair_escapes_limit_by_license_id(
     assert audit(work, honest)
     result = require(work, honest, tmp_path, '[licenses.limit]\n"LGPL-3.0-only" = ["surface"]\n')
     assert failing(result) == {"GT-REQ-LICENSE"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OPEN: reference_quantile_min is met by a policy whose holdout is 0, where the "
+    "reference-quantile signal can never fire (verification.md V5: only when the held-out "
+    "set is not empty); requirements.md §3.5 judges the threshold by name only",
+)
+def test_reference_quantile_enabled_with_no_held_out_set(
+    work: Path, honest: tinyrun.TinyRun, tmp_path: Path
+) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        set_policy(ev, "holdout = 3", "holdout = 0\nreference_quantile = 0.5")
+        pool = ev.predicates[TRAINING_TYPE]["extra"]
+        pool["trainingPool"] += pool["heldout"]
+        pool["heldout"] = 0
+        ev.steps[0]["heldout"] = []
+        ev.predicates[MEMORIZATION_TYPE]["reference"] = {"count": 0, "quantiles": {}}
+
+    forge(work, honest, edit)
+    assert audit(work, honest)  # a consistent run under its own policy
+    result = require(work, honest, tmp_path, "[memorization]\nreference_quantile_min = 0.01\n")
+    assert failing(result) == {"GT-REQ-MEMORIZATION"}
