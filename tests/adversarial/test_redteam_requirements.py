@@ -302,3 +302,25 @@ def test_reference_quantile_enabled_with_no_held_out_set(
     assert audit(work, honest)  # a consistent run under its own policy
     result = require(work, honest, tmp_path, "[memorization]\nreference_quantile_min = 0.01\n")
     assert failing(result) == {"GT-REQ-MEMORIZATION"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OPEN: exposure_max = 8 is met by a policy whose canaries have 50 candidates, so "
+    "exposure never exceeds log2(51) = 5.67 bits and the signal can never fire (policy.md "
+    "§7: exposure_max SHOULD stay below log2(1 + candidates)); judged by name only",
+)
+def test_exposure_threshold_above_what_the_candidates_allow(
+    work: Path, honest: tinyrun.TinyRun, tmp_path: Path
+) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        set_policy(ev, "holdout = 3", "holdout = 3\nexposure_max = 8.0")
+        for rec in ev.steps[1:]:
+            for e in rec["events"]:
+                if e["kind"] == "canary-exposure":
+                    e["threshold"] = 8.0
+
+    forge(work, honest, edit)
+    assert audit(work, honest)  # consistent: no exposure above 8 bits, no flag
+    result = require(work, honest, tmp_path, "[memorization]\nexposure_max = 8.0\n")
+    assert failing(result) == {"GT-REQ-MEMORIZATION"}
