@@ -302,3 +302,65 @@ def test_govtune_lookalike_type_carries_no_weight(work: Path, honest: tinyrun.Ti
     envs[i] = sign_raw(canonical_json(st), mutate.signer(honest))
     write_envelopes(work, envs)
     assert "GT-STMT-MISSING" in failing(audit(work, honest))
+
+
+def test_foreign_statement_covering_a_planted_weight_file(
+    work: Path, honest: tinyrun.TinyRun
+) -> None:
+    # A signed statement of another predicate type names the planted file with its true
+    # digest: ignored statements cover nothing.
+    planted = work / "pytorch_model.bin"
+    planted.write_bytes(b"weights a loader prefers")
+    from attest.statement import Statement
+
+    st = Statement(
+        (
+            Subject(
+                "pytorch_model.bin", {"sha256": hashlib.sha256(planted.read_bytes()).hexdigest()}
+            ),
+        ),
+        "https://example.com/attestation/weights/v1",
+        {"note": "also released"},
+    )
+    envs = envelopes(work)
+    envs.append(sign_raw(canonical_json(st.to_dict()), mutate.signer(honest)))
+    write_envelopes(work, envs)
+    assert failing(audit(work, honest)) == {"GT-FILE-UNCOVERED"}
+
+
+def test_later_govtune_version_statement_covering_a_planted_file(
+    work: Path, honest: tinyrun.TinyRun
+) -> None:
+    planted = work / "model.gguf"
+    planted.write_bytes(b"another model")
+    from attest.statement import Statement
+
+    st = Statement(
+        (Subject("model.gguf", {"sha256": hashlib.sha256(planted.read_bytes()).hexdigest()}),),
+        "https://govtune.dev/attestation/training-run/v9.9",
+        {"weights": [{"name": "model.gguf"}]},
+    )
+    envs = envelopes(work)
+    envs.append(sign_raw(canonical_json(st.to_dict()), mutate.signer(honest)))
+    write_envelopes(work, envs)
+    assert failing(audit(work, honest)) == {"GT-FILE-UNCOVERED"}
+
+
+def test_bundle_of_sixty_five_envelopes(work: Path, honest: tinyrun.TinyRun) -> None:
+    envs = envelopes(work)
+    filler = mutate.sign_foreign(mutate.signer(honest), "https://example.com/x/v1", {"n": 1})
+    write_envelopes(work, envs + [filler] * (65 - len(envs)))
+    assert failing(audit(work, honest)) == {"GT-BUNDLE-FORMAT"}
+
+
+def test_unsigned_statement_of_a_later_govtune_version(
+    work: Path, honest: tinyrun.TinyRun, tmp_path: Path
+) -> None:
+    # A govtune-namespace envelope MUST verify even when this verifier ignores its type.
+    write_keypair(tmp_path / "stranger")
+    envs = envelopes(work)
+    st = mutate.payload_of(envs[index_of(work, TRAINING_TYPE)])
+    st["predicateType"] = "https://govtune.dev/attestation/training-run/v9.9"
+    envs.append(sign_raw(canonical_json(st), load_signer(tmp_path / "stranger.key")))
+    write_envelopes(work, envs)
+    assert "GT-SIG-UNTRUSTED" in failing(audit(work, honest))
