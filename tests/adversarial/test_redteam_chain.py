@@ -293,3 +293,15 @@ def test_checkpoint_missing_from_step_record(work: Path, honest: tinyrun.TinyRun
 
     forge(work, honest, edit)
     assert "GT-CHECKPOINT-DIGEST" in failing(audit(work, honest))
+
+
+def test_empty_batch_changes_tensors(work: Path, honest: tinyrun.TinyRun) -> None:
+    # A step that trained on nothing yet changed the model: no profile allows any change.
+    def edit(ev: mutate.Evidence) -> None:
+        rec = ev.step(4)
+        for key in ("batch", "profiles", "loss"):
+            rec[key] = []
+        rec["gradNorm"] = None if rec["gradNorm"] is None else []
+
+    forge(work, honest, edit)
+    assert failing(audit(work, honest)) & {"GT-ROUTE-VIOLATION", "GT-STEP-LOG-FORMAT"}

@@ -9,8 +9,6 @@ does not catch are strict xfails marked OPEN (listed in notes/redteam.md).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +18,7 @@ import mutate
 import pytest
 import tinyrun
 
-from attest.predicates import ADMISSIONS_TYPE, MEMORIZATION_TYPE, POLICY_TYPE, TRAINING_TYPE
-from attest.statement import Subject
+from attest.predicates import TRAINING_TYPE
 from verifier.api import verify
 from verifier.result import Result
 
@@ -55,7 +52,9 @@ def full(run: Path, t: tinyrun.TinyRun, **flags: Any) -> Result:
     return audit(run, t, base=t.base, data=t.dataset, openings=run / "private", **flags)
 
 
-def forge(work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None], **kw: Any) -> None:
+def forge(
+    work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None], **kw: Any
+) -> None:
     """Edit the evidence, rebuild everything consistent except the lie, re-sign (producer key)."""
     ev = mutate.Evidence.load(work, t.pub)
     edit(ev)
@@ -133,7 +132,11 @@ def test_signed_weights_renamed_to_dot_segment_path(work: Path, honest: tinyrun.
             w["name"] = "./" + w["name"]
 
     forge(work, honest, edit)
-    assert failing(audit(work, honest)) & {"GT-STMT-FORMAT", "GT-WEIGHTS-FORMAT", "GT-FILE-UNCOVERED"}
+    assert failing(audit(work, honest)) & {
+        "GT-STMT-FORMAT",
+        "GT-WEIGHTS-FORMAT",
+        "GT-FILE-UNCOVERED",
+    }
 
 
 def test_weights_listed_under_provenance(work: Path, honest: tinyrun.TinyRun) -> None:
@@ -158,3 +161,12 @@ def test_second_signed_weight_file_with_a_copy(work: Path, honest: tinyrun.TinyR
 
     forge(work, honest, edit)
     assert failing(audit(work, honest)) == {"GT-WEIGHTS-FORMAT"}
+
+
+def test_weights_listed_twice_under_one_name(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        w = ev.predicates[TRAINING_TYPE]["weights"]
+        w.append(dict(w[0]))
+
+    forge(work, honest, edit)
+    assert failing(audit(work, honest)) & {"GT-STMT-BINDING", "GT-STMT-FORMAT", "GT-WEIGHTS-FORMAT"}
