@@ -324,3 +324,47 @@ def test_exposure_threshold_above_what_the_candidates_allow(
     assert audit(work, honest)  # consistent: no exposure above 8 bits, no flag
     result = require(work, honest, tmp_path, "[memorization]\nexposure_max = 8.0\n")
     assert failing(result) == {"GT-REQ-MEMORIZATION"}
+
+
+def test_license_condition_in_lower_case_bypasses_limit(
+    work: Path, honest: tinyrun.TinyRun, tmp_path: Path
+) -> None:
+    # SPDX ids match case-insensitively (policy.md §3.2.1): a rule naming "lgpl-3.0-only"
+    # applies to LGPL-3.0-only examples, so "deep" is a possible profile of that license.
+    def edit(ev: mutate.Evidence) -> None:
+        set_policy(
+            ev,
+            CLASS_DEEP,
+            '[[assign]]\nwhen = { license = "lgpl-3.0-only", source = "test:never/*" }\n'
+            'profile = "deep"\n\n' + CLASS_DEEP,
+        )
+
+    forge(work, honest, edit)
+    assert audit(work, honest)
+    result = require(work, honest, tmp_path, '[licenses.limit]\n"LGPL-3.0-only" = ["surface"]\n')
+    assert failing(result) == {"GT-REQ-LICENSE"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OPEN: limit 'LGPL-3.0-only' = ['surface'] is met while a rule naming "
+    "'LGPL-3.0-only WITH LLVM-exception' assigns 'deep'; the pair is unclassified, so it "
+    "is weak copyleft and admitted, and decide() gives such an example 'deep' (checked)",
+)
+def test_license_with_exception_condition_bypasses_limit(
+    work: Path, honest: tinyrun.TinyRun, tmp_path: Path
+) -> None:
+    # A rule naming "LGPL-3.0-only WITH LLVM-exception" (the pair is unclassified, so it is
+    # judged as LGPL-3.0-only, weak copyleft) assigns "deep".
+    def edit(ev: mutate.Evidence) -> None:
+        set_policy(
+            ev,
+            CLASS_DEEP,
+            '[[assign]]\nwhen = { license = "LGPL-3.0-only WITH LLVM-exception" }\n'
+            'profile = "deep"\n\n' + CLASS_DEEP,
+        )
+
+    forge(work, honest, edit)
+    assert audit(work, honest)
+    result = require(work, honest, tmp_path, '[licenses.limit]\n"LGPL-3.0-only" = ["surface"]\n')
+    assert failing(result) == {"GT-REQ-LICENSE"}
