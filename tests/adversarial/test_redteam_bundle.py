@@ -364,3 +364,37 @@ def test_unsigned_statement_of_a_later_govtune_version(
     envs.append(sign_raw(canonical_json(st), load_signer(tmp_path / "stranger.key")))
     write_envelopes(work, envs)
     assert "GT-SIG-UNTRUSTED" in failing(audit(work, honest))
+
+
+def test_envelope_with_duplicate_payload_key(work: Path, honest: tinyrun.TinyRun) -> None:
+    # {"payload": <a foreign statement>, "payload": <the signed one>, ...}: two readers, two
+    # statements. The bundle line is not strict JSON.
+    i = index_of(work, POLICY_TYPE)
+    envs = envelopes(work)
+    decoy = mutate.sign_foreign(mutate.signer(honest), "https://example.com/x/v1", {"n": 1})
+    lines = (work / BUNDLE).read_bytes().splitlines(keepends=True)
+    body = json.dumps(envs[i])
+    assert body.startswith('{"payload": ')
+    lines[i] = ('{"payload": ' + json.dumps(decoy["payload"]) + ", " + body[1:] + "\n").encode()
+    (work / BUNDLE).write_bytes(b"".join(lines))
+    assert failing(audit(work, honest)) == {"GT-BUNDLE-FORMAT"}
+
+
+def test_payload_base64_without_padding(work: Path, honest: tinyrun.TinyRun) -> None:
+    envs = envelopes(work)
+    i = next((k for k, e in enumerate(envs) if e["payload"].endswith("=")), None)
+    if i is None:  # payload lengths vary with the run; every bundle so far has one
+        pytest.skip("no envelope payload needs base64 padding")
+    envs[i]["payload"] = envs[i]["payload"].rstrip("=")
+    write_envelopes(work, envs)
+    assert failing(audit(work, honest)) == {"GT-BUNDLE-FORMAT"}
+
+
+def test_payload_in_url_safe_base64(work: Path, honest: tinyrun.TinyRun) -> None:
+    envs = envelopes(work)
+    i = next((k for k, e in enumerate(envs) if "+" in e["payload"] or "/" in e["payload"]), None)
+    if i is None:
+        pytest.skip("no envelope payload uses + or /")
+    envs[i]["payload"] = envs[i]["payload"].replace("+", "-").replace("/", "_")
+    write_envelopes(work, envs)
+    assert failing(audit(work, honest)) == {"GT-BUNDLE-FORMAT"}
