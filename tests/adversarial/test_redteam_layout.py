@@ -170,3 +170,28 @@ def test_weights_listed_twice_under_one_name(work: Path, honest: tinyrun.TinyRun
 
     forge(work, honest, edit)
     assert failing(audit(work, honest)) & {"GT-STMT-BINDING", "GT-STMT-FORMAT", "GT-WEIGHTS-FORMAT"}
+
+
+@pytest.mark.parametrize("marker", [".git", ".gitattributes"])
+def test_run_folder_with_private_is_a_repository(
+    work: Path, honest: tinyrun.TinyRun, marker: str
+) -> None:
+    # git add -A would publish private/ (run secret, openings, canary texts).
+    if marker == ".git":
+        (work / marker).mkdir()
+    else:
+        (work / marker).write_text("* text\n")
+    assert "GT-RELEASE-PRIVATE" in failing(audit(work, honest))
+
+
+def test_openings_copied_outside_private(work: Path, honest: tinyrun.TinyRun) -> None:
+    shutil.copyfile(work / "private" / "openings.jsonl", work / "checkpoints" / "openings.jsonl")
+    assert "GT-RELEASE-PRIVATE" in failing(audit(work, honest))
+
+
+def test_private_folder_below_the_root(work: Path, honest: tinyrun.TinyRun) -> None:
+    (work / "checkpoints" / "private").mkdir()
+    shutil.copyfile(
+        work / "private" / "run-secret", work / "checkpoints" / "private" / "run-secret"
+    )
+    assert "GT-RELEASE-PRIVATE" in failing(audit(work, honest))
