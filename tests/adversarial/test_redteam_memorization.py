@@ -1,0 +1,246 @@
+"""Red team (issue 9), memorization claims: verification.md §4 "every memorization flag
+(loss drop, reference quantile, canary exposure) is exactly what the recorded values and
+the policy's thresholds imply, the policy's action was taken on every flag, and the
+memorization report equals the step log"; V5.
+
+Written from the spec alone; every forgery is re-signed with the producer's key.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mutate
+import pytest
+import tinyrun
+
+from attest.predicates import MEMORIZATION_TYPE
+from verifier.api import verify
+from verifier.result import Result
+
+pytestmark = pytest.mark.slow
+
+CHECKPOINT = "checkpoints/step-000006.safetensors"
+
+
+@pytest.fixture(scope="module")
+def honest(tiny_run: tinyrun.TinyRun) -> tinyrun.TinyRun:
+    """The module's honest run: the session's tiny run (trained once; tests copy it)."""
+    return tiny_run
+
+
+@pytest.fixture
+def work(tmp_path: Path, honest: tinyrun.TinyRun) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(honest.run, dst)
+    return dst
+
+
+def failing(result: Result) -> set[str]:
+    return {f.code for f in result.failures}
+
+
+def audit(run: Path, t: tinyrun.TinyRun, **flags: Any) -> Result:
+    return verify(run, keys=[t.pub], **flags)
+
+
+def full(run: Path, t: tinyrun.TinyRun, **flags: Any) -> Result:
+    return audit(run, t, base=t.base, data=t.dataset, openings=run / "private", **flags)
+
+
+def forge(
+    work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None], **kw: Any
+) -> None:
+    """Edit the evidence, rebuild everything consistent except the lie, re-sign (producer key)."""
+    ev = mutate.Evidence.load(work, t.pub)
+    edit(ev)
+    ev.write(work, mutate.signer(t), **kw)
+
+
+def resign(work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None]) -> None:
+    """Edit signed predicates/subjects only and re-sign with the producer key."""
+    ev = mutate.Evidence.load(work, t.pub)
+    edit(ev)
+    ev.sign_bundle(work, mutate.signer(t))
+
+
+def test_honest_run_passes(work: Path, honest: tinyrun.TinyRun) -> None:
+    assert full(work, honest), [(f.code, f.message) for f in full(work, honest).failures]
+    forge(work, honest, lambda ev: None)  # the forger's identity re-sign: the control
+    assert full(work, honest)
+
+
+def set_policy(ev: mutate.Evidence, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in policy.toml; the start record follows the new digest (the
+    forger re-signs the statements' policyDigest); an invalid policy keeps the old digest."""
+    from attest.errors import GovtuneError
+    from attest.policy import Policy
+
+    text = ev.policy_bytes.decode()
+    assert old in text, old
+    ev.policy_bytes = text.replace(old, new, 1).encode()
+    try:
+        ev.steps[0]["policyDigest"] = Policy.from_toml(ev.policy_bytes).digest()
+    except GovtuneError:
+        return  # an invalid policy on purpose: nothing to follow
+
+
+def flag_events(rec: dict[str, Any], x: int) -> list[dict[str, Any]]:
+    return [e for e in rec["events"] if e["example"] == x and e["kind"] != "canary-exposure"]
+
+
+def test_flag_and_quarantine_delayed_to_last_step(work: Path, honest: tinyrun.TinyRun) -> None:
+    # Example 29's loss drop at step 6 reported only at the end, as if it came late.
+    def edit(ev: mutate.Evidence) -> None:
+        moved = flag_events(ev.step(6), 29)
+        assert moved
+        ev.step(6)["events"] = [e for e in ev.step(6)["events"] if e not in moved]
+        last = ev.steps[-1]
+        last["events"] = moved + last["events"]
+
+    forge(work, honest, edit)
+    assert "GT-MEM-SIGNAL" in failing(audit(work, honest))
+
+
+def test_flag_kept_quarantine_dropped(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        rec = ev.step(6)
+        rec["events"] = [
+            e for e in rec["events"] if not (e["kind"] == "quarantine" and e["example"] == 29)
+        ]
+
+    forge(work, honest, edit)
+    assert failing(audit(work, honest)) == {"GT-MEM-ACTION"}
+
+
+def test_quarantine_of_an_example_never_flagged(work: Path, honest: tinyrun.TinyRun) -> None:
+    # Quarantine a held-out member (never in a batch): an action without its flag.
+    def edit(ev: mutate.Evidence) -> None:
+        x = ev.steps[0]["heldout"][0]
+        ev.step(1)["events"].append(
+            {
+                "kind": "quarantine",
+                "example": x,
+                "signal": "loss-drop",
+                "value": 1.0,
+                "threshold": 0.02,
+                "detail": "x",
+            }
+        )
+
+    forge(work, honest, edit)
+    assert "GT-MEM-ACTION" in failing(audit(work, honest))
+
+
+def test_halt_in_a_middle_step(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        flag = flag_events(ev.step(6), 29)[0]
+        ev.step(6)["events"].append({**flag, "kind": "halt"})
+
+    forge(work, honest, edit)
+    assert "GT-MEM-ACTION" in failing(audit(work, honest))
+
+
+def test_flag_threshold_misreported(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        for e in flag_events(ev.step(6), 29):
+            e["threshold"] = 0.5
+
+    forge(work, honest, edit)
+    assert "GT-MEM-SIGNAL" in failing(audit(work, honest))
+
+
+def test_flag_value_understated(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        for e in flag_events(ev.step(6), 29):
+            e["value"] = 0.0201
+
+    forge(work, honest, edit)
+    assert "GT-MEM-SIGNAL" in failing(audit(work, honest))
+
+
+def test_flags_reordered_within_step(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        rec = ev.step(7)
+        pairs = [rec["events"][i : i + 2] for i in range(0, len(rec["events"]), 2)]
+        rec["events"] = [e for p in reversed(pairs) for e in p]
+
+    forge(work, honest, edit)
+    assert "GT-MEM-SIGNAL" in failing(audit(work, honest))
+
+
+def test_report_claims_halted(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        ev.predicates[MEMORIZATION_TYPE]["halted"] = True
+
+    resign(work, honest, edit)
+    assert failing(audit(work, honest)) == {"GT-MEM-EVENTS"}
+
+
+def test_report_quarantine_list_understated(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        ev.predicates[MEMORIZATION_TYPE]["quarantined"].remove(29)
+
+    resign(work, honest, edit)
+    assert failing(audit(work, honest)) == {"GT-MEM-EVENTS"}
+
+
+def test_report_event_detail_reworded(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        ev.predicates[MEMORIZATION_TYPE]["events"][0]["detail"] = "nothing to see"
+
+    resign(work, honest, edit)
+    assert failing(audit(work, honest)) == {"GT-MEM-EVENTS"}
+
+
+def test_report_event_with_extra_member(work: Path, honest: tinyrun.TinyRun) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        ev.predicates[MEMORIZATION_TYPE]["events"][0]["reviewed"] = "ok"
+
+    resign(work, honest, edit)
+    assert failing(audit(work, honest)) & {"GT-MEM-EVENTS", "GT-STMT-FORMAT"}
+
+
+def test_canary_exposure_measured_at_a_non_evaluation_step(
+    work: Path, honest: tinyrun.TinyRun
+) -> None:
+    def edit(ev: mutate.Evidence) -> None:
+        last = ev.steps[-1]
+        exp = [e for e in last["events"] if e["kind"] == "canary-exposure"]
+        assert exp
+        ev.step(5)["events"].extend(exp)
+
+    forge(work, honest, edit)
+    assert "GT-MEM-SIGNAL" in failing(audit(work, honest))
+
+
+def test_canary_exposure_threshold_invented(work: Path, honest: tinyrun.TinyRun) -> None:
+    # exposure_max is 0 (disabled): the event's threshold must be nil, not a reassuring 1000.
+    def edit(ev: mutate.Evidence) -> None:
+        for e in ev.steps[-1]["events"]:
+            if e["kind"] == "canary-exposure":
+                e["threshold"] = 1000.0
+
+    forge(work, honest, edit)
+    assert "GT-MEM-SIGNAL" in failing(audit(work, honest))
+
+
+def test_loss_drop_threshold_relaxed_after_training(work: Path, honest: tinyrun.TinyRun) -> None:
+    # The policy re-signed with loss_drop_max = 5: the logged flags no longer follow from it.
+    def edit(ev: mutate.Evidence) -> None:
+        set_policy(ev, "loss_drop_max = 0.02", "loss_drop_max = 5.0")
+
+    forge(work, honest, edit)
+    assert "GT-MEM-SIGNAL" in failing(audit(work, honest))
+
+
+def test_action_weakened_to_flag_after_training(work: Path, honest: tinyrun.TinyRun) -> None:
+    # action "flag": the logged quarantine events are no longer the policy's action.
+    def edit(ev: mutate.Evidence) -> None:
+        set_policy(ev, 'action = "quarantine"', 'action = "flag"')
+
+    forge(work, honest, edit)
+    assert "GT-MEM-ACTION" in failing(audit(work, honest))
