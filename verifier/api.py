@@ -72,6 +72,18 @@ def _load_keys(keys: Sequence[Key | str | Path], limits: Limits) -> list[Key]:
     return out
 
 
+def _not_a_parent(root: Path) -> None:
+    """Raises UsageError for a folder that holds no provenance but a run or release inside
+    (`govtune demo --out DIR` writes DIR/run): the user meant that folder."""
+    if (root / "provenance").exists():
+        return
+    inner = [root / k for k in ("run", "release") if (root / k / "provenance").is_dir()]
+    if inner:
+        raise UsageError(
+            f"{root}: expected a run or release folder, found none here; did you mean {inner[0]}?"
+        )
+
+
 def verify(
     path: str | Path,
     keys: Sequence[Key | str | Path],
@@ -110,6 +122,7 @@ def verify(
             f"{root}: expected a run or release folder, found "
             f"{'a file' if root.exists() else 'nothing'}"
         )
+    _not_a_parent(root)
     if (data is None) != (openings is None):
         raise UsageError(
             "--data and --openings go together: the openings are needed to check commitments"

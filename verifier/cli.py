@@ -1,9 +1,10 @@
 """The `govtune` command line: a thin shell over attest, trainer and verifier.
 
 Exit codes (stable, documented in README.md):
-    0  success / verification PASS
-    1  verification FAIL (any defect in the evidence)
-    2  could not run (bad flags, missing key file, nonexistent path, missing extra)
+    0    success / verification PASS
+    1    verification FAIL (any defect in the evidence)
+    2    could not run (bad flags, missing key file, nonexistent path, missing extra)
+    130  interrupted (Ctrl-C); `train` names the last durable step and the --resume command
 
 Every project error is caught here, in one place, and printed as one line.
 torch is imported only by the `train` and `demo` commands.
@@ -19,17 +20,36 @@ from typing import Any, NoReturn
 
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130 = 128 + SIGINT
 
 EPILOG = """\
-exit codes: 0 pass/success, 1 verification failed, 2 could not run.
-See README.md for the run folder layout and spec/ for the format."""
+exit codes: 0 pass/success, 1 verification failed, 2 could not run, 130 interrupted.
+See README.md for the run folder layout, docs/config.md for the training config
+and spec/ for the format."""
+
+
+def version() -> str:
+    """The installed distribution's version, or the checkout's pyproject version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("govtune")
+    except PackageNotFoundError:  # run from a checkout with PYTHONPATH, not installed
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its one-line style
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"govtune: error: {message}\n")
+    def error(self, message: str) -> NoReturn:
+        # One line and a pointer, as pip and cargo do; exit 2 like argparse itself. The
+        # usage block argparse prints would bury the one line that says what is wrong.
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -194,7 +214,8 @@ def add_verify_arguments(p: argparse.ArgumentParser, *, path_optional: bool = Fa
         "--format",
         choices=("text", "json"),
         default="text",
-        help="json: machine-readable result on stdout (the verdict stays on stderr)",
+        help="text (default): the table of checks on stdout, the one-line verdict on "
+        "stderr; json: only the result as JSON on stdout, only the verdict line on stderr",
     )
     p.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
@@ -206,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"govtune {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -352,9 +374,10 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
     except (UsageError, FormatError, GovtuneError) as e:
         print(f"govtune: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("govtune: interrupted", file=sys.stderr)
-        return EXIT_ERROR
+    except KeyboardInterrupt as e:  # trainer.commands re-raises it with the resume hint
+        hint = f": {e}" if str(e) else ""
+        print(f"govtune: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
