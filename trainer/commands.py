@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from attest.atomic import write_atomic
-from attest.errors import UsageError
+from attest.errors import GovtuneError, UsageError
 from attest.keys import load_signer, write_keypair
 from attest.policy import Policy
+from attest.predicates import STEPS_FILE
 
 from . import registry
 from .checkpoint import save_weights
@@ -31,6 +32,7 @@ from .demo import build_corpus
 from .loop import RunResult, run, set_determinism
 from .model import TinyLM
 from .registry import Built
+from .resume import last_durable_step
 
 EXIT_OK = 0
 DEMO_STEPS = 250
@@ -108,16 +110,54 @@ def train(args: argparse.Namespace) -> int:
             raise UsageError(f"--steps: expected a positive integer, got {args.steps}")
         config = replace(config, steps=args.steps)
     signer = load_signer(Path(args.key))
+    out = Path(args.out)
+    if args.resume:
+        _announce_resume(out)
     try:
-        result = _train(config, Path(args.out), signer, args.quiet, resume=args.resume)
+        result = _train(config, out, signer, args.quiet, resume=args.resume)
     except OSError as e:  # a disk or permission failure not already named by attest
         raise UsageError(f"{args.out}: cannot write: {e.strerror or e}") from e
+    except KeyboardInterrupt as e:  # the CLI prints this one line and exits 130
+        raise KeyboardInterrupt(_resume_hint(args, out)) from e
     if not args.quiet:
         print(_summary(result), file=sys.stderr)
     print(
         f"OK: trained {result.steps} steps, signed {Path(args.out) / 'provenance'}", file=sys.stderr
     )
     return EXIT_OK
+
+
+def admit(args: argparse.Namespace) -> int:
+    """`govtune admit CONFIG [--format text|json|csv]` (trainer/admit_command.py)."""
+    from .admit_command import admit_command
+
+    return admit_command(args)
+
+
+def _announce_resume(out: Path) -> None:
+    """Say where a resume starts; raises UsageError when ``out`` holds no run to resume."""
+    if not (out / "provenance" / STEPS_FILE).is_file():
+        raise UsageError(
+            f"{out}: holds no run to resume (no provenance/{STEPS_FILE}); "
+            "start it without --resume"
+        )
+    step = last_durable_step(out)
+    where = f"after step {step} (its checkpoint)" if step else "after step 0 (the base)"
+    print(f"resuming {out} {where}; later records are discarded", file=sys.stderr)
+
+
+def _resume_hint(args: argparse.Namespace, out: Path) -> str:
+    """One line: the last durable step and the command that continues the run."""
+    if not (out / "provenance" / STEPS_FILE).is_file():
+        return "nothing was trained yet; start again with the same command"
+    try:
+        step = last_durable_step(out)
+    except GovtuneError:  # a torn write is what an interrupt may leave: resume will say
+        step = 0
+    return (
+        f"last durable step {step}; continue with: govtune train {args.config} --out {out} "
+        f"--key {args.key} --resume"
+    )
 
 
 def inspect(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from attest.admission_table import FORMATS
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130 = 128 + SIGINT
@@ -251,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune under a policy and write signed provenance",
         description="Run a governed fine-tune described by CONFIG (TOML).",
     )
-    p.add_argument("config", help="training config (TOML); see README.md")
+    p.add_argument("config", help="training config (TOML; every key in docs/config.md)")
     p.add_argument("--out", required=True, help="output run folder")
     p.add_argument(
         "--key",
@@ -269,6 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_trainer_command("train"))
+
+    p = sub.add_parser(
+        "admit",
+        help="dry run: how the policy judges each example of a config (no training, no key)",
+        description="Judge every example of CONFIG's dataset under its policy, as `govtune "
+        "train` would, and resolve the profiles against its model; print each example's "
+        "decision, the rule that decided and its profile, then totals. Nothing is written.",
+    )
+    p.add_argument("config", help="training config (TOML; docs/config.md)")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format on stdout")
+    p.set_defaults(func=_trainer_command("admit"))
 
     p = sub.add_parser(
         "inspect",
