@@ -138,8 +138,7 @@ def _announce_resume(out: Path) -> None:
     """Say where a resume starts; raises UsageError when ``out`` holds no run to resume."""
     if not (out / "provenance" / STEPS_FILE).is_file():
         raise UsageError(
-            f"{out}: holds no run to resume (no provenance/{STEPS_FILE}); "
-            "start it without --resume"
+            f"{out}: holds no run to resume (no provenance/{STEPS_FILE}); start it without --resume"
         )
     step = last_durable_step(out)
     where = f"after step {step} (its checkpoint)" if step else "after step 0 (the base)"

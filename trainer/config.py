@@ -279,8 +279,9 @@ DOCS: dict[str, Doc] = {
         "", "strict mode: CPU and torch.use_deterministic_algorithms(True), bitwise replay"
     ),
     "checkpoint_every": Doc(
-        "steps", "weights + optimizer checkpoint interval (resume and replay start there); "
-        "0 = only the final weights"
+        "steps",
+        "weights + optimizer checkpoint interval (resume and replay start there); "
+        "0 = only the final weights",
     ),
     "tolerance": Doc(
         "max abs difference",

@@ -102,7 +102,7 @@ def render() -> str:
     init = DOCS["init"]
     lines = [_HEADER + "## Top-level keys\n", head, *_rows(TrainConfig, "")]
     lines.append(f"| `init` | string | absent |  | {init.text} |")
-    lines += ["", "## `[model]`: the built-in model (no `kind`, or `kind = \"tinylm\"`)", ""]
+    lines += ["", '## `[model]`: the built-in model (no `kind`, or `kind = "tinylm"`)', ""]
     lines += [head, *_rows(ModelConfig, "model.")]
     for kind, options in KIND_OPTIONS.items():
         lines += ["", f'## `[model]` with `kind = "{kind}"`', "", "| key | meaning |", "|---|---|"]

@@ -111,6 +111,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return int(commands.verify(args))
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from verifier import show
+
+    return show.show(args)
+
+
 def _cmd_release(args: argparse.Namespace) -> int:
     from verifier import release
 
@@ -321,6 +327,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_arguments(p, path_optional=True)
     add_vsa_arguments(p)
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "show",
+        help="each example's admission in a finished run (from its verified public evidence)",
+        description="Verify RUN, then print each example of its admission log: decision, "
+        "the rule that decided, profile, commitment, and totals. With --data and "
+        "--openings (checked by the verifier) also each text's digest and first characters.",
+    )
+    p.add_argument("path", help="a run or release folder")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="trusted producer public key (PEM); repeat for several keys",
+    )
+    p.add_argument(
+        "--threshold",
+        type=int,
+        default=1,
+        metavar="N",
+        help="distinct trusted keys that must sign each statement (default 1)",
+    )
+    p.add_argument("--data", metavar="FILE", help="the training dataset (JSONL), with --openings")
+    p.add_argument("--openings", metavar="DIR", help="the run's private openings folder")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format on stdout")
+    p.set_defaults(func=_cmd_show)  # fmt: skip
 
     p = sub.add_parser(
         "release",

@@ -42,8 +42,15 @@ def _rows() -> list[dict[str, object]]:
          "data_class": "public", "consent": False}
         for i, lic in enumerate(["MIT", "LGPL-3.0-only"] * 4)
     ]  # fmt: skip
-    rows.append({"text": "short", "license": "GPL-3.0-only", "source": "t",
-                 "data_class": "public", "consent": False})  # fails license AND length
+    rows.append(
+        {
+            "text": "short",
+            "license": "GPL-3.0-only",
+            "source": "t",
+            "data_class": "public",
+            "consent": False,
+        }
+    )  # fails license AND length
     rows.append({"text": "mail me at someone@example.com today", "license": "MIT",
                  "source": "t", "data_class": "public", "consent": False})  # fmt: skip
     rows.append(dict(rows[0]))  # a duplicate
@@ -111,7 +118,7 @@ def test_no_base_and_no_init_is_refused_before_any_work(tmp_path: Path) -> None:
                  str(tmp_path / "k.key"))  # fmt: skip
     assert p.returncode == 2
     assert p.stdout == "" and p.stderr.count("\n") == 1, p.stderr  # no stray progress line
-    assert 'base: expected the base weights' in p.stderr and 'init = "random"' in p.stderr
+    assert "base: expected the base weights" in p.stderr and 'init = "random"' in p.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -259,3 +259,31 @@ def test_interrupted_run_says_so(tmp_path: Path, basic: Path) -> None:
     assert p.returncode == 1
     assert "GT-BUNDLE-MISSING" in p.stderr
     assert "interrupted before it was signed" in p.stderr and "--resume" in p.stderr
+
+
+def test_show_lists_every_example_from_verified_public_evidence(basic: Path) -> None:
+    p = _govtune("show", str(basic / "run"), "--key", str(KEY), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    t = doc["totals"]
+    assert t["examples"] == len(doc["examples"]) == 14
+    assert sum(t["refusedByFirstFailingRule"].values()) == t["refused"] == 6
+    assert sum(t["rulesFailed"].values()) == 7  # one example fails two rules
+    assert all(not r["text"] and not r["text_sha256"] for r in doc["examples"])  # commitments only
+    assert p.stderr.startswith("OK: PASS")
+
+
+def test_show_with_openings_shows_text_digests(basic: Path) -> None:
+    p = _govtune("show", str(basic / "run"), "--key", str(KEY), "--data",
+                 str(basic / "dataset.jsonl"), "--openings", str(basic / "run" / "private"),
+                 "--format", "json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    first = json.loads(p.stdout)["examples"][0]
+    assert len(first["text_sha256"]) == 64 and first["text"].startswith("The merge function")
+
+
+def test_show_of_an_unverified_run_shows_nothing(basic: Path) -> None:
+    p = _govtune("show", str(basic / "run"), "--key", str(UNTRUSTED_KEY))
+    assert p.returncode == 1
+    assert p.stdout == ""
+    assert "did not verify; nothing shown" in p.stderr and "GT-SIG-UNTRUSTED" in p.stderr
