@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -24,6 +23,7 @@ from attest.errors import GovtuneError, UsageError
 from attest.keys import load_signer, write_keypair
 from attest.policy import Policy
 from attest.predicates import STEPS_FILE
+from attest.progress import Progress
 
 from . import registry
 from .checkpoint import save_weights
@@ -55,17 +55,6 @@ def build_model(config: TrainConfig, base_name: str = "") -> Built:
     return replace(built, spec=spec)
 
 
-def _progress(quiet: bool, total: int) -> Any:
-    if quiet:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), transient=False,
-    )  # fmt: skip
-
-
 def _train(
     config: TrainConfig,
     out: Path,
@@ -75,12 +64,11 @@ def _train(
     resume: bool = False,
 ) -> RunResult:
     built = build_model(config, base_name)
-    with _progress(quiet, config.steps) as bar:
-        task = bar.add_task("train", total=config.steps, loss=0.0) if bar else None
+    # attest.progress: a bar on a TTY, a line every 10 s in a log; nothing before step 1
+    with Progress("training", config.steps, unit="steps", quiet=quiet) as bar:
 
         def progress(step: int, total: int, loss: float) -> None:
-            if bar is not None:
-                bar.update(task, completed=step, loss=loss)
+            bar.update(step, loss=loss)
 
         return run(built, config, out, signer, progress=progress, resume=resume)
 

@@ -45,6 +45,8 @@ def _run(args: argparse.Namespace) -> Result:
         policy_digest=getattr(args, "policy_digest", None),
         requirements=getattr(args, "require", None),
         replay_tolerance=getattr(args, "replay_tolerance", None),
+        # json: stderr holds the verdict line only; --quiet: nothing but the verdict
+        progress=getattr(args, "format", "text") == "text" and not getattr(args, "quiet", False),
     )
 
 

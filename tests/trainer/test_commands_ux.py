@@ -232,3 +232,15 @@ def test_ctrl_c_exits_130_with_the_resume_hint_and_resume_says_where(tmp_path: P
                  "--resume", "--quiet")  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert re.search(r"resuming .* after step \d+", p.stderr), p.stderr
+
+
+def test_training_progress_in_a_log_and_the_run_verifies(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    write_keypair(tmp_path / "k")
+    p = _govtune("train", str(config), "--out", str(tmp_path / "run"), "--key",
+                 str(tmp_path / "k.key"))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"^training: 4/4 steps \(100%\), \d+m\d\ds elapsed, loss \d", p.stderr,
+                     re.M), p.stderr  # fmt: skip
+    v = _govtune("verify", str(tmp_path / "run"), "--key", str(tmp_path / "k.pub"))
+    assert v.returncode == 0, v.stderr
