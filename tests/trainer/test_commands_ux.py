@@ -244,3 +244,17 @@ def test_training_progress_in_a_log_and_the_run_verifies(tmp_path: Path) -> None
                      re.M), p.stderr  # fmt: skip
     v = _govtune("verify", str(tmp_path / "run"), "--key", str(tmp_path / "k.pub"))
     assert v.returncode == 0, v.stderr
+
+
+def test_base_of_another_architecture_is_one_short_line(tmp_path: Path) -> None:
+    from trainer.checkpoint import save_weights
+    from trainer.model import TinyLM
+
+    other = TinyLM(ModelConfig(d_model=32, n_layers=3, n_heads=2, seq_len=32))
+    save_weights(tmp_path / "other.safetensors", other.state_dict())
+    config = _config(tmp_path, extra='base = "other.safetensors"\n')
+    p = _govtune("admit", str(config))
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and len(p.stderr) < 300, p.stderr
+    assert "base weights do not fit the model: tensor 'blocks.0.attn.proj.bias': expected " \
+        "shape [16], found [32]" in p.stderr, p.stderr  # fmt: skip
