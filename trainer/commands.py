@@ -32,7 +32,7 @@ from .demo import build_corpus
 from .loop import RunResult, run, set_determinism
 from .model import TinyLM
 from .registry import Built
-from .resume import last_durable_step
+from .resume import bundle_exists, last_durable_step, resumable
 
 EXIT_OK = 0
 DEMO_STEPS = 250
@@ -128,6 +128,11 @@ def _announce_resume(out: Path) -> None:
         raise UsageError(
             f"{out}: holds no run to resume (no provenance/{STEPS_FILE}); start it without --resume"
         )
+    if bundle_exists(out):  # before any line: the error stays the one line printed
+        raise UsageError(f"{out}: the run is already finished and signed; nothing to resume")
+    if not resumable(out):
+        print(f"{out}: no durable step record yet; starting the run afresh", file=sys.stderr)
+        return
     step = last_durable_step(out)
     where = f"after step {step} (its checkpoint)" if step else "after step 0 (the base)"
     print(f"resuming {out} {where}; later records are discarded", file=sys.stderr)
