@@ -38,10 +38,11 @@ class Progress:
         quiet: bool = False,
         stream: TextIO | None = None,
         every_s: float = 10.0,  # seconds between plain lines (non-TTY)
+        closing_line: bool = True,  # non-TTY: a last line at the end (if any update came)
     ) -> None:
         self.label, self.total, self.unit, self.quiet = label, total, unit, quiet
         self.stream = stream if stream is not None else sys.stderr
-        self.every_s = every_s
+        self.every_s, self.closing_line = every_s, closing_line
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.done = 0
         self.fields: dict[str, Any] = {}
@@ -62,7 +63,7 @@ class Progress:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif not self.quiet and not self.tty and exc_type is None and self.done:
+        elif self.closing_line and not self.quiet and not self.tty and not exc_type and self.done:
             self._line()  # the closing line of a log
 
     def line(self) -> str:

@@ -222,7 +222,9 @@ def verify(
         result, consumer, ctx.vpolicy.policy if ctx.vpolicy else None,
         ctx.chain.tensors if ctx.chain else ())))  # fmt: skip
     # ``progress``: per layer, a bar on a TTY or a line every 10 s in a log (attest.progress)
-    with Progress("verifying", len(layers), unit="layers", quiet=not progress) as bar:
+    # No closing line: a quick verification leaves stderr to the verdict line alone.
+    bar = Progress("verifying", len(layers), unit="layers", quiet=not progress, closing_line=False)
+    with bar:
         for k, (name, run) in enumerate(layers):
             bar.update(k, layer=name)
             before = len(result.findings)
