@@ -98,13 +98,13 @@ def print_human(
                 f"note: bundle line {item['line']}: ignored {item['predicateType']} "
                 f"({item['reason']})"
             )
+    line = Text(_verdict_line(result), style="bold green" if result else "bold red")
+    if verdict is not None and verdict is not stream:
+        console = Console(file=verdict, highlight=False, soft_wrap=True)
+    # The nonce beside the verdict (stderr): what repeating the audit needs, not a check row.
     if nonce := _replay_nonce_line(result):
         console.print(nonce)
-    line = Text(_verdict_line(result), style="bold green" if result else "bold red")
-    if verdict is None or verdict is stream:
-        console.print(line)
-    else:
-        Console(file=verdict, highlight=False, soft_wrap=True).print(line)
+    console.print(line)
 
 
 def _replay_nonce_line(result: Result) -> str:
