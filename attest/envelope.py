@@ -117,7 +117,8 @@ def verify_envelope(
         if not trusted & set(present):
             raise VerificationError(
                 "GT-SIG-UNTRUSTED",
-                f"{where}: expected a signature by a trusted key, "
+                f"{where}: expected a signature by a trusted key (given keyids "
+                f"{', '.join(sorted(k[:16] for k in trusted))}), "
                 f"got keyids {', '.join(k[:16] for k in present)}",
             ) from e
         raise VerificationError(

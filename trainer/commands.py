@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -20,9 +19,11 @@ from typing import Any
 import torch
 
 from attest.atomic import write_atomic
-from attest.errors import UsageError
+from attest.errors import GovtuneError, UsageError
 from attest.keys import load_signer, write_keypair
 from attest.policy import Policy
+from attest.predicates import STEPS_FILE
+from attest.progress import Progress
 
 from . import registry
 from .checkpoint import save_weights
@@ -31,6 +32,7 @@ from .demo import build_corpus
 from .loop import RunResult, run, set_determinism
 from .model import TinyLM
 from .registry import Built
+from .resume import bundle_exists, last_durable_step, resumable
 
 EXIT_OK = 0
 DEMO_STEPS = 250
@@ -53,17 +55,6 @@ def build_model(config: TrainConfig, base_name: str = "") -> Built:
     return replace(built, spec=spec)
 
 
-def _progress(quiet: bool, total: int) -> Any:
-    if quiet:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), transient=False,
-    )  # fmt: skip
-
-
 def _train(
     config: TrainConfig,
     out: Path,
@@ -73,12 +64,11 @@ def _train(
     resume: bool = False,
 ) -> RunResult:
     built = build_model(config, base_name)
-    with _progress(quiet, config.steps) as bar:
-        task = bar.add_task("train", total=config.steps, loss=0.0) if bar else None
+    # attest.progress: a bar on a TTY, a line every 10 s in a log; nothing before step 1
+    with Progress("training", config.steps, unit="steps", quiet=quiet) as bar:
 
         def progress(step: int, total: int, loss: float) -> None:
-            if bar is not None:
-                bar.update(task, completed=step, loss=loss)
+            bar.update(step, loss=loss)
 
         return run(built, config, out, signer, progress=progress, resume=resume)
 
@@ -108,16 +98,58 @@ def train(args: argparse.Namespace) -> int:
             raise UsageError(f"--steps: expected a positive integer, got {args.steps}")
         config = replace(config, steps=args.steps)
     signer = load_signer(Path(args.key))
+    out = Path(args.out)
+    if args.resume:
+        _announce_resume(out)
     try:
-        result = _train(config, Path(args.out), signer, args.quiet, resume=args.resume)
+        result = _train(config, out, signer, args.quiet, resume=args.resume)
     except OSError as e:  # a disk or permission failure not already named by attest
         raise UsageError(f"{args.out}: cannot write: {e.strerror or e}") from e
+    except KeyboardInterrupt as e:  # the CLI prints this one line and exits 130
+        raise KeyboardInterrupt(_resume_hint(args, out)) from e
     if not args.quiet:
         print(_summary(result), file=sys.stderr)
     print(
         f"OK: trained {result.steps} steps, signed {Path(args.out) / 'provenance'}", file=sys.stderr
     )
     return EXIT_OK
+
+
+def admit(args: argparse.Namespace) -> int:
+    """`govtune admit CONFIG [--format text|json|csv]` (trainer/admit_command.py)."""
+    from .admit_command import admit_command
+
+    return admit_command(args)
+
+
+def _announce_resume(out: Path) -> None:
+    """Say where a resume starts; raises UsageError when ``out`` holds no run to resume."""
+    if not (out / "provenance" / STEPS_FILE).is_file():
+        raise UsageError(
+            f"{out}: holds no run to resume (no provenance/{STEPS_FILE}); start it without --resume"
+        )
+    if bundle_exists(out):  # before any line: the error stays the one line printed
+        raise UsageError(f"{out}: the run is already finished and signed; nothing to resume")
+    if not resumable(out):
+        print(f"{out}: no durable step record yet; starting the run afresh", file=sys.stderr)
+        return
+    step = last_durable_step(out)
+    where = f"after step {step} (its checkpoint)" if step else "after step 0 (the base)"
+    print(f"resuming {out} {where}; later records are discarded", file=sys.stderr)
+
+
+def _resume_hint(args: argparse.Namespace, out: Path) -> str:
+    """One line: the last durable step and the command that continues the run."""
+    if not (out / "provenance" / STEPS_FILE).is_file():
+        return "nothing was trained yet; start again with the same command"
+    try:
+        step = last_durable_step(out)
+    except GovtuneError:  # a torn write is what an interrupt may leave: resume will say
+        step = 0
+    return (
+        f"last durable step {step}; continue with: govtune train {args.config} --out {out} "
+        f"--key {args.key} --resume"
+    )
 
 
 def inspect(args: argparse.Namespace) -> int:

@@ -1,7 +1,9 @@
 """The trainer configuration: one frozen dataclass, loaded from TOML, digested into record 0.
 
 Paths in the TOML are relative to the TOML file. The digest covers `to_dict()`
-(RFC 8785 JSON), so comments and key order in the file do not change it.
+(RFC 8785 JSON), so comments and key order in the file do not change it. Every key is
+documented in `DOCS` below; docs/config.md is generated from the dataclasses and `DOCS`
+by scripts/gen-config-docs (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -195,7 +197,8 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        """Read a config TOML. Raises UsageError (unreadable) or FormatError (invalid)."""
+        """Read a config TOML. Raises UsageError (unreadable) or FormatError (invalid,
+        including a built-in model with neither ``base`` nor ``init = "random"``)."""
         path = Path(path)
         try:
             data = path.read_bytes()
@@ -206,8 +209,98 @@ class TrainConfig:
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise FormatError(f"{path.name}: expected UTF-8 TOML, got {e}") from e
         try:
-            return cls.from_dict(doc, base_dir=path.parent)
+            return cls.from_dict(_start_from(doc), base_dir=path.parent)
         except FormatError as e:
             raise FormatError(f"{path.name}: {e}") from e
         except TypeError as e:
             raise FormatError(f"{path.name}: {e}") from e
+
+
+INIT_RANDOM = "random"
+
+
+def _start_from(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without its load-time ``init`` key, once the starting point is explicit.
+
+    A config file that names no ``base`` used to train the built-in model from a random
+    start without a word (issue 14); now it must say ``init = "random"``. Other kinds name
+    their base in ``[model] base_from``. Raises FormatError."""
+    doc = dict(doc)
+    init = doc.pop("init", None)
+    model = doc.get("model")
+    kind = model.get("kind", "tinylm") if isinstance(model, dict) else "tinylm"
+    if init is not None and init != INIT_RANDOM:
+        raise FormatError(f'init: expected "{INIT_RANDOM}" (or no init key), got {init!r:.40}')
+    if init is not None and (doc.get("base") or kind != "tinylm"):
+        raise FormatError(
+            'init = "random" trains the built-in model from a random start: '
+            "expected no base and no [model] kind, found them"
+        )
+    if init is None and not doc.get("base") and kind == "tinylm":
+        raise FormatError(
+            "base: expected the base weights (a .safetensors path), or "
+            'init = "random" to train the built-in model from a random start, found neither'
+        )
+    return doc
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One config key's documentation: its unit (or "" for none) and what it does."""
+
+    unit: str
+    text: str
+
+
+# The documentation of every key (docs/config.md is generated from it and the dataclasses;
+# tests/trainer/test_commands_ux.py checks that every field has an entry and no more).
+DOCS: dict[str, Doc] = {
+    "dataset": Doc("path", "the training data: JSON Lines, one example object a line"),
+    "policy": Doc("path", "the governance policy (TOML, spec/policy.md)"),
+    "base": Doc(
+        "path",
+        "the base weights (.safetensors) of the built-in model; required unless "
+        '`init = "random"`. Hugging Face kinds name their base in `[model] base_from`',
+    ),
+    "init": Doc(
+        "",
+        'load-time only, not recorded: `"random"` trains the built-in model from a '
+        "random start drawn from `seed` (and then `base` must be absent)",
+    ),
+    "model": Doc("table", "the model: the built-in TinyLM's sizes, or `kind` and its options"),
+    "steps": Doc("optimizer steps", "how many optimizer steps to take (`--steps` overrides)"),
+    "batch_size": Doc("examples", "examples per optimizer step"),
+    "lr": Doc("per step", "AdamW learning rate (peak, after warmup)"),
+    "weight_decay": Doc("", "AdamW decoupled weight decay"),
+    "betas": Doc("", "AdamW (beta1, beta2), each in [0, 1)"),
+    "seed": Doc("", "model init, data order, held-out split and canary sampling"),
+    "threads": Doc("threads", "torch intra-op threads (fixed, for reproducibility)"),
+    "deterministic": Doc(
+        "", "strict mode: CPU and torch.use_deterministic_algorithms(True), bitwise replay"
+    ),
+    "checkpoint_every": Doc(
+        "steps",
+        "weights + optimizer checkpoint interval (resume and replay start there); "
+        "0 = only the final weights",
+    ),
+    "tolerance": Doc(
+        "max abs difference",
+        "tolerant mode: the least replay tolerance to record (the trainer records the "
+        "larger of this and its own calibration)",
+    ),
+    "device": Doc("", "`cpu` or `cuda` (strict, bitwise replay: cpu only)"),
+    "dtype": Doc("", "parameter dtype: `float32`, `bfloat16` or `float16`"),
+    "grad_norms": Doc("", "record per-example routed gradient norms"),
+    "grad_accum": Doc("micro-batches", "micro-batches per optimizer step (grads summed)"),
+    "schedule": Doc("", "learning rate after warmup: `constant`, `linear` or `cosine` decay"),
+    "warmup_steps": Doc("steps", "linear warmup from lr/warmup_steps to lr"),
+    "eval_examples": Doc(
+        "examples", "held-out evaluation split (admitted, never trained); its mean loss recorded"
+    ),
+    "base_dir": Doc("path", "not a TOML key: the config file's folder, set when it is loaded"),
+    "model.vocab": Doc("tokens", "vocabulary size (256: one token per byte)"),
+    "model.d_model": Doc("", "width of the residual stream; a multiple of n_heads"),
+    "model.n_layers": Doc("blocks", "transformer blocks (`blocks.0.*` … in parameter names)"),
+    "model.n_heads": Doc("heads", "attention heads per block"),
+    "model.seq_len": Doc("tokens", "tokens per example (longer texts are cut, shorter padded)"),
+}

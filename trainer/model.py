@@ -24,6 +24,7 @@ from attest.modelspec import BaseIdentity, ModelSpec
 from attest.tensors import state_root
 
 from . import leaves as lv
+from .base_fit import first_mismatch
 from .config import ModelConfig
 from .registry import Built, register
 
@@ -204,6 +205,8 @@ class TinyLMKind:
                 state = load_file(str(path))
             except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
                 raise UsageError(f"{path}: cannot load base weights: {e}") from e
+            if why := first_mismatch(model.state_dict(), state):  # one line, not torch's list
+                raise UsageError(f"{path}: base weights do not fit the model: {why}")
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:

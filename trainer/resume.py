@@ -52,6 +52,20 @@ def resumable(out: Path) -> bool:
         return True  # a damaged log: let restore() report it rather than overwrite evidence
 
 
+def last_durable_step(out: Path) -> int:
+    """The step a resume restarts after: the last checkpointed step in the step log (0 =
+    the base; records after it are cut on resume). Raises FormatError for a damaged log."""
+    path = Path(out) / "provenance" / STEPS_FILE
+    last = 0
+    if not path.exists():
+        return last
+    for rec in iter_log(path, allow_torn_tail=True):
+        parsed = parse_step_log_record(rec.value, rec.index)
+        if isinstance(parsed, StepRecord) and parsed.checkpoint is not None:
+            last = max(last, parsed.step)
+    return last
+
+
 def read_run_secret(out: Path) -> bytes:
     try:
         return bytes.fromhex((Path(out) / "private" / "run-secret").read_text().strip())

@@ -19,6 +19,7 @@ from securesystemslib.signer import Key
 from attest.errors import UsageError
 from attest.keys import load_public_key
 from attest.limits import DEFAULT_LIMITS, Limits
+from attest.progress import Progress
 
 from . import (
     checks_admissions,
@@ -72,6 +73,18 @@ def _load_keys(keys: Sequence[Key | str | Path], limits: Limits) -> list[Key]:
     return out
 
 
+def _not_a_parent(root: Path) -> None:
+    """Raises UsageError for a folder that holds no provenance but a run or release inside
+    (`govtune demo --out DIR` writes DIR/run): the user meant that folder."""
+    if (root / "provenance").exists():
+        return
+    inner = [root / k for k in ("run", "release") if (root / k / "provenance").is_dir()]
+    if inner:
+        raise UsageError(
+            f"{root}: expected a run or release folder, found none here; did you mean {inner[0]}?"
+        )
+
+
 def verify(
     path: str | Path,
     keys: Sequence[Key | str | Path],
@@ -86,6 +99,7 @@ def verify(
     replay_tolerance: float | None = None,
     policy_digest: str | None = None,
     requirements: Requirements | str | Path | None = None,
+    progress: bool = False,
 ) -> Result:
     """Verify a run or release folder under the trusted ``keys``. ``bool(result)`` is the verdict.
 
@@ -94,7 +108,8 @@ def verify(
     ``replay_top`` largest update intervals (V9; verifier/replay.py; needs torch,
     ``data`` and ``openings``). ``replay_nonce`` (hex text or bytes) is the auditor's
     own contribution to the draw (default: drawn from the OS and published).
-    ``replay_tolerance`` is the auditor's maximum absolute difference for a tolerant
+    ``progress`` shows which layer runs (stderr; attest.progress). ``replay_tolerance``
+    is the auditor's maximum absolute difference for a tolerant
     replay (default: bitwise; nothing the run records relaxes it). ``policy_digest`` (hex)
     pins the producer's policy and ``requirements`` (a `Requirements` or the path of its
     TOML) states the consumer's minimum bar (V11, spec/requirements.md); without either, a
@@ -110,6 +125,7 @@ def verify(
             f"{root}: expected a run or release folder, found "
             f"{'a file' if root.exists() else 'nothing'}"
         )
+    _not_a_parent(root)
     if (data is None) != (openings is None):
         raise UsageError(
             "--data and --openings go together: the openings are needed to check commitments"
@@ -205,15 +221,21 @@ def verify(
     layers.append(("requirements", lambda: check_requirements(
         result, consumer, ctx.vpolicy.policy if ctx.vpolicy else None,
         ctx.chain.tensors if ctx.chain else ())))  # fmt: skip
-    for name, run in layers:
-        before = len(result.findings)
-        try:
-            run()
-        except Exception as e:  # noqa: BLE001 - a bug in one check must not crash the verdict
-            log.debug("verifier layer %s raised", name, exc_info=True)
-            _internal_error(result, name, e)
-        if any(f.status != "skip" for f in result.findings[before:]):
-            result.scope["layers"].append(name)
+    # ``progress``: per layer, a bar on a TTY or a line every 10 s in a log (attest.progress)
+    # No closing line: a quick verification leaves stderr to the verdict line alone.
+    bar = Progress("verifying", len(layers), unit="layers", quiet=not progress, closing_line=False)
+    with bar:
+        for k, (name, run) in enumerate(layers):
+            bar.update(k, layer=name)
+            before = len(result.findings)
+            try:
+                run()
+            except Exception as e:  # noqa: BLE001 - a bug in one check must not crash the verdict
+                log.debug("verifier layer %s raised", name, exc_info=True)
+                _internal_error(result, name, e)
+            if any(f.status != "skip" for f in result.findings[before:]):
+                result.scope["layers"].append(name)
+        bar.update(len(layers), layer="done")
     if replay <= 0:
         skip_all(result, [c.code for c in CHECKS if c.layer == "replay"], "no --replay given")
     result.attested.update(checks_chain.attested_from_training(ctx.bundle))

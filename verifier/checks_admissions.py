@@ -221,7 +221,8 @@ def check_admissions(
     stats["refusedByRule"] = dict(sorted(stats["refusedByRule"].items()))
     stats["pii"]["byKind"] = dict(sorted(stats["pii"]["byKind"].items()))
     stats["byProfile"] = dict(sorted(stats["byProfile"].items()))
-    r.verified["admissions"] = {**counts, **stats}
+    # sha256: what `govtune show` binds the rows it prints to (verifier/show.py)
+    r.verified["admissions"] = {**counts, **stats, "sha256": bundle.admissions_sha256}
     return VerifiedAdmissions(
         admitted=admitted,
         canaries=frozenset(canaries),

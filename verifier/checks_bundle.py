@@ -95,6 +95,12 @@ def check_bundle(ctx: Context) -> VerifiedBundle | None:
     bundle_entry = entries.get(f"{layout.PROVENANCE_DIR}/{BUNDLE_FILE}")
     if bundle_entry is None or not bundle_entry.is_file:
         what = "no such file" if bundle_entry is None else "not a regular file"
+        if bundle_entry is None and f"{layout.PROVENANCE_DIR}/{layout.STEPS_FILE}" in entries:
+            # Logs without a bundle: what a run stopped before signing leaves (issue 14).
+            what += (
+                "; the step log is there, so the run was interrupted before it was signed "
+                "(finish it with `govtune train CONFIG --out RUN --resume`)"
+            )
         r.fail(
             "GT-BUNDLE-MISSING",
             f"provenance/{BUNDLE_FILE}: expected the signed bundle, found {what}",

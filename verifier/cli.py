@@ -1,9 +1,10 @@
 """The `govtune` command line: a thin shell over attest, trainer and verifier.
 
 Exit codes (stable, documented in README.md):
-    0  success / verification PASS
-    1  verification FAIL (any defect in the evidence)
-    2  could not run (bad flags, missing key file, nonexistent path, missing extra)
+    0    success / verification PASS
+    1    verification FAIL (any defect in the evidence)
+    2    could not run (bad flags, missing key file, nonexistent path, missing extra)
+    130  interrupted (Ctrl-C); `train` names the last durable step and the --resume command
 
 Every project error is caught here, in one place, and printed as one line.
 torch is imported only by the `train` and `demo` commands.
@@ -17,19 +18,39 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from attest.admission_table import FORMATS
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130 = 128 + SIGINT
 
 EPILOG = """\
-exit codes: 0 pass/success, 1 verification failed, 2 could not run.
-See README.md for the run folder layout and spec/ for the format."""
+exit codes: 0 pass/success, 1 verification failed, 2 could not run, 130 interrupted.
+See README.md for the run folder layout, docs/config.md for the training config
+and spec/ for the format."""
+
+
+def version() -> str:
+    """The installed distribution's version, or the checkout's pyproject version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("govtune")
+    except PackageNotFoundError:  # run from a checkout with PYTHONPATH, not installed
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its one-line style
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"govtune: error: {message}\n")
+    def error(self, message: str) -> NoReturn:
+        # One line and a pointer, as pip and cargo do; exit 2 like argparse itself. The
+        # usage block argparse prints would bury the one line that says what is wrong.
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -88,6 +109,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             return vsa_command.check(args)
         vsa_command.require(args)
     return int(commands.verify(args))
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from verifier import show
+
+    return show.show(args)
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
@@ -194,7 +221,8 @@ def add_verify_arguments(p: argparse.ArgumentParser, *, path_optional: bool = Fa
         "--format",
         choices=("text", "json"),
         default="text",
-        help="json: machine-readable result on stdout (the verdict stays on stderr)",
+        help="text (default): the table of checks on stdout, the one-line verdict on "
+        "stderr; json: only the result as JSON on stdout, only the verdict line on stderr",
     )
     p.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
@@ -206,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"govtune {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -229,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune under a policy and write signed provenance",
         description="Run a governed fine-tune described by CONFIG (TOML).",
     )
-    p.add_argument("config", help="training config (TOML); see README.md")
+    p.add_argument("config", help="training config (TOML; every key in docs/config.md)")
     p.add_argument("--out", required=True, help="output run folder")
     p.add_argument(
         "--key",
@@ -247,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_trainer_command("train"))
+
+    p = sub.add_parser(
+        "admit",
+        help="dry run: how the policy judges each example of a config (no training, no key)",
+        description="Judge every example of CONFIG's dataset under its policy, as `govtune "
+        "train` would, and resolve the profiles against its model; print each example's "
+        "decision, the rule that decided and its profile, then totals. Nothing is written.",
+    )
+    p.add_argument("config", help="training config (TOML; docs/config.md)")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format on stdout")
+    p.set_defaults(func=_trainer_command("admit"))
 
     p = sub.add_parser(
         "inspect",
@@ -287,6 +327,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_arguments(p, path_optional=True)
     add_vsa_arguments(p)
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "show",
+        help="each example's admission in a finished run (from its verified public evidence)",
+        description="Verify RUN, then print each example of its admission log: decision, "
+        "the rule that decided, profile, commitment, and totals. With --data and "
+        "--openings (checked by the verifier) also each text's digest and first characters.",
+    )
+    p.add_argument("path", help="a run or release folder")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="trusted producer public key (PEM); repeat for several keys",
+    )
+    p.add_argument(
+        "--threshold",
+        type=int,
+        default=1,
+        metavar="N",
+        help="distinct trusted keys that must sign each statement (default 1)",
+    )
+    p.add_argument("--data", metavar="FILE", help="the training dataset (JSONL), with --openings")
+    p.add_argument("--openings", metavar="DIR", help="the run's private openings folder")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format on stdout")
+    p.set_defaults(func=_cmd_show)  # fmt: skip
 
     p = sub.add_parser(
         "release",
@@ -352,9 +419,10 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
     except (UsageError, FormatError, GovtuneError) as e:
         print(f"govtune: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("govtune: interrupted", file=sys.stderr)
-        return EXIT_ERROR
+    except KeyboardInterrupt as e:  # trainer.commands re-raises it with the resume hint
+        hint = f": {e}" if str(e) else ""
+        print(f"govtune: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """`govtune verify` and `govtune report`: parse, call `verifier.api.verify`, print, exit.
 
-Exit codes (verifier/cli.py): 0 PASS, 1 FAIL, 2 could not run. The human verdict
-goes to stderr; ``--format json`` puts `Result.to_dict()` on stdout.
+Exit codes (verifier/cli.py): 0 PASS, 1 FAIL, 2 could not run. Streams compose: in
+text mode the table of checks goes to stdout (so `| less` and `> file` work) and the
+one-line verdict to stderr; with ``--format json`` stdout holds `Result.to_dict()` only
+and stderr the one-line verdict only.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def _run(args: argparse.Namespace) -> Result:
         policy_digest=getattr(args, "policy_digest", None),
         requirements=getattr(args, "require", None),
         replay_tolerance=getattr(args, "replay_tolerance", None),
+        # json: stderr holds the verdict line only; --quiet: nothing but the verdict
+        progress=getattr(args, "format", "text") == "text" and not getattr(args, "quiet", False),
     )
 
 
@@ -57,11 +61,18 @@ def _verdict_line(result: Result) -> str:
     codes = sorted({f.code for f in result.failures})
     if not codes:
         return f"FAIL: {result.target}: no check passed"
-    return f"FAIL: {result.target}: {len(result.failures)} failure(s): {', '.join(codes)}"
+    first = result.failures[0]
+    more = len(result.failures) - 1
+    rest = f" (and {more} more: {', '.join(codes)})" if more else ""
+    # The first failure in full: the one line a script or a log keeps says what broke.
+    return f"FAIL: {result.target}: {first.code}: {first.message}{rest}"
 
 
-def print_human(result: Result, stream: TextIO, quiet: bool = False) -> None:
-    """The verdict on ``stream``: each check with its code and status, each failure in full."""
+def print_human(
+    result: Result, stream: TextIO, quiet: bool = False, verdict: TextIO | None = None
+) -> None:
+    """The table on ``stream``: each check with its code and status, each failure in full;
+    the one-line verdict on ``verdict`` (default ``stream`` too)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -87,9 +98,13 @@ def print_human(result: Result, stream: TextIO, quiet: bool = False) -> None:
                 f"note: bundle line {item['line']}: ignored {item['predicateType']} "
                 f"({item['reason']})"
             )
+    line = Text(_verdict_line(result), style="bold green" if result else "bold red")
+    if verdict is not None and verdict is not stream:
+        console = Console(file=verdict, highlight=False, soft_wrap=True)
+    # The nonce beside the verdict (stderr): what repeating the audit needs, not a check row.
     if nonce := _replay_nonce_line(result):
         console.print(nonce)
-    console.print(Text(_verdict_line(result), style="bold green" if result else "bold red"))
+    console.print(line)
 
 
 def _replay_nonce_line(result: Result) -> str:
@@ -109,15 +124,30 @@ def verify(args: argparse.Namespace) -> int:
         from .vsa_command import write
 
         write(result, args)
-    print_human(result, sys.stderr, quiet=getattr(args, "quiet", False))
     if args.format == "json":
         text = json.dumps(result.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n"
+        _write_stdout(text)
+        print(_verdict_line(result), file=sys.stderr)  # the nonce is in the JSON
+    else:
         try:
-            sys.stdout.write(text)
+            print_human(result, sys.stdout, quiet=getattr(args, "quiet", False), verdict=sys.stderr)
             sys.stdout.flush()
-        except BrokenPipeError:  # `| head`: the reader left; the verdict stands
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except BrokenPipeError:  # `| head`: the reader left; the verdict still goes out
+            _detach_stdout()
+            print(_verdict_line(result), file=sys.stderr)
     return EXIT_PASS if result else EXIT_FAIL
+
+
+def _detach_stdout() -> None:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader left; the verdict stands
+        _detach_stdout()
 
 
 def _json_default(v: Any) -> Any:

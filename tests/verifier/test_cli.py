@@ -23,9 +23,9 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_verify_pass_exit_0(basic: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(["verify", *cli_args(basic)], capsys)
     assert code == 0
-    assert out == ""
-    assert err.strip().splitlines()[-1].startswith("OK: PASS")
-    assert "GT-STATE-FINAL" in err
+    assert "GT-STATE-FINAL" in out  # the table on stdout: `| less` and `> file` work
+    assert err.strip().splitlines() == [err.strip()]  # stderr: the one-line verdict only
+    assert err.startswith("OK: PASS")
 
 
 def test_verify_fail_exit_1_names_code_and_message(capsys: pytest.CaptureFixture[str]) -> None:
@@ -184,3 +184,106 @@ def test_report_writes_file_and_exit_code(
     v = VECTORS / "invalid" / "batch-refused"
     assert main(["report", *cli_args(v), "--format", "md", "--output", str(bad)]) == 1
     assert "GT-BATCH-REFUSED" in bad.read_text()
+
+
+# --- issue 14: output that composes, through the real command line ----------------------
+
+
+def _govtune(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "verifier.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_json_mode_stdout_is_json_only_and_stderr_the_verdict_only(basic: Path) -> None:
+    p = _govtune("verify", *cli_args(basic), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["verdict"] == "PASS"  # nothing but JSON on stdout
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("OK: PASS"), p.stderr
+
+
+def test_text_mode_table_on_stdout_verdict_on_stderr(basic: Path) -> None:
+    p = _govtune("verify", *cli_args(basic))
+    assert p.returncode == 0, p.stderr
+    assert "GT-STATE-FINAL" in p.stdout and "OK: PASS" not in p.stdout
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("OK: PASS"), p.stderr
+
+
+def test_failing_verdict_line_names_the_first_failure_in_full() -> None:
+    p = _govtune("verify", *cli_args(VECTORS / "invalid" / "route-violation"))
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert "FAIL:" in p.stderr and "GT-ROUTE-VIOLATION: step 5: tensor 'h.0.attn.w'" in p.stderr
+
+
+def test_version() -> None:
+    p = _govtune("--version")
+    assert p.returncode == 0 and p.stdout.startswith("govtune 0."), p.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["verify"], ["verify", "x", "--key"], ["nosuchcommand"], ["verify", "x", "--bogus", "1"]],
+)
+def test_parse_error_is_one_line_with_a_pointer_to_help(args: list[str]) -> None:
+    p = _govtune(*args)
+    assert p.returncode == 2
+    assert p.stdout == ""
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert "error:" in p.stderr and "--help`)" in p.stderr
+
+
+def test_wrong_key_names_the_supplied_keyid_and_the_signers(basic: Path) -> None:
+    from attest.keys import load_public_key
+
+    given = load_public_key(UNTRUSTED_KEY).keyid[:16]
+    signer = load_public_key(KEY).keyid[:16]
+    p = _govtune("verify", str(basic / "run"), "--key", str(UNTRUSTED_KEY))
+    assert p.returncode == 1
+    assert "GT-SIG-UNTRUSTED" in p.stderr
+    assert f"given keyids {given}" in p.stderr and f"got keyids {signer}" in p.stderr, p.stderr
+
+
+def test_parent_of_a_run_says_did_you_mean(tmp_path: Path, basic: Path) -> None:
+    shutil.copytree(basic / "run", tmp_path / "run")
+    p = _govtune("verify", str(tmp_path), "--key", str(KEY))
+    assert p.returncode == 2
+    assert f"did you mean {tmp_path / 'run'}?" in p.stderr, p.stderr
+
+
+def test_interrupted_run_says_so(tmp_path: Path, basic: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(basic / "run", run)
+    (run / "provenance" / "bundle.intoto.jsonl").unlink()  # logs there, never signed
+    p = _govtune("verify", str(run), "--key", str(KEY))
+    assert p.returncode == 1
+    assert "GT-BUNDLE-MISSING" in p.stderr
+    assert "interrupted before it was signed" in p.stderr and "--resume" in p.stderr
+
+
+def test_show_lists_every_example_from_verified_public_evidence(basic: Path) -> None:
+    p = _govtune("show", str(basic / "run"), "--key", str(KEY), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    t = doc["totals"]
+    assert t["examples"] == len(doc["examples"]) == 14
+    assert sum(t["refusedByFirstFailingRule"].values()) == t["refused"] == 6
+    assert sum(t["rulesFailed"].values()) == 7  # one example fails two rules
+    assert all(not r["text"] and not r["text_sha256"] for r in doc["examples"])  # commitments only
+    assert p.stderr.startswith("OK: PASS")
+
+
+def test_show_with_openings_shows_text_digests(basic: Path) -> None:
+    p = _govtune("show", str(basic / "run"), "--key", str(KEY), "--data",
+                 str(basic / "dataset.jsonl"), "--openings", str(basic / "run" / "private"),
+                 "--format", "json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    first = json.loads(p.stdout)["examples"][0]
+    assert len(first["text_sha256"]) == 64 and first["text"].startswith("The merge function")
+
+
+def test_show_of_an_unverified_run_shows_nothing(basic: Path) -> None:
+    p = _govtune("show", str(basic / "run"), "--key", str(UNTRUSTED_KEY))
+    assert p.returncode == 1
+    assert p.stdout == ""
+    assert "did not verify; nothing shown" in p.stderr and "GT-SIG-UNTRUSTED" in p.stderr

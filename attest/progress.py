@@ -1,0 +1,124 @@
+"""Progress of a long operation, in one place: a bar on a terminal, periodic lines in logs.
+
+Used by training (trainer/commands.py) and by verification (verifier/api.py, per layer).
+On a TTY it draws a `rich.progress` bar; otherwise (a log file, CI, a pipe) it prints
+one plain line every ``every_s`` seconds and one at the end, so a log shows that work
+goes on without a line per step. Nothing is printed before the first update: an
+operation that fails while reading its inputs leaves no stray progress line above
+its error.
+
+rich is a core dependency but not one of attest's format libraries, so it is imported
+only when a bar is drawn (attest stays importable with the format's dependencies alone).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import Any, TextIO
+
+
+def _seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class Progress:
+    """``with Progress("training", total=250, unit="steps") as p: p.update(k, loss=0.3)``.
+
+    ``quiet`` prints nothing. ``total`` None: a count without a bar or an ETA."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int | None,
+        *,
+        unit: str = "steps",
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        every_s: float = 10.0,  # seconds between plain lines (non-TTY)
+        closing_line: bool = True,  # non-TTY: a last line at the end (if any update came)
+    ) -> None:
+        self.label, self.total, self.unit, self.quiet = label, total, unit, quiet
+        self.stream = stream if stream is not None else sys.stderr
+        self.every_s, self.closing_line = every_s, closing_line
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.done = 0
+        self.fields: dict[str, Any] = {}
+        self._start = time.monotonic()
+        self._last_line = self._start
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        self._start = self._last_line = time.monotonic()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif self.closing_line and not self.quiet and not self.tty and not exc_type and self.done:
+            self._line()  # the closing line of a log
+
+    def line(self) -> str:
+        """The plain progress line: count, percentage, elapsed time, ETA and fields."""
+        elapsed = time.monotonic() - self._start
+        text = f"{self.label}: {self.done}"
+        if self.total:
+            text += f"/{self.total} {self.unit} ({100 * self.done // self.total}%)"
+        else:
+            text += f" {self.unit}"
+        text += f", {_seconds(elapsed)} elapsed"
+        if self.total and 0 < self.done < self.total:
+            text += f", ETA {_seconds(elapsed / self.done * (self.total - self.done))}"
+        for k, v in self.fields.items():
+            text += f", {k} {v:.3f}" if isinstance(v, float) else f", {k} {v}"
+        return text
+
+    def _line(self) -> None:
+        print(self.line(), file=self.stream, flush=True)
+        self._last_line = time.monotonic()
+
+    def update(self, done: int, **fields: Any) -> None:
+        """``done`` units finished so far; ``fields`` are shown beside the count."""
+        self.done, self.fields = done, {**self.fields, **fields}
+        if self.quiet:
+            return
+        if not self.tty:
+            if time.monotonic() - self._last_line >= self.every_s:
+                self._line()
+            return
+        if self._bar is None:  # started on the first update: no bar above an input error
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=Console(file=self.stream), transient=False,
+            )  # fmt: skip
+            self._task = self._bar.add_task(self.label, total=self.total, info="")
+            self._bar.start()
+        info = " ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.fields.items()
+        )
+        self._bar.update(self._task, completed=done, info=info)
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        self.update(self.done + n, **fields)
+
+
+__all__ = ["Progress"]
