@@ -25,7 +25,6 @@ of the loss); the classifier needs the labelled form (an Item field ``label``).
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from torch import nn
 
 from attest.digest import sha256_file
 from attest.errors import FormatError, GovtuneError, UsageError
+from attest.glob import glob_match
 from attest.modelspec import BaseIdentity, ModelSpec, TokenizerIdentity
 from attest.tensors import hash_safetensors, state_root
 
@@ -190,7 +190,7 @@ def _strs(v: object, where: str) -> list[str]:
 def trainable_names(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     """Sorted parameter names matching any pattern (policy.md §3.12 globs)."""
     return sorted(
-        n for n, _ in model.named_parameters() if any(fnmatch.fnmatchcase(n, p) for p in patterns)
+        n for n, _ in model.named_parameters() if any(glob_match(n, p) for p in patterns)
     )
 
 

@@ -39,8 +39,10 @@ BUNDLE_PATH = f"{L.provenance_dir}/{BUNDLE_FILE}"
 
 
 def is_release(root: Path) -> bool:
-    """A folder is a release when it holds any of the files only a release has."""
-    return any((root / n).exists() for n in (L.signature, L.card, L.bom))
+    """A folder is a release when it holds a file only a release has: model.sig or the
+    ML-BOM (so a release whose model.sig was removed is still judged as one). Not the
+    README.md: a peft run folder holds peft's own model card, bound as a model file."""
+    return any((root / n).exists() for n in (L.signature, L.bom))
 
 
 def check_release(ctx: Context) -> None:

@@ -404,8 +404,19 @@ def check_base(
             origin[tn] = f.name
         leaves.update(d.leaves)
         table.update(_table(d.tensors))
+    # Where the start state is the base itself (tinylm, v0.1 logs) the base must be exactly
+    # it; a kind that derives its start from the base (a new head, a name prefix, adapters:
+    # records.md §4.1) binds the base by the folder's own signed root instead. The kind is
+    # read from the verified start record, never inferred from what the producer signed.
+    spec = chain.start.model if chain is not None else None
+    kind = spec.kind if spec is not None else "tinylm"
+    derived = kind != "tinylm"
+    own_root = tr.base_model.get("weightsStateRoot")
     if chain is None:
         skip_all(r, ("GT-BASE-TENSORS",), "no verified start record")
+    elif derived:
+        skip_all(r, ("GT-BASE-TENSORS",), f"the {kind} start state is derived from the "
+                 "base: the base is bound by its own signed root (GT-BASE-ROOT)")  # fmt: skip
     else:
         diff = _table_diff(chain.start.tensors, table)
         if diff:
@@ -421,7 +432,21 @@ def check_base(
     got = state_root(leaves).hex()
     # The base folder's own root (training-run.md baseModel.weightsStateRoot) where the run's
     # start state is derived from it (HF kinds, LoRA); else the start state itself (v0.1).
-    want = tr.base_model.get("weightsStateRoot", tr.base_state_root)
+    if not derived and own_root is not None and own_root != tr.base_state_root:
+        r.fail(
+            "GT-BASE-ROOT",
+            f"training-run baseModel.weightsStateRoot: expected the base state root "
+            f"{tr.base_state_root} (the start state is the base itself), found {own_root!r:.70}",
+        )
+        return
+    if derived and own_root is None:
+        r.fail(
+            "GT-BASE-ROOT",
+            "training-run baseModel.weightsStateRoot: expected the base folder's root (a "
+            f"{kind} start state is derived from it), found none",
+        )
+        return
+    want = own_root if derived else tr.base_state_root
     if got != want:
         r.fail(
             "GT-BASE-ROOT",

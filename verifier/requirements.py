@@ -23,10 +23,11 @@ Example::
 
 from __future__ import annotations
 
-import fnmatch
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from attest.glob import glob_match
 from attest.policy import Policy
 
 from .policy_terms import license_profiles, policy_terms
@@ -69,15 +70,50 @@ def _unverified(what: str, missing: list[str]) -> str:
     return f"no verified {what} ({', '.join(missing)} did not pass)"
 
 
+# SPDX ids the SPDX License List deprecated in favour of an "-only" id: a requirement naming
+# the new id covers the old spelling too (spec/requirements.md §3.3), so a policy cannot
+# admit "GPL-3.0" while the consumer refuses "GPL-3.0-only".
+DEPRECATED_ONLY = {
+    f"{fam}-{v}": f"{fam}-{v}-only"
+    for fam, versions in (
+        ("GPL", ("1.0", "2.0", "3.0")),
+        ("LGPL", ("2.0", "2.1", "3.0")),
+        ("AGPL", ("1.0", "3.0")),
+        ("GFDL", ("1.1", "1.2", "1.3")),
+    )
+    for v in versions
+}
+
+
+def family(policy: Policy, license_id: str) -> list[str]:
+    """``license_id`` and every license the policy names (class keys, ``assign`` conditions)
+    that a requirement on it covers: the
+    same id under a ``WITH`` exception, and deprecated spellings of it (case-insensitive,
+    as SPDX ids match). A consumer refusing GPL-3.0-only refuses "GPL-3.0-only WITH
+    GCC-exception-3.1" and "GPL-3.0" too: an exception adds permissions, it is still the
+    license the consumer named (spec/requirements.md §3.3)."""
+    want = license_id.lower()
+    out = [license_id]
+    named = [str(a.when["license"]) for a in policy.assign if "license" in a.when]
+    for key in dict.fromkeys([*policy.license_classes, *named]):
+        base = key.split(" WITH ")[0].strip()
+        base = DEPRECATED_ONLY.get(base, base)
+        if base.lower() == want and key.lower() != want:
+            out.append(key)
+    return out
+
+
 def _check_licenses(req: Requirements, policy: Policy) -> list[str]:
     problems = []
     for lic in req.license_refuse:
-        got = license_profiles(policy, lic, None)
-        if got is not None:
-            problems.append(
-                f"license {lic!r}: expected refused, found admitted as class "
-                f"{policy.license_class(lic)!r} (profiles {', '.join(sorted(got))})"
-            )
+        for key in family(policy, lic):
+            got = license_profiles(policy, key, None)
+            if got is not None:
+                via = "" if key == lic else f" (as {key!r})"
+                problems.append(
+                    f"license {lic!r}{via}: expected refused, found admitted as class "
+                    f"{policy.license_class(key)!r} (profiles {', '.join(sorted(got))})"
+                )
     for c in req.license_refuse_classes:
         got = license_profiles(policy, None, c)
         if got is not None:
@@ -90,13 +126,16 @@ def _check_licenses(req: Requirements, policy: Policy) -> list[str]:
         ("license class", req.license_limit_classes, False),
     ):
         for name, allowed in sorted(limits.items()):
-            got = license_profiles(policy, name if by_id else None, None if by_id else name)
-            extra = sorted((got or set()) - set(allowed))
-            if extra:
-                problems.append(
-                    f"{what} {name!r}: expected only profiles "
-                    f"{', '.join(allowed)}, found also {', '.join(extra)}"
-                )
+            keys = family(policy, name) if by_id else [name]
+            for key in keys:
+                got = license_profiles(policy, key if by_id else None, None if by_id else key)
+                extra = sorted((got or set()) - set(allowed))
+                if extra:
+                    via = "" if key == name else f" (as {key!r})"
+                    problems.append(
+                        f"{what} {name!r}{via}: expected only profiles "
+                        f"{', '.join(allowed)}, found also {', '.join(extra)}"
+                    )
     return problems  # fmt: skip
 
 
@@ -107,7 +146,8 @@ def _check_license_tensors(
     own patterns. ``tensors``: the verified model tensor names (None: not verified)."""
     problems = []
     for lic, patterns in sorted(req.license_limit_tensors.items()):
-        profiles = license_profiles(policy, lic, None)
+        profiles = set().union(*(license_profiles(policy, k, None) or set()
+                                 for k in family(policy, lic))) or None  # fmt: skip
         if profiles is None:
             continue  # refused: it changes nothing
         if tensors is None:
@@ -116,7 +156,7 @@ def _check_license_tensors(
             continue
         for p in sorted(profiles):
             outside = [n for n in policy.profiles[p].resolve(tensors)
-                       if not any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]  # fmt: skip
+                       if not any(glob_match(n, pat) for pat in patterns)]  # fmt: skip
             if outside:
                 more = f" and {len(outside) - 1} more" if len(outside) > 1 else ""
                 problems.append(
@@ -142,11 +182,23 @@ def _check_memorization(req: Requirements, policy: Policy) -> list[str]:
 
     at_most("loss_drop_max", req.loss_drop_max, m.loss_drop_max, " nats")
     at_most("exposure_max", req.exposure_max, m.exposure_max, " bits")
+    # A threshold the signal can never exceed is no threshold: exposure is at most
+    # log2 |R| with |R| = candidates + 1 (the canary among its sampled candidates).
+    c = policy.canaries
+    if req.exposure_max is not None and c.count and m.exposure_max >= math.log2(c.candidates + 1):
+        out.append(
+            f"exposure_max: expected a threshold the exposure can exceed, found "
+            f"{m.exposure_max:g} bits with {c.candidates} candidates (at most "
+            f"log2({c.candidates + 1}) = {math.log2(c.candidates + 1):.3g} bits)"
+        )
     at_most("eval_every", req.eval_every_max, m.eval_every, " steps")
     if req.reference_quantile_min is not None and m.reference_quantile < req.reference_quantile_min:
         shown = "disabled (0)" if m.reference_quantile <= 0 else f"{m.reference_quantile:g}"
         out.append(f"reference_quantile: expected at least {req.reference_quantile_min:g}, "
                    f"found {shown}")  # fmt: skip
+    if req.reference_quantile_min is not None and m.holdout <= 0:
+        out.append("reference_quantile: expected a reference set the signal compares with, "
+                   "found holdout 0 (the flag can never fire)")  # fmt: skip
     if req.holdout_min is not None and m.holdout < req.holdout_min:
         out.append(f"holdout: expected at least {req.holdout_min} examples, found {m.holdout}")
     return out

@@ -206,24 +206,21 @@ def test_grad_norm_shorter_than_batch(work: Path, honest: tinyrun.TinyRun) -> No
     assert "GT-STEP-LOG-FORMAT" in failing(audit(work, honest))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN: a step's recorded lr is never compared with the signed config.lr (no "
-    "schedule in config): principle 3, derivable but taken on trust without --replay",
-)
 def test_learning_rate_inflated_at_one_step(work: Path, honest: tinyrun.TinyRun) -> None:
+    # Closed at merge: GT-CHAIN-LR re-derives every step's rate from the signed schedule.
     def edit(ev: mutate.Evidence) -> None:
         assert ev.predicates[TRAINING_TYPE]["config"]["lr"] == ev.step(3)["lr"]
         ev.step(3)["lr"] = 25.0  # 1250x the signed config's lr
 
     forge(work, honest, edit)
-    assert not audit(work, honest)
+    assert failing(audit(work, honest)) == {"GT-CHAIN-LR"}
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="OPEN: records.md §5 says gradNorm is 'never a placeholder 0', but an all-zero "
-    "gradNorm (with nonzero losses and changed tensors) passes without --replay",
+    reason="STATED LIMIT (verification.md §4): gradient norms are attested without --replay; "
+    "an all-zero gradNorm passes V1-V8 and is caught only by replay (test_replay.py "
+    "test_rewritten_grad_norm_caught_by_replay)",
 )
 def test_grad_norm_placeholder_zeros(work: Path, honest: tinyrun.TinyRun) -> None:
     def edit(ev: mutate.Evidence) -> None:

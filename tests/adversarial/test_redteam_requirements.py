@@ -100,13 +100,7 @@ profile = "deep"
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN: refuse = ['GPL-3.0-only'] is met while the policy classes 'GPL-3.0-only "
-    "WITH GCC-exception-3.1' permissive (policy.md §3.2.1 judges a classified pair by the "
-    "pair): a GPL-3.0-only text carrying an exception is admitted; requirements.md §3.3 "
-    "says refuse by SPDX id is immune to class names",
-)
+# Closed at merge (verifier/requirements.py family(), exposure and holdout rules).
 def test_exception_pair_classified_permissive_despite_refuse(
     work: Path, honest: tinyrun.TinyRun, tmp_path: Path
 ) -> None:
@@ -126,12 +120,7 @@ def test_exception_pair_classified_permissive_despite_refuse(
     assert failing(result) == {"GT-REQ-LICENSE"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN: refuse = ['GPL-3.0-only'] is met while the policy classes the deprecated "
-    "SPDX id 'GPL-3.0' (the same license text) permissive; policy.md §3.2.1 makes a "
-    "deprecated id its own license, so a consumer refusal by id misses it",
-)
+# Closed at merge (verifier/requirements.py family(), exposure and holdout rules).
 def test_deprecated_spdx_id_classified_permissive_despite_refuse(
     work: Path, honest: tinyrun.TinyRun, tmp_path: Path
 ) -> None:
@@ -259,12 +248,7 @@ def test_pinned_digest_of_the_honest_policy_refuses_a_relaxed_one(
     assert failing(audit(work, honest, policy_digest=pinned)) == {"GT-REQ-POLICY-DIGEST"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN: limit 'LGPL-3.0-only' = ['surface'] is met while 'LGPL-3.0-only WITH "
-    "LLVM-exception' is classed permissive and so assigned 'deep' (same cause as the "
-    "refuse case: requirements judge the bare id, the policy the classified pair)",
-)
+# Closed at merge (verifier/requirements.py family(), exposure and holdout rules).
 def test_exception_pair_escapes_limit_by_license_id(
     work: Path, honest: tinyrun.TinyRun, tmp_path: Path
 ) -> None:
@@ -281,12 +265,7 @@ def test_exception_pair_escapes_limit_by_license_id(
     assert failing(result) == {"GT-REQ-LICENSE"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN: reference_quantile_min is met by a policy whose holdout is 0, where the "
-    "reference-quantile signal can never fire (verification.md V5: only when the held-out "
-    "set is not empty); requirements.md §3.5 judges the threshold by name only",
-)
+# Closed at merge (verifier/requirements.py family(), exposure and holdout rules).
 def test_reference_quantile_enabled_with_no_held_out_set(
     work: Path, honest: tinyrun.TinyRun, tmp_path: Path
 ) -> None:
@@ -304,12 +283,7 @@ def test_reference_quantile_enabled_with_no_held_out_set(
     assert failing(result) == {"GT-REQ-MEMORIZATION"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN: exposure_max = 8 is met by a policy whose canaries have 50 candidates, so "
-    "exposure never exceeds log2(51) = 5.67 bits and the signal can never fire (policy.md "
-    "§7: exposure_max SHOULD stay below log2(1 + candidates)); judged by name only",
-)
+# Closed at merge (verifier/requirements.py family(), exposure and holdout rules).
 def test_exposure_threshold_above_what_the_candidates_allow(
     work: Path, honest: tinyrun.TinyRun, tmp_path: Path
 ) -> None:
@@ -345,12 +319,7 @@ def test_license_condition_in_lower_case_bypasses_limit(
     assert failing(result) == {"GT-REQ-LICENSE"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN: limit 'LGPL-3.0-only' = ['surface'] is met while a rule naming "
-    "'LGPL-3.0-only WITH LLVM-exception' assigns 'deep'; the pair is unclassified, so it "
-    "is weak copyleft and admitted, and decide() gives such an example 'deep' (checked)",
-)
+# Closed at merge (verifier/requirements.py family(), exposure and holdout rules).
 def test_license_with_exception_condition_bypasses_limit(
     work: Path, honest: tinyrun.TinyRun, tmp_path: Path
 ) -> None:

@@ -279,13 +279,6 @@ def _fake_base(honest: tinyrun.TinyRun, tmp_path: Path) -> tuple[Path, str]:
     return base, mutate.weights_root(base / "model.safetensors")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN: a tinylm run (start state = the base file, records.md §4.1) may sign "
-    "baseModel.weightsStateRoot of any other base; --base then compares with that root "
-    "and passes a base the chain did not start from (V7 'the base weights are the "
-    "committed ones'); only HF kinds derive a start state that differs",
-)
 def test_weights_state_root_names_another_base_for_tinylm(
     work: Path, honest: tinyrun.TinyRun, tmp_path: Path
 ) -> None:
@@ -299,5 +292,7 @@ def test_weights_state_root_names_another_base_for_tinylm(
             base["weightsStateRoot"] = root
 
     forge(work, honest, edit)
-    assert audit(work, honest)  # nothing else notices the claim
+    assert audit(work, honest)  # without --base the claim binds nothing
+    # Closed at merge: a tinylm start state is its base, so the signed root must be the
+    # base state root; the fake base is refused.
     assert "GT-BASE-ROOT" in failing(audit(work, honest, base=fake))
