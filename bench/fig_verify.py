@@ -9,6 +9,7 @@ os.wait4.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,9 +73,11 @@ def _pair(section: str, name: str, base_cmd: Sequence[str], mine_cmd: Sequence[s
             raise RuntimeError(f"{' '.join(cmd)} exited {r.rc}: {r.output[-600:]}")
         last[key] = r
         rss[key].append(r.max_rss)
+        cpu[key].append(r.cpu)
         return r.wall
 
     rss: dict[str, list[int]] = {"base": [], "mine": []}
+    cpu: dict[str, list[float]] = {"base": [], "mine": []}
     base, mine = interleave(lambda: side("base", base_cmd), lambda: side("mine", mine_cmd), runs)
     return Figure(
         section,
@@ -87,10 +90,13 @@ def _pair(section: str, name: str, base_cmd: Sequence[str], mine_cmd: Sequence[s
         target_value=target_value,
         command=command,
         extra={
+            "CPU s (median), govtune / baseline": (
+                f"{statistics.median(cpu['mine']):.2f} / {statistics.median(cpu['base']):.2f}"
+            ),
             "peak RSS (median), govtune / baseline": (
                 f"{sorted(rss['mine'])[len(rss['mine']) // 2] / 2**20:.0f} MB / "
                 f"{sorted(rss['base'])[len(rss['base']) // 2] / 2**20:.0f} MB"
-            )
+            ),
         },
     )
 

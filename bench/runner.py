@@ -113,6 +113,7 @@ def timed(
 class ChildRun:
     wall: float  # seconds
     max_rss: int  # bytes: the child's own peak (VmHWM), after exec
+    cpu: float  # seconds, user + system, of the child and everything it waited for
     rc: int
     output: str  # the tail of stdout+stderr
 
@@ -160,7 +161,7 @@ def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Pat
         text = out.read()[-4000:].decode("utf-8", "replace")
     if not peak:  # not Linux, or it ended before the first read: fall back to rusage
         peak = usage.ru_maxrss * 1024
-    return ChildRun(wall, peak, p.returncode, text)
+    return ChildRun(wall, peak, usage.ru_utime + usage.ru_stime, p.returncode, text)
 
 
 def env_for_children() -> dict[str, str]:
