@@ -43,7 +43,7 @@ def _version() -> str:
 
         return version("govtune")
     except Exception:  # noqa: BLE001 - a frozen binary carries no distribution metadata
-        return "0.1.0"
+        return "0.2.0"
 
 
 def verification_policy(result: Result) -> dict[str, Any]:
