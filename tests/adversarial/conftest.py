@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import tinyrun
 
@@ -18,6 +21,20 @@ def other_run(
 ) -> tinyrun.TinyRun:
     """A second valid run by the same producer key (other seed): the source of replayed evidence."""
     return tinyrun.build(tmp_path_factory.mktemp("other"), seed=1, key_from=tiny_run)
+
+
+# The red team's fixtures (test_redteam_*.py); a module defining its own overrides them.
+@pytest.fixture(scope="module")
+def honest(tiny_run: tinyrun.TinyRun) -> tinyrun.TinyRun:
+    """The module's honest run: the session's tiny run (trained once; tests copy it)."""
+    return tiny_run
+
+
+@pytest.fixture
+def work(tmp_path: Path, honest: tinyrun.TinyRun) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(honest.run, dst)
+    return dst
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

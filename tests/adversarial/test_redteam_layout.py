@@ -10,62 +10,18 @@ does not catch are strict xfails marked OPEN (listed in notes/redteam.md).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import mutate
 import pytest
 import tinyrun
+from redteam import audit, failing, forge, full
 
 from attest.predicates import TRAINING_TYPE
-from verifier.api import verify
-from verifier.result import Result
 
 pytestmark = pytest.mark.slow
 
 CHECKPOINT = "checkpoints/step-000006.safetensors"
-
-
-@pytest.fixture(scope="module")
-def honest(tiny_run: tinyrun.TinyRun) -> tinyrun.TinyRun:
-    """The module's honest run: the session's tiny run (trained once; tests copy it)."""
-    return tiny_run
-
-
-@pytest.fixture
-def work(tmp_path: Path, honest: tinyrun.TinyRun) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(honest.run, dst)
-    return dst
-
-
-def failing(result: Result) -> set[str]:
-    return {f.code for f in result.failures}
-
-
-def audit(run: Path, t: tinyrun.TinyRun, **flags: Any) -> Result:
-    return verify(run, keys=[t.pub], **flags)
-
-
-def full(run: Path, t: tinyrun.TinyRun, **flags: Any) -> Result:
-    return audit(run, t, base=t.base, data=t.dataset, openings=run / "private", **flags)
-
-
-def forge(
-    work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None], **kw: Any
-) -> None:
-    """Edit the evidence, rebuild everything consistent except the lie, re-sign (producer key)."""
-    ev = mutate.Evidence.load(work, t.pub)
-    edit(ev)
-    ev.write(work, mutate.signer(t), **kw)
-
-
-def resign(work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None]) -> None:
-    """Edit signed predicates/subjects only and re-sign with the producer key."""
-    ev = mutate.Evidence.load(work, t.pub)
-    edit(ev)
-    ev.sign_bundle(work, mutate.signer(t))
 
 
 def test_honest_run_passes(work: Path, honest: tinyrun.TinyRun) -> None:

