@@ -35,7 +35,6 @@ from attest.digest import sha256_file
 from attest.errors import GovtuneError, UsageError
 from attest.log import GENESIS, LogSummary, LogWriter, record_hash, summarize_log
 from attest.modelspec import BaseIdentity, ModelSpec
-from attest.order import DataOrder
 from attest.policy import Policy, load_policy
 from attest.predicates import ADMISSIONS_FILE, POLICY_FILE, STEPS_FILE, Checkpoint
 from attest.records import Event, StartRecord, StepRecord
@@ -51,6 +50,7 @@ from .data import Admission, admit
 from .engine import OptimizerConfig, StepEngine
 from .engine import finite as engine_finite
 from .memorization import LossFn, Monitor
+from .order import DataOrder
 from .profiles import resolve_profiles
 from .provenance import RunFacts, sign_bundle, write_private
 from .registry import Built, Item, texts_loss

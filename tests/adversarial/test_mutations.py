@@ -847,7 +847,10 @@ FORGERIES: dict[str, tuple[Callable[[mutate.Evidence, dict[str, Any]], None], se
     "policy file replaced, digest kept": (forge_policy_digest_kept, {"GT-POLICY-DIGEST"}),
     "admission decision flipped to admit": (forge_decision_flipped_admit, {"GT-ADMIT-DECISION"}),
     "admission decision flipped to refuse": (forge_decision_flipped_refuse, {"GT-ADMIT-DECISION"}),
-    "admission outcomes rewritten to pass": (forge_outcome_flipped, {"GT-ADMIT-DECISION"}),
+    "admission outcomes rewritten to pass": (
+        forge_outcome_flipped,
+        {"GT-ADMIT-DECISION", "GT-ADMIT-LOG-FORMAT"},
+    ),
     "license laundered in metadata (--data)": (forge_license_laundered, {"GT-DATA-METADATA"}),
     "PII finding hidden (--data)": (forge_pii_finding_hidden, {"GT-DATA-FINDINGS"}),
     "memorization event dropped from report": (
