@@ -231,7 +231,7 @@ class GradNorms:
         self._active: set[str] = set()
         self._sq: torch.Tensor | None = None
         self._mat: dict[str, torch.Tensor] = {}
-        self._seen = set()  # full names whose per-example gradients were measured this step
+        self._seen: set[str] = set()  # full names whose per-example gradients were measured this step
         self._b = 0
 
     @property
@@ -243,7 +243,7 @@ class GradNorms:
         if not self.enabled:
             return
         self._b, self._calls, self._mat, self._sq = batch_size, {}, {}, None
-        self._seen: set[str] = set()
+        self._seen = set()
         for mod, locals_ in self.modules:
             if id(mod) in self.bookkept:
                 mod.forward = self._book_forward(mod, locals_)  # type: ignore[method-assign]

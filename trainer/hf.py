@@ -189,9 +189,7 @@ def _strs(v: object, where: str) -> list[str]:
 
 def trainable_names(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     """Sorted parameter names matching any pattern (policy.md §3.12 globs)."""
-    return sorted(
-        n for n, _ in model.named_parameters() if any(glob_match(n, p) for p in patterns)
-    )
+    return sorted(n for n, _ in model.named_parameters() if any(glob_match(n, p) for p in patterns))
 
 
 def set_trainable(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Parameter]:
