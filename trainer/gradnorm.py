@@ -231,7 +231,7 @@ class GradNorms:
         self._active: set[str] = set()
         self._sq: torch.Tensor | None = None
         self._mat: dict[str, torch.Tensor] = {}
-        self._seen: set[str] = set()  # full names whose per-example gradients were measured this step
+        self._seen: set[str] = set()  # names whose per-example grads were measured
         self._b = 0
 
     @property
