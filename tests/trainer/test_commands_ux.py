@@ -210,7 +210,8 @@ def test_resume_on_a_folder_with_no_run_is_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_with_the_resume_hint_and_resume_says_where(tmp_path: Path) -> None:
-    config = _config(tmp_path, steps=60)
+    # Long enough that the interrupt lands mid-run on a quiet machine too (60 steps took 1 s).
+    config = _config(tmp_path, steps=600)
     write_keypair(tmp_path / "k")
     out = tmp_path / "run"
     args = [sys.executable, "-m", "verifier.cli", "train", str(config), "--out", str(out),
@@ -220,7 +221,7 @@ def test_ctrl_c_exits_130_with_the_resume_hint_and_resume_says_where(tmp_path: P
     steps = out / "provenance" / "steps.msgpack"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any((out / "checkpoints").glob("step-*")):
-        time.sleep(0.2)
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

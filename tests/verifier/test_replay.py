@@ -366,9 +366,10 @@ def test_replay_on_text_that_does_not_open_its_commitment_fails(
     honest: forge.Run, tmp_path: Path
 ) -> None:
     run = _copy(honest, tmp_path / "badtext")
-    trained = next(r.value["batch"][0] for r in iter_log(run.run / "provenance" / STEPS_FILE)
-                   if r.index == 1)  # fmt: skip
     lines = run.dataset.read_text().splitlines()
+    # A dataset example some step trained on (canary indices follow the dataset's lines).
+    trained = next(x for r in iter_log(run.run / "provenance" / STEPS_FILE) if r.index >= 1
+                   for x in r.value["batch"] if x < len(lines))  # fmt: skip
     edited = json.loads(lines[trained])
     edited["text"] = edited["text"] + " (edited after the run)"
     lines[trained] = json.dumps(edited)
