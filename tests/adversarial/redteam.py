@@ -44,3 +44,18 @@ def resign(work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], Non
     ev = mutate.Evidence.load(work, t.pub)
     edit(ev)
     ev.sign_bundle(work, mutate.signer(t))
+
+
+def set_policy(ev: mutate.Evidence, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in policy.toml; the start record follows the new digest (the
+    forger re-signs the statements' policyDigest); an invalid policy keeps the old digest."""
+    from attest.errors import GovtuneError
+    from attest.policy import Policy
+
+    text = ev.policy_bytes.decode()
+    assert old in text, old
+    ev.policy_bytes = text.replace(old, new, 1).encode()
+    try:
+        ev.steps[0]["policyDigest"] = Policy.from_toml(ev.policy_bytes).digest()
+    except GovtuneError:
+        return  # an invalid policy on purpose: nothing to follow

@@ -13,7 +13,7 @@ from pathlib import Path
 import mutate
 import pytest
 import tinyrun
-from redteam import audit, failing, forge, full
+from redteam import audit, failing, forge, full, set_policy
 
 from attest.predicates import MEMORIZATION_TYPE, TRAINING_TYPE
 from verifier.result import Result
@@ -27,21 +27,6 @@ def test_honest_run_passes(work: Path, honest: tinyrun.TinyRun) -> None:
     assert full(work, honest), [(f.code, f.message) for f in full(work, honest).failures]
     forge(work, honest, lambda ev: None)  # the forger's identity re-sign: the control
     assert full(work, honest)
-
-
-def set_policy(ev: mutate.Evidence, old: str, new: str) -> None:
-    """Replace ``old`` by ``new`` in policy.toml; the start record follows the new digest (the
-    forger re-signs the statements' policyDigest); an invalid policy keeps the old digest."""
-    from attest.errors import GovtuneError
-    from attest.policy import Policy
-
-    text = ev.policy_bytes.decode()
-    assert old in text, old
-    ev.policy_bytes = text.replace(old, new, 1).encode()
-    try:
-        ev.steps[0]["policyDigest"] = Policy.from_toml(ev.policy_bytes).digest()
-    except GovtuneError:
-        return  # an invalid policy on purpose: nothing to follow
 
 
 def require(work: Path, t: tinyrun.TinyRun, tmp_path: Path, body: str) -> Result:
