@@ -216,8 +216,16 @@ def test_ctrl_c_exits_130_with_the_resume_hint_and_resume_says_where(tmp_path: P
     out = tmp_path / "run"
     args = [sys.executable, "-m", "verifier.cli", "train", str(config), "--out", str(out),
             "--key", str(tmp_path / "k.key")]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    # SIGINT back to its default in the child: a CI job started in the background of a
+    # non-interactive shell inherits it ignored, and Python then never raises Ctrl-C.
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     steps = out / "provenance" / "steps.msgpack"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any((out / "checkpoints").glob("step-*")):
