@@ -73,9 +73,16 @@ MODEL_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "vocab.json",
+    "vocab.txt",
     "merges.txt",
     "tokenizer.model",
+    "added_tokens.json",
+    "adapter_config.json",
+    "model.safetensors.index.json",
 )
+# Ignored by OMS (model_signing's default ignore list) and by the verifier: a hub clone
+# carries them and they are not part of the model.
+OMS_IGNORED = (".gitattributes", ".git", ".github", ".gitignore", OMS_SIGNATURE_FILE)
 
 # File name endings a model loader may take for weights: never allowed unless bound.
 WEIGHT_LIKE = (
@@ -266,3 +273,58 @@ def problems(
         elif role.role != "folder" and not e.is_file:
             unexpected.append(f"{e.rel}: expected a file, found a folder")
     return refused, unexpected
+
+
+# The release folder's names as one object (spec/release.md §1), for the release builder
+# and the verifier's release layer, and the weights' metadata pointers (§6).
+@dataclass(frozen=True)
+class ReleaseLayout:
+    """Names of a release folder (paths relative to its root, ``/``-separated)."""
+
+    signature: str  # the OMS v1.0 signature, excluded from its own manifest
+    card: str  # Hugging Face model card
+    bom: str  # CycloneDX 1.6 ML-BOM
+    provenance_dir: str
+    provenance_files: tuple[str, ...]  # public provenance, copied from the run as is
+    checkpoints_dir: str  # only with `govtune release --with-checkpoints`
+    # Model-side files a Hugging Face / peft folder carries beside its weights; they are
+    # covered by model.sig like every file (the weights are also bound by govtune's statements).
+    model_side_files: tuple[str, ...]
+    # Ignored by OMS (model_signing's default ignore list) and by the verifier: a hub
+    # clone carries them and they are not part of the model.
+    oms_ignored: tuple[str, ...]
+    # Names that only a run's private/ holds: a release (or a public part of a run)
+    # holding any of them leaks the openings (GT-RELEASE-PRIVATE).
+    private_dir: str
+    private_files: tuple[str, ...]
+
+
+RELEASE_LAYOUT = ReleaseLayout(
+    signature=OMS_SIGNATURE_FILE,
+    card=MODEL_CARD_FILE,
+    bom=BOM_FILE,
+    provenance_dir=PROVENANCE_DIR,
+    provenance_files=PROVENANCE_FILES,
+    checkpoints_dir=CHECKPOINTS_DIR,
+    model_side_files=MODEL_FILES,
+    oms_ignored=OMS_IGNORED,
+    private_dir=PRIVATE_DIR,
+    private_files=PRIVATE_FILES,
+)
+
+# safetensors ``__metadata__`` keys the trainer writes before hashing the weights
+# (spec/release.md §6): pointers from a loose weights file back to its provenance.
+METADATA_RUN_ID = "govtune.runId"
+METADATA_BUNDLE = "govtune.provenance"
+METADATA_TYPES = "govtune.predicateTypes"
+
+
+def weights_metadata(run_id: str) -> dict[str, str]:
+    """The ``__metadata__`` entries of a run's released weights (strings only)."""
+    from .predicates import REQUIRED_TYPES  # predicates imports this module's names
+
+    return {
+        METADATA_RUN_ID: run_id,
+        METADATA_BUNDLE: f"{RELEASE_LAYOUT.provenance_dir}/{BUNDLE_FILE}",
+        METADATA_TYPES: ",".join(REQUIRED_TYPES),
+    }

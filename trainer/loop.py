@@ -33,12 +33,12 @@ from attest.commitment import new_run_secret
 from attest.dataset import read_dataset
 from attest.digest import sha256_file
 from attest.errors import GovtuneError, UsageError
+from attest.layout import weights_metadata
 from attest.log import GENESIS, LogSummary, LogWriter, record_hash, summarize_log
 from attest.modelspec import BaseIdentity, ModelSpec
 from attest.policy import Policy, load_policy
 from attest.predicates import ADMISSIONS_FILE, POLICY_FILE, STEPS_FILE, Checkpoint
 from attest.records import Event, StartRecord, StepRecord
-from attest.release_layout import weights_metadata
 from attest.schedule import lr_at
 from attest.tensors import hash_safetensors, state_root
 

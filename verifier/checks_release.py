@@ -17,8 +17,8 @@ from pathlib import Path
 from attest.canonical import parse_json
 from attest.digest import sha256_file
 from attest.errors import FormatError, VerificationError
+from attest.layout import METADATA_RUN_ID, RELEASE_LAYOUT
 from attest.predicates import ADMISSIONS_FILE, BUNDLE_FILE, POLICY_FILE, STEPS_FILE
-from attest.release_layout import METADATA_RUN_ID, RELEASE_LAYOUT
 
 from . import mlbom, modelcard, oms
 from .context import Context, Tally, skip_all

@@ -22,8 +22,8 @@ from attest.bundle import read_bundle, write_bundle
 from attest.canonical import parse_json
 from attest.digest import sha256_file
 from attest.errors import FormatError, UsageError
+from attest.layout import RELEASE_LAYOUT
 from attest.predicates import BUNDLE_FILE
-from attest.release_layout import RELEASE_LAYOUT
 from attest.statement import Statement
 
 from . import mlbom, oms

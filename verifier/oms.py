@@ -41,8 +41,8 @@ from attest.digest import sha256_file
 from attest.envelope import parse_envelope, sign_statement, verify_envelope
 from attest.errors import FormatError, UsageError, VerificationError
 from attest.keys import public_pem
+from attest.layout import RELEASE_LAYOUT
 from attest.limits import DEFAULT_LIMITS, Limits
-from attest.release_layout import RELEASE_LAYOUT
 from attest.statement import Statement, Subject
 
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"

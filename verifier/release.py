@@ -8,7 +8,7 @@ the final bytes of every other file. The folder is built beside RELEASE and rena
 place, then verified as a release: a release that would not verify is never left behind.
 
 The weights keep the bytes the training statement signed: their ``__metadata__``
-pointers were written by the trainer before hashing (attest/release_layout.py), so a
+pointers were written by the trainer before hashing (attest/layout.py), so a
 release never rewrites a weight file (which would void the run's signatures).
 """
 
@@ -29,9 +29,9 @@ from attest.atomic import write_atomic
 from attest.digest import sha256_file
 from attest.errors import UsageError, VerificationError
 from attest.keys import load_signer
+from attest.layout import RELEASE_LAYOUT
 from attest.policy import load_policy
 from attest.predicates import BUNDLE_FILE, POLICY_FILE
-from attest.release_layout import RELEASE_LAYOUT
 
 from . import mlbom, modelcard, oms
 from .api import verify

@@ -22,9 +22,9 @@ from attest.canonical import canonical_json
 from attest.digest import sha256_file, sha256_hex
 from attest.envelope import sign_statement, verify_envelope
 from attest.errors import FormatError, UsageError, VerificationError
+from attest.layout import RELEASE_LAYOUT
 from attest.limits import DEFAULT_LIMITS, Limits
 from attest.predicates import BUNDLE_FILE
-from attest.release_layout import RELEASE_LAYOUT
 from attest.statement import Statement, Subject
 
 from .result import Result

@@ -14,7 +14,7 @@ from release_fixtures import Tiny, train_tiny
 
 from attest.errors import UsageError, VerificationError
 from attest.keys import load_signer, write_keypair
-from attest.release_layout import METADATA_RUN_ID
+from attest.layout import METADATA_RUN_ID
 from verifier import verify
 from verifier.oms import sign_folder
 from verifier.release import ReleaseRequest, build_release
@@ -81,7 +81,7 @@ def test_weights_metadata_names_other_run(
     """The producer's trainer writes a pointer to another run into the weights (signed
     honestly otherwise): the release layer refuses the lie, so no release is left."""
     import trainer.loop
-    from attest.release_layout import weights_metadata
+    from attest.layout import weights_metadata
 
     monkeypatch.setattr(trainer.loop, "weights_metadata", lambda _: weights_metadata("0" * 32))
     forged = train_tiny(tmp_path / "forged")
