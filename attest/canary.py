@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from .admission import Findings, Metadata
 from .errors import FormatError
+from .order import check_seed, ranking
 from .policy import Canaries
 
 CANARY_LICENSE = "LicenseRef-govtune-canary"
@@ -95,13 +96,10 @@ CANARY_FINDINGS = Findings()  # a canary's findings: {pii: [], optout: false, du
 def _ranked(tag: bytes, seed: int, pool: Iterable[int], k: int, what: str) -> tuple[int, ...]:
     """The ``min(k, |pool|)`` indices of ``pool`` whose SHA-256(tag || int64be(seed) ||
     uint64be(index)) are smallest (bytewise), in ascending index order."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
-        raise FormatError(f"config.seed: expected a 64-bit signed integer, got {seed!r:.40}")
+    prefix = tag + struct.pack(">q", check_seed(seed))
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise FormatError(f"{what}: expected an integer >= 0, got {k!r:.40}")
-    prefix = tag + struct.pack(">q", seed)
-    ranked = sorted((hashlib.sha256(prefix + struct.pack(">Q", i)).digest(), i) for i in set(pool))
-    return tuple(sorted(i for _, i in ranked[:k]))
+    return tuple(sorted(ranking(prefix, pool)[:k]))
 
 
 def heldout_indices(seed: int, pool: Iterable[int], holdout: int) -> tuple[int, ...]:

@@ -36,6 +36,7 @@ from attest.errors import GovtuneError, UsageError
 from attest.layout import weights_metadata
 from attest.log import GENESIS, LogSummary, LogWriter, record_hash, summarize_log
 from attest.modelspec import BaseIdentity, ModelSpec
+from attest.order import ORDER, DataOrder
 from attest.policy import Policy, load_policy
 from attest.predicates import ADMISSIONS_FILE, POLICY_FILE, STEPS_FILE, Checkpoint
 from attest.records import Event, StartRecord, StepRecord
@@ -50,7 +51,6 @@ from .data import Admission, admit
 from .engine import OptimizerConfig, StepEngine
 from .engine import finite as engine_finite
 from .memorization import LossFn, Monitor
-from .order import DataOrder
 from .profiles import resolve_profiles
 from .provenance import RunFacts, sign_bundle, write_private
 from .registry import Built, Item, texts_loss
@@ -223,7 +223,7 @@ def _start_record(
         {
             "runId": run_id,
             "dataOrderSeed": config.seed,
-            "order": "epoch-randperm-v1",
+            "order": ORDER,
             "encoding": "utf-8-bytes",
             "lossReduction": "per-example-mean/batch-size",
             # records.md §5: gradNorm is nil in every step record when method is null.

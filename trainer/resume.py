@@ -20,6 +20,7 @@ from typing import Any
 
 from attest.errors import FormatError, GovtuneError, UsageError
 from attest.log import LogWriter, iter_log
+from attest.order import DataOrder
 from attest.predicates import STEPS_FILE, Checkpoint
 from attest.records import Event, StartRecord, StepRecord, parse_step_log_record
 from attest.tensors import state_root
@@ -28,7 +29,6 @@ from . import leaves as lv
 from .checkpoint import load_checkpoint
 from .engine import StepEngine
 from .memorization import LossFn, Monitor
-from .order import DataOrder
 
 
 @dataclass

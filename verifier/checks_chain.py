@@ -18,6 +18,7 @@ from attest.canonical import canonical_json
 from attest.errors import FormatError
 from attest.log import iter_log
 from attest.merkle import MerkleBuilder
+from attest.order import ORDER, DataOrder
 from attest.policy import Policy
 from attest.predicates import STEPS_FILE, TrainingPredicate
 from attest.records import Event, StartRecord, StepRecord
@@ -48,13 +49,20 @@ CHAIN_CODES = (
     "GT-BATCH-HELDOUT",
     "GT-BATCH-QUARANTINED",
     "GT-BATCH-PROFILE",
+    "GT-BATCH-ORDER",
     "GT-ROUTE-UNKNOWN",
     "GT-ROUTE-VIOLATION",
     "GT-STATE-ROOT",
     "GT-STATE-FINAL",
     "GT-STATE-BASE",
 )
-BATCH_CODES = ("GT-BATCH-REFUSED", "GT-BATCH-HELDOUT", "GT-BATCH-QUARANTINED", "GT-BATCH-PROFILE")
+BATCH_CODES = (
+    "GT-BATCH-REFUSED",
+    "GT-BATCH-HELDOUT",
+    "GT-BATCH-QUARANTINED",
+    "GT-BATCH-PROFILE",
+    "GT-BATCH-ORDER",
+)
 CURVE_POINTS = 200
 
 
@@ -116,6 +124,7 @@ def check_chain(
     heldout: frozenset[int] = frozenset()
     evals: frozenset[int] = frozenset()  # the evaluation split: never trained on either
     quarantined: set[int] = set()
+    order: DataOrder | None = None  # the derived data order (records.md §5.2)
     events: list[dict[str, Any]] = []
     step_events: dict[int, tuple[Event, ...]] = {}
     halt_steps: list[int] = []
@@ -147,6 +156,7 @@ def check_chain(
                     allowed = _check_profiles(t, policy, start)
                 if policy is not None and table is not None:
                     heldout, evals = _check_heldout(t, tr, policy, table, start)
+                    order = _data_order(t, tr, table, start, heldout | evals)
                     signals = SignalCheck(
                         policy, table.canary_groups, heldout, loss_drop.last if loss_drop else {}
                     )
@@ -168,11 +178,15 @@ def check_chain(
             steps += 1
             last_step = s
             curve.add(s, step.loss)
+            # The derived batch, before this step's quarantines count (as in the trainer).
+            want = order.next_batch(quarantined) if order is not None else None
+            defects = 0  # batch members failing a check below: one defect, one code
             batch_profiles: set[str] = set()
             for i, (x, prof) in enumerate(zip(step.batch, step.profiles, strict=True)):
                 if table is not None:
                     ap = table.admitted.get(x, None)
                     if ap is None:
+                        defects += 1
                         t.fail(
                             "GT-BATCH-REFUSED",
                             f"step {s}: batch[{i}] = example {x}, expected an admitted example, "
@@ -182,6 +196,7 @@ def check_chain(
                         continue
                     batch_profiles.add(ap)
                     if prof != ap:
+                        defects += 1
                         t.fail(
                             "GT-BATCH-PROFILE",
                             f"step {s}: example {x}: expected its admitted profile {ap!r}, "
@@ -189,15 +204,23 @@ def check_chain(
                         )
                 if x in heldout or x in evals:
                     what = "a reference example" if x in heldout else "an evaluation example"
+                    defects += 1
                     t.fail(
                         "GT-BATCH-HELDOUT",
                         f"step {s}: example {x} is held out as {what} and must never be trained on",
                     )
                 if x in quarantined:
+                    defects += 1
                     t.fail(
                         "GT-BATCH-QUARANTINED",
                         f"step {s}: example {x} was quarantined earlier and must not be used again",
                     )
+            if want is not None and not defects and list(step.batch) != want:
+                t.fail(
+                    "GT-BATCH-ORDER",
+                    f"step {s}: expected batch {want[:8]} (the signed seed's data order, "
+                    f"records.md §5.2), found {list(step.batch)[:8]}",
+                )
             may = (
                 frozenset().union(*(allowed.get(p, frozenset()) for p in batch_profiles))
                 if allowed and table is not None
@@ -400,6 +423,32 @@ def _check_lr(t: Tally, tr: TrainingPredicate, step: StepRecord) -> None:
             "GT-CHAIN-LR",
             f"step {step.step}: expected lr {want!r} (the signed schedule), found {step.lr!r}",
         )
+
+
+def _data_order(
+    t: Tally,
+    tr: TrainingPredicate,
+    table: VerifiedAdmissions,
+    start: StartRecord,
+    kept_out: frozenset[int],
+) -> DataOrder | None:
+    """The data order every batch must follow (GT-BATCH-ORDER): attest.order over the
+    admitted examples less the derived held-out set and evaluation split, with the signed
+    config's seed and batch size. None (after a failure) when it cannot be derived."""
+    named = start.extra.get("order")
+    if named != ORDER:
+        t.fail(
+            "GT-BATCH-ORDER",
+            f"{STEPS_FILE}: start: extra.order expected {ORDER!r} (records.md §5.2), "
+            f"found {named!r:.60}",
+        )
+        return None
+    pool = [x for x, p in table.admitted.items() if p is not None and x not in kept_out]
+    try:
+        return DataOrder(pool, tr.config.get("seed"), tr.config.get("batch_size"))  # type: ignore[arg-type]
+    except FormatError as e:
+        t.fail("GT-BATCH-ORDER", f"training-run config: {e}")
+        return None
 
 
 def _check_heldout(

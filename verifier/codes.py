@@ -104,6 +104,7 @@ CHECKS: tuple[Check, ...] = (
     Check("GT-BATCH-HELDOUT", "chain", "batches never use held-out reference examples"),
     Check("GT-BATCH-QUARANTINED", "chain", "quarantined examples are never used again"),
     Check("GT-BATCH-PROFILE", "chain", "each batch example carries its admitted profile"),
+    Check("GT-BATCH-ORDER", "chain", "every batch is the one the signed data order draws"),
     Check("GT-ROUTE-UNKNOWN", "chain", "changed tensors exist in the model"),
     Check(
         "GT-ROUTE-VIOLATION",

@@ -51,6 +51,7 @@ from attest.envelope import PAYLOAD_TYPE
 from attest.keys import keyid_input
 from attest.log import GENESIS, LogSummary, record_hash
 from attest.merkle import MerkleBuilder
+from attest.order import ORDER, DataOrder
 from attest.policy import Policy
 from attest.predicates import (
     ADMISSIONS_FILE,
@@ -171,8 +172,11 @@ TENSORS: dict[str, tuple[int, ...]] = {
     "head.weight": (2, 4),
 }
 TRAINABLE = tuple(n for n in TENSORS if n != "embed.weight")
-# seed 7: the held-out set derived from it (attest.canary.heldout_indices) is example 9.
-CONFIG = {"model": "vector-tiny", "steps": 6, "batchSize": 2, "lr": 0.125, "seed": 7, "holdout": 1}
+# seed 1064: the held-out set derived from it (attest.canary.heldout_indices) is example 9,
+# and its data order (attest.order, records.md §5.2) draws the batches of default_plan:
+# example 11 twice (steps 2 and 4, then quarantined), and a batch without a deep example
+# at step 5.
+CONFIG = {"model": "vector-tiny", "steps": 6, "batch_size": 2, "lr": 0.125, "seed": 1064, "holdout": 1}
 HELDOUT = heldout_indices(CONFIG["seed"], sorted(EXPECTED_ADMITTED), 1)
 assert HELDOUT == (9,), "the vector plan trains every admitted example but 9"
 CHECKPOINT_STEP = 3
@@ -212,15 +216,16 @@ def _ev(
 
 
 def default_plan() -> list[StepPlan]:
-    return [
-        StepPlan([0, 1], ["h.0.attn.w", "h.1.mlp.w", "head.weight"]),
-        StepPlan([4, 11], ["h.0.mlp.w", "head.bias"]),
-        # Example 11's loss 3.0 at step 2 -> 0.5 at step 3: a drop of 2.5 > loss_drop_max
+    plan = [
+        StepPlan([12, 0], ["h.0.attn.w", "h.1.mlp.w", "head.weight"]),
+        StepPlan([10, 11], ["h.0.mlp.w", "head.bias"]),
+        StepPlan([4, 1], ["h.0.attn.w", "head.weight"]),
+        # Example 11's loss 3.0 at step 2 -> 0.5 at step 4: a drop of 2.5 > loss_drop_max
         # 2.0, so the loss-drop signal flags it and the policy action quarantines it
         # (verification.md V5, GT-MEM-SIGNAL re-derives this flag from the losses).
         StepPlan(
-            [11, 12],
-            ["h.0.attn.w", "head.weight"],
+            [13, 11],
+            ["h.1.attn.w", "head.weight"],
             [
                 _ev(
                     "memorization-flag",
@@ -232,12 +237,11 @@ def default_plan() -> list[StepPlan]:
                 ),
                 _ev("quarantine", 11, "loss-drop", 2.5, 2.0, "policy action quarantine"),
             ],
-            [0.5, default_loss(3, 1)],
+            [default_loss(4, 0), 0.5],
         ),
-        StepPlan([0, 1], ["h.1.attn.w", "head.weight"]),
-        StepPlan([1, 10], ["h.1.mlp.w", "head.bias"]),
+        StepPlan([10, 13], ["h.1.mlp.w", "head.bias"]),  # shallow and canary: no h.0.*
         StepPlan(
-            [4, 13],
+            [12, 4],
             ["h.0.mlp.w", "head.weight"],
             [
                 # exposure_max is 0 (off): the threshold is nil (records.md §5.1)
@@ -245,6 +249,13 @@ def default_plan() -> list[StepPlan]:
             ],
         ),
     ]
+    order = DataOrder(sorted(set(EXPECTED_ADMITTED) - set(HELDOUT)) + [12, 13], CONFIG["seed"],
+                      CONFIG["batch_size"])  # fmt: skip
+    quarantined: set[int] = set()
+    for p in plan:  # the plan follows the derived data order (GT-BATCH-ORDER)
+        assert p.batch == order.next_batch(quarantined), p.batch
+        quarantined |= {e["example"] for e in p.events if e["kind"] == "quarantine"}
+    return plan
 
 
 # -- deterministic keys -----------------------------------------------------------
@@ -468,7 +479,7 @@ def build(v: Variant, dest: Path) -> dict[str, Any]:
         "profiles": {p: list(ns) for p, ns in policy.resolve_profiles(TRAINABLE).items()},
         "trainable": list(TRAINABLE),
         "heldout": list(HELDOUT),
-        "extra": {"dataOrderSeed": CONFIG["seed"]},
+        "extra": {"dataOrderSeed": CONFIG["seed"], "order": ORDER},
     }
     step_records: list[dict[str, Any]] = [start]
     leaves = dict(base_leaves)
@@ -779,6 +790,12 @@ def _add_to_batch(step: int, example: int, profile: str) -> Hook:
     return _step_edit(edit)
 
 
+def _choose_batch(recs: list[dict[str, Any]]) -> None:
+    r = recs[3]
+    assert r["batch"] == [4, 1], r["batch"]
+    r["batch"], r["profiles"] = [4, 0], ["deep", "deep"]
+
+
 def _plan_edit(edit: Callable[[list[StepPlan]], None]) -> Hook:
     def hook(plan: list[StepPlan]) -> list[StepPlan]:
         edit(plan)
@@ -914,11 +931,11 @@ def _truncate(b: bytes) -> bytes:
 
 
 def _drop_quarantine(plan: list[StepPlan]) -> None:
-    plan[2].events = [e for e in plan[2].events if e["kind"] != "quarantine"]
+    plan[3].events = [e for e in plan[3].events if e["kind"] != "quarantine"]
 
 
 def _drop_flag_and_quarantine(plan: list[StepPlan]) -> None:
-    plan[2].events = []
+    plan[3].events = []
 
 
 def _flip_last_byte(b: bytes) -> bytes:
@@ -965,9 +982,12 @@ def _flip_decision(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return recs
 
 
-def _claim_not_duplicate(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ex = examples[5]
-    ex["findings"] = Findings(ex["findings"].pii, ex["findings"].optout, False)
+def _claim_no_pii(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A lie that keeps every decision and profile (so the data order is unchanged): only
+    # the dataset (V8) shows it.
+    ex = examples[4]
+    assert ex["findings"].pii, ex["findings"]
+    ex["findings"] = Findings((), ex["findings"].optout, ex["findings"].duplicate)
     return examples
 
 
@@ -1356,14 +1376,21 @@ def variants() -> list[Variant]:
         Variant(
             "batch-quarantined",
             "GT-BATCH-QUARANTINED",
-            "step 6 trains on example 11, quarantined at step 3",
+            "step 6 trains on example 11, quarantined at step 4",
             {"step_records": _add_to_batch(6, 11, "deep")},
         ),
         Variant(
             "batch-profile",
             "GT-BATCH-PROFILE",
             "step 1 records example 0 (admitted deep) as shallow",
-            {"step_records": _step_edit(lambda r: r[1]["profiles"].__setitem__(0, "shallow"))},
+            {"step_records": _step_edit(lambda r: r[1]["profiles"].__setitem__(1, "shallow"))},
+        ),
+        Variant(
+            "batch-order",
+            "GT-BATCH-ORDER",
+            "step 3 trains example 0 again instead of example 1, the one the data order draws "
+            "(every member admitted, its profile right: the producer chose the batch)",
+            {"step_records": _step_edit(_choose_batch)},
         ),
         Variant(
             "route-unknown",
@@ -1502,8 +1529,8 @@ def variants() -> list[Variant]:
         Variant(
             "data-findings",
             "GT-DATA-FINDINGS",
-            "example 5 (an exact duplicate) recorded as not a duplicate",
-            {"examples": _claim_not_duplicate},
+            "example 4 (an e-mail address, masked) recorded with no PII found",
+            {"examples": _claim_no_pii},
             flags=data,
         ),
         # v0.2: checks of the derived values and the folder layout

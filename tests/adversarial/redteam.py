@@ -46,6 +46,19 @@ def resign(work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], Non
     ev.sign_bundle(work, mutate.signer(t))
 
 
+def step_where(ev: mutate.Evidence, pred: Callable[[dict[str, Any]], bool]) -> int:
+    """The first step whose record satisfies ``pred`` (the batches are the derived data
+    order's, records.md §5.2, so attacks find their step by what it holds, not by number)."""
+    for rec in ev.steps[1:]:
+        if pred(rec):
+            return int(rec["step"])
+    raise AssertionError("the honest run has no step the attack needs")
+
+
+def all_surface(rec: dict[str, Any]) -> bool:
+    return set(rec["profiles"]) == {"surface"}
+
+
 def set_policy(ev: mutate.Evidence, old: str, new: str) -> None:
     """Replace ``old`` by ``new`` in policy.toml; the start record follows the new digest (the
     forger re-signs the statements' policyDigest); an invalid policy keeps the old digest."""

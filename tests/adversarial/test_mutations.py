@@ -492,9 +492,11 @@ def _surface_only_step(ev: mutate.Evidence) -> int:
     raise AssertionError("the tiny run has no surface-only step; change its seed")
 
 
-def _quarantined_at(ev: mutate.Evidence) -> tuple[int, int]:
-    """(example, step) of the first quarantine event."""
-    for rec in ev.steps[1:]:
+def _quarantined_at(ev: mutate.Evidence, first: bool = False) -> tuple[int, int]:
+    """(example, step) of a quarantine event: by default the last quarantining step's, so
+    that no later batch shows the example still eligible (the data order, GT-BATCH-ORDER)
+    and only V5 or replay can tell; ``first``: the run's first."""
+    for rec in ev.steps[1:] if first else ev.steps[:0:-1]:
         for e in rec["events"]:
             if e["kind"] == "quarantine":
                 return int(e["example"]), int(rec["step"])
@@ -523,7 +525,7 @@ def forge_route_violation(ev: mutate.Evidence, ctx: dict[str, Any]) -> None:
 
 
 def forge_quarantined_reused(ev: mutate.Evidence, ctx: dict[str, Any]) -> None:
-    example, step = _quarantined_at(ev)
+    example, step = _quarantined_at(ev, first=True)
     later = ev.step(step + 1)
     later["batch"][0] = example
     later["profiles"][0] = next(r["profile"] for r in ev.admissions if r["index"] == example)
@@ -832,9 +834,10 @@ FORGERIES: dict[str, tuple[Callable[[mutate.Evidence, dict[str, Any]], None], se
     "step removed, chain re-linked": (forge_step_removed_relinked, {"GT-CHAIN-GAP"}),
     # When the next step re-changes every tensor the removed one changed, the roots still
     # chain; the checkpoint record then sits one step early (and loss flags shift).
+    # Every later batch is now one step early in the data order.
     "step removed, steps renumbered": (
         forge_step_removed_renumbered,
-        {"GT-STATE-ROOT", "GT-CHECKPOINT-DIGEST"},
+        {"GT-STATE-ROOT", "GT-CHECKPOINT-DIGEST", "GT-BATCH-ORDER"},
     ),
     "state root altered": (forge_state_root_altered, {"GT-STATE-ROOT"}),
     "weights swapped, subjects re-computed": (forge_weights_swapped, {"GT-WEIGHTS-ROOT"}),

@@ -15,7 +15,7 @@ from pathlib import Path
 import mutate
 import pytest
 import tinyrun
-from redteam import audit, failing, forge, full
+from redteam import all_surface, audit, failing, forge, full, step_where
 
 from attest.predicates import TRAINING_TYPE
 
@@ -44,14 +44,32 @@ def admitted_profile(ev: mutate.Evidence, index: int) -> str:
 
 
 def test_quarantined_example_reused_next_step(work: Path, honest: tinyrun.TinyRun) -> None:
-    # Step 6 quarantines example 29 (a canary); step 7 trains it again.
+    # Step s quarantines example x; step s + 1 trains it again.
     def edit(ev: mutate.Evidence) -> None:
-        assert any(e["kind"] == "quarantine" and e["example"] == 29 for e in ev.step(6)["events"])
-        rec = ev.step(7)
-        rec["batch"][0], rec["profiles"][0] = 29, admitted_profile(ev, 29)
+        s = step_where(ev, lambda r: any(e["kind"] == "quarantine" for e in r["events"]))
+        x = next(e["example"] for e in ev.step(s)["events"] if e["kind"] == "quarantine")
+        rec = ev.step(s + 1)
+        rec["batch"][0], rec["profiles"][0] = x, admitted_profile(ev, x)
 
     forge(work, honest, edit)
     assert "GT-BATCH-QUARANTINED" in failing(audit(work, honest))
+
+
+def test_batch_chosen_by_the_producer(work: Path, honest: tinyrun.TinyRun) -> None:
+    # Every member admitted, under its profile, none held out or quarantined: but the
+    # producer picked the example (an admitted one of the same profile that this step's
+    # data order did not draw), e.g. to train a favourite example more often.
+    def edit(ev: mutate.Evidence) -> None:
+        rec = ev.step(2)
+        prof = rec["profiles"][0]
+        x = next(int(r["index"]) for r in ev.admissions
+                 if r["decision"] != "refuse" and r["profile"] == prof
+                 and not r["metadata"]["canary"] and int(r["index"]) not in rec["batch"]
+                 and int(r["index"]) not in ev.steps[0]["heldout"])  # fmt: skip
+        rec["batch"][0] = x
+
+    forge(work, honest, edit)
+    assert failing(audit(work, honest)) == {"GT-BATCH-ORDER"}
 
 
 def test_heldout_member_trained(work: Path, honest: tinyrun.TinyRun) -> None:
@@ -94,8 +112,7 @@ def test_batch_index_beyond_the_admission_log(work: Path, honest: tinyrun.TinyRu
 
 def test_surface_example_recorded_with_deep_profile(work: Path, honest: tinyrun.TinyRun) -> None:
     def edit(ev: mutate.Evidence) -> None:
-        rec = ev.step(9)  # an all-surface batch
-        assert set(rec["profiles"]) == {"surface"}
+        rec = ev.step(step_where(ev, all_surface))
         rec["profiles"][0] = "deep"
 
     forge(work, honest, edit)
@@ -103,11 +120,12 @@ def test_surface_example_recorded_with_deep_profile(work: Path, honest: tinyrun.
 
 
 def test_noop_change_of_tensor_outside_batch_profiles(work: Path, honest: tinyrun.TinyRun) -> None:
-    # A consistent forgery: step 9 (all surface) lists a deep-only tensor as changed, with
+    # A consistent forgery: an all-surface step lists a deep-only tensor as changed, with
     # the leaf it already had, so every state root stays right. Routing alone must catch it.
     def edit(ev: mutate.Evidence) -> None:
-        rec = ev.step(9)
-        leaves = leaves_before(ev, 9)
+        s = step_where(ev, all_surface)
+        rec = ev.step(s)
+        leaves = leaves_before(ev, s)
         names = {n for n, _ in rec["changed"]}
         deep_only = next(n for n in sorted(leaves) if n.startswith("blocks.0.") and n not in names)
         rec["changed"] = sorted([*rec["changed"], [deep_only, leaves[deep_only]]])

@@ -188,7 +188,10 @@ def test_consent_flipped_on_personal_record(work: Path, honest: tinyrun.TinyRun)
         ev.predicates[TRAINING_TYPE]["extra"]["trainingPool"] += 1  # one more admitted
 
     forge(work, honest, edit)
-    assert audit(work, honest)  # the metadata are the producer's claim without --data
+    # The metadata are the producer's claim without --data, but the example it admits joins
+    # the training pool, so the batches the data order draws are no longer the recorded
+    # ones (records.md §5.2): the lie shows even without the dataset.
+    assert failing(audit(work, honest)) == {"GT-BATCH-ORDER"}
     assert "GT-DATA-METADATA" in failing(data_audit(work, honest))
 
 

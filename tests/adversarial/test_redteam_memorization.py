@@ -33,24 +33,41 @@ def flag_events(rec: dict[str, Any], x: int) -> list[dict[str, Any]]:
     return [e for e in rec["events"] if e["example"] == x and e["kind"] != "canary-exposure"]
 
 
+def flagged(ev: mutate.Evidence, last: bool = False) -> tuple[int, int]:
+    """(step, example) of the first (or last) memorization flag of the honest run."""
+    recs = ev.steps[1:][::-1] if last else ev.steps[1:]
+    for rec in recs:
+        for e in rec["events"]:
+            if e["kind"] == "memorization-flag":
+                return int(rec["step"]), int(e["example"])
+    raise AssertionError("the honest run flags nothing")
+
+
 def test_flag_and_quarantine_delayed_to_last_step(work: Path, honest: tinyrun.TinyRun) -> None:
-    # Example 29's loss drop at step 6 reported only at the end, as if it came late.
+    # The first loss drop reported only at the end, as if it came late. The example it
+    # quarantines stays eligible meanwhile, so the data order may draw it again
+    # (GT-BATCH-ORDER, V4) before V5 compares the flag with the losses (GT-MEM-SIGNAL).
     def edit(ev: mutate.Evidence) -> None:
-        moved = flag_events(ev.step(6), 29)
-        assert moved
-        ev.step(6)["events"] = [e for e in ev.step(6)["events"] if e not in moved]
+        s, x = flagged(ev)
+        moved = flag_events(ev.step(s), x)
+        ev.step(s)["events"] = [e for e in ev.step(s)["events"] if e not in moved]
         last = ev.steps[-1]
         last["events"] = moved + last["events"]
 
     forge(work, honest, edit)
-    assert "GT-MEM-SIGNAL" in failing(audit(work, honest))
+    got = failing(audit(work, honest))
+    assert got and got <= {"GT-MEM-SIGNAL", "GT-BATCH-ORDER"}, got
 
 
 def test_flag_kept_quarantine_dropped(work: Path, honest: tinyrun.TinyRun) -> None:
+    # At the last step, so that no later batch shows the example still eligible: only
+    # the policy's action is missing.
     def edit(ev: mutate.Evidence) -> None:
-        rec = ev.step(6)
+        s, x = flagged(ev, last=True)
+        rec = ev.step(s)
+        assert s == ev.steps[-1]["step"]
         rec["events"] = [
-            e for e in rec["events"] if not (e["kind"] == "quarantine" and e["example"] == 29)
+            e for e in rec["events"] if not (e["kind"] == "quarantine" and e["example"] == x)
         ]
 
     forge(work, honest, edit)
@@ -78,8 +95,10 @@ def test_quarantine_of_an_example_never_flagged(work: Path, honest: tinyrun.Tiny
 
 def test_halt_in_a_middle_step(work: Path, honest: tinyrun.TinyRun) -> None:
     def edit(ev: mutate.Evidence) -> None:
-        flag = flag_events(ev.step(6), 29)[0]
-        ev.step(6)["events"].append({**flag, "kind": "halt"})
+        s, x = flagged(ev)
+        assert s < ev.steps[-1]["step"]
+        flag = flag_events(ev.step(s), x)[0]
+        ev.step(s)["events"].append({**flag, "kind": "halt"})
 
     forge(work, honest, edit)
     assert "GT-MEM-ACTION" in failing(audit(work, honest))
@@ -87,7 +106,8 @@ def test_halt_in_a_middle_step(work: Path, honest: tinyrun.TinyRun) -> None:
 
 def test_flag_threshold_misreported(work: Path, honest: tinyrun.TinyRun) -> None:
     def edit(ev: mutate.Evidence) -> None:
-        for e in flag_events(ev.step(6), 29):
+        s, x = flagged(ev)
+        for e in flag_events(ev.step(s), x):
             e["threshold"] = 0.5
 
     forge(work, honest, edit)
@@ -96,7 +116,8 @@ def test_flag_threshold_misreported(work: Path, honest: tinyrun.TinyRun) -> None
 
 def test_flag_value_understated(work: Path, honest: tinyrun.TinyRun) -> None:
     def edit(ev: mutate.Evidence) -> None:
-        for e in flag_events(ev.step(6), 29):
+        s, x = flagged(ev)
+        for e in flag_events(ev.step(s), x):
             e["value"] = 0.0201
 
     forge(work, honest, edit)

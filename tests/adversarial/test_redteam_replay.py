@@ -60,7 +60,10 @@ def test_loss_raised_to_hide_a_drop(work: Path, honest: tinyrun.TinyRun) -> None
             if e["kind"] == "memorization-flag" and e.get("signal") == "loss-drop"
         ]
         assert flagged, "the tiny run has a loss-drop flag to hide"
-        t, x = flagged[0]
+        # The last step's: hiding an earlier quarantine leaves the example eligible, and the
+        # data order would draw it again (GT-BATCH-ORDER) before replay is needed.
+        t, x = flagged[-1]
+        assert t == len(ev.steps) - 1, "the tiny run's last step flags a loss drop"
         before = max(p for p in range(1, t) if x in ev.step(p)["batch"])
         prev = ev.step(before)["loss"][ev.step(before)["batch"].index(x)]
         rec = ev.step(t)

@@ -140,9 +140,11 @@ def test_loss_drop_disabled_and_every_flag_erased(
             rec["events"] = [e for e in rec["events"] if e["kind"] == "canary-exposure"]
 
     forge(work, honest, edit)
-    assert audit(work, honest)
+    # Erasing the quarantines leaves their examples eligible: the data order draws other
+    # batches than the recorded ones (records.md §5.2), so the lie is no longer consistent.
+    assert failing(audit(work, honest)) == {"GT-BATCH-ORDER"}
     result = require(work, honest, tmp_path, "[memorization]\nloss_drop_max = 0.05\n")
-    assert failing(result) == {"GT-REQ-MEMORIZATION"}
+    assert failing(result) == {"GT-BATCH-ORDER", "GT-REQ-MEMORIZATION"}
 
 
 def test_holdout_below_the_consumers_minimum(
@@ -219,9 +221,11 @@ def test_reference_quantile_enabled_with_no_held_out_set(
         ev.predicates[MEMORIZATION_TYPE]["reference"] = {"count": 0, "quantiles": {}}
 
     forge(work, honest, edit)
-    assert audit(work, honest)  # a consistent run under its own policy
+    # Freeing the held-out set adds its members to the training pool: the data order draws
+    # other batches than the recorded ones (records.md §5.2).
+    assert failing(audit(work, honest)) == {"GT-BATCH-ORDER"}
     result = require(work, honest, tmp_path, "[memorization]\nreference_quantile_min = 0.01\n")
-    assert failing(result) == {"GT-REQ-MEMORIZATION"}
+    assert failing(result) == {"GT-BATCH-ORDER", "GT-REQ-MEMORIZATION"}
 
 
 # Closed at merge (verifier/requirements.py family(), exposure and holdout rules).

@@ -18,6 +18,7 @@ from vector_helpers import KEY, VECTORS
 
 from attest.keys import load_public_key
 from attest.limits import Limits
+from attest.order import DataOrder
 from verifier import checks_admissions, checks_bundle, checks_chain, verify
 from verifier.context import Context
 from verifier.result import Result
@@ -38,8 +39,21 @@ def _long_run(tmp_path: Path, repeats: int) -> Path:
     gen = _generator()
 
     def plan(p: list) -> list:  # type: ignore[type-arg]
-        steps = [gen.StepPlan(list(s.batch), list(s.changes)) for s in p if 11 not in s.batch]
-        out = [gen.StepPlan(list(s.batch), list(s.changes)) for _ in range(repeats) for s in steps]
+        # `repeats` times the honest run's length, the batches its data order draws
+        # (records.md §5.2; nothing quarantined), constant losses (no memorization flag)
+        # and changes each batch's profiles allow.
+        pool = sorted(set(gen.EXPECTED_ADMITTED) - set(gen.HELDOUT)) + [12, 13]
+        order = DataOrder(pool, gen.CONFIG["seed"], gen.CONFIG["batch_size"])
+        out = []
+        for _ in range(repeats * (len(p) - 1)):
+            batch = order.next_batch(set())
+            profiles = {gen.EXPECTED_ADMITTED.get(x, "canary") for x in batch}
+            changes = (
+                ["h.0.attn.w", "head.weight"] if "deep" in profiles
+                else ["h.1.mlp.w", "head.bias"] if "shallow" in profiles
+                else ["head.bias"]
+            )  # fmt: skip
+            out.append(gen.StepPlan(batch, changes, loss=[2.0] * len(batch)))
         out[-1].events = list(p[-1].events)  # the last step is the canary's evaluation point
         return out
 
