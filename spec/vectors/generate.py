@@ -176,7 +176,14 @@ TRAINABLE = tuple(n for n in TENSORS if n != "embed.weight")
 # and its data order (attest.order, records.md §5.2) draws the batches of default_plan:
 # example 11 twice (steps 2 and 4, then quarantined), and a batch without a deep example
 # at step 5.
-CONFIG = {"model": "vector-tiny", "steps": 6, "batch_size": 2, "lr": 0.125, "seed": 1064, "holdout": 1}
+CONFIG = {
+    "model": "vector-tiny",
+    "steps": 6,
+    "batch_size": 2,
+    "lr": 0.125,
+    "seed": 1064,
+    "holdout": 1,
+}
 HELDOUT = heldout_indices(CONFIG["seed"], sorted(EXPECTED_ADMITTED), 1)
 assert HELDOUT == (9,), "the vector plan trains every admitted example but 9"
 CHECKPOINT_STEP = 3
