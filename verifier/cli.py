@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from attest import progress
 from attest.admission_table import FORMATS
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
 
@@ -411,8 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
     args = parser.parse_args(argv)
+    # Progress on stderr (attest.progress) unless the user asked for a quiet stderr:
+    # --quiet, or --format json (stderr then holds the one-line verdict only).
+    shown = not getattr(args, "quiet", False) and getattr(args, "format", "text") != "json"
     try:
-        return int(args.func(args))
+        with progress.enabled(shown):
+            return int(args.func(args))
     except VerificationError as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return EXIT_FAIL
