@@ -424,6 +424,10 @@ def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
     except (UsageError, FormatError, GovtuneError) as e:
         print(f"govtune: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as e:  # a file-system failure no command named: still one line, exit 2
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"govtune: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt as e:  # trainer.commands re-raises it with the resume hint
         hint = f": {e}" if str(e) else ""
         print(f"govtune: interrupted{hint}", file=sys.stderr)

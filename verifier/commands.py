@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from attest.atomic import STDOUT, write_output
 from attest.errors import UsageError
+from attest.keys import require_key_file
 
 from .api import verify as api_verify
 from .requirements import requirements_note
@@ -30,8 +31,7 @@ def _run(args: argparse.Namespace) -> Result:
     if not args.key:
         raise UsageError("--key: expected at least one trusted public key")
     for k in args.key:
-        if not Path(k).is_file():
-            raise UsageError(f"{k}: key file not found")
+        require_key_file(Path(k))  # before any work
     return api_verify(
         Path(args.path),
         [Path(k) for k in args.key],
