@@ -166,7 +166,10 @@ class Progress:
                 console=Console(file=self.stream), transient=False,
             )  # fmt: skip
             total = None if self.total is None else self.total // self.scale
-            self._task = self._bar.add_task(self.label, total=total, info="")
+            # a resumed bar (after an inner one) starts where it was, not at 0
+            self._task = self._bar.add_task(
+                self.label, total=total, completed=done // self.scale, info=""
+            )
             self._bar.start()
             _live.append(self)
         info = " ".join(

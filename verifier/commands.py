@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from attest.atomic import STDOUT, write_output
 from attest.errors import UsageError
 from attest.keys import require_key_file
+from attest.progress import is_enabled
 
 from .api import verify as api_verify
 from .requirements import requirements_note
@@ -45,8 +46,9 @@ def _run(args: argparse.Namespace) -> Result:
         policy_digest=getattr(args, "policy_digest", None),
         requirements=getattr(args, "require", None),
         replay_tolerance=getattr(args, "replay_tolerance", None),
-        # json: stderr holds the verdict line only; --quiet: nothing but the verdict
-        progress=getattr(args, "format", "text") == "text" and not getattr(args, "quiet", False),
+        # the CLI's one choice (verifier/cli.py run): off for --quiet and --format json
+        # (stderr then holds the verdict line only); on for text, and for a report's html/md
+        progress=is_enabled(),
     )
 
 
