@@ -153,11 +153,25 @@ def test_profile_matching_nothing_fails_before_training(tmp_path: Path) -> None:
         '"ln_f.*", "lm_head.*"', '"h.3.*"'))  # fmt: skip
     write_keypair(tmp_path / "k")
     p = _govtune("train", str(config), "--out", str(tmp_path / "run"), "--key",
-                 str(tmp_path / "k.key"), "--quiet")  # fmt: skip
+                 str(tmp_path / "k.key"))  # fmt: skip
     assert p.returncode == 2, p.stderr
     assert "profiles.surface: expected patterns ['h.*', 'h.3.*']" in p.stderr
     assert "'blocks.0." in p.stderr  # the hint lists the model's own names
-    assert not (tmp_path / "run" / "provenance" / "steps.msgpack").exists()
+    assert p.stderr.count("\n") == 1, p.stderr  # no progress line (admission, training) above it
+    assert not (tmp_path / "run").exists()  # checked before the run folder is made
+
+
+def test_data_error_is_the_only_line(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    with (tmp_path / "dataset.jsonl").open("a") as f:
+        f.write('{"text": "no metadata"}\n')
+    write_keypair(tmp_path / "k")
+    p = _govtune("train", str(config), "--out", str(tmp_path / "run"), "--key",
+                 str(tmp_path / "k.key"))  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"govtune: error: dataset.jsonl:{len(_rows()) + 1}: "), p.stderr
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert not (tmp_path / "run").exists()
 
 
 # --- govtune admit --------------------------------------------------------------------------
