@@ -175,7 +175,9 @@ def report(args: argparse.Namespace) -> int:
         if not out.parent.is_dir():
             raise UsageError(f"{out.parent}: output folder does not exist")
         write_output(out, data)  # never replaces a symlink, FIFO or device (attest.atomic)
-        print(f"wrote {args.format} report to {out.resolve()}", file=sys.stderr)
+        # a regular file by its absolute path; /dev/stdout or a FIFO as given (not pipe:[…])
+        where = out.resolve() if out.resolve().is_file() else out
+        print(f"wrote {args.format} report to {where}", file=sys.stderr)
     if nonce := _replay_nonce_line(result):
         print(nonce, file=sys.stderr)
     print(_verdict_line(result), file=sys.stderr)

@@ -197,6 +197,16 @@ def _govtune(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize("output", ["-", "/dev/stdout"])
+def test_report_to_stdout_composes_and_keeps_dev_stdout(basic: Path, output: str) -> None:
+    pytest.importorskip("verifier.report")
+    p = _govtune("report", *cli_args(basic), "--format", "json", "--output", output)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["verdict"]["value"] == "PASS"
+    assert "Traceback" not in p.stderr and "pipe:[" not in p.stderr, p.stderr
+    assert Path("/dev/stdout").is_symlink()  # never replaced by a regular file
+
+
 def test_json_mode_stdout_is_json_only_and_stderr_the_verdict_only(basic: Path) -> None:
     p = _govtune("verify", *cli_args(basic), "--format", "json")
     assert p.returncode == 0, p.stderr
