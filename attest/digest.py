@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import FormatError
+from .progress import for_bytes
 
 CHUNK = 1 << 20  # bytes read per call when streaming a file
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -17,8 +20,13 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_stream(f: BinaryIO, size: int | None = None) -> str:
-    """Hash ``size`` bytes (or all that remain) of an open binary file."""
+def sha256_stream(
+    f: BinaryIO, size: int | None = None, tick: Callable[[int], None] | None = None
+) -> str:
+    """Hash ``size`` bytes (or all that remain) of an open binary file.
+
+    ``tick(n)`` is called with each chunk's length (progress). Raises FormatError when the
+    file ends before ``size`` bytes."""
     h = hashlib.sha256()
     remaining = size
     buf = bytearray(CHUNK)
@@ -31,14 +39,20 @@ def sha256_stream(f: BinaryIO, size: int | None = None) -> str:
                 raise FormatError(f"expected {remaining} more bytes, got end of file")
             break
         h.update(view[:n])
+        if tick is not None:
+            tick(n)
         if remaining is not None:
             remaining -= n
     return h.hexdigest()
 
 
 def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return sha256_stream(f)
+    """The file's SHA-256 (hex); byte progress for a big file (attest.progress). Raises OSError."""
+    with (
+        open(path, "rb") as f,
+        for_bytes(f"hashing {path.name}", os.fstat(f.fileno()).st_size) as bar,
+    ):
+        return sha256_stream(f, tick=bar.advance)
 
 
 def check_hex32(value: object, where: str) -> str:

@@ -56,8 +56,19 @@ def write_keypair(
     return priv, pub
 
 
+def require_key_file(path: Path) -> None:
+    """Raises UsageError unless ``path`` is a file: the one check of a key path, so a command
+    can refuse a missing key or a folder before any work."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: expected a key file, found a folder")
+    if not path.is_file():
+        raise UsageError(f"{path}: key file not found")
+
+
 def _read_key_file(path: Path, limits: Limits) -> bytes:
     path = Path(path)
+    require_key_file(path)
     try:
         size = os.stat(path).st_size
         if size > limits.key_file_max:

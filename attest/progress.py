@@ -1,11 +1,18 @@
 """Progress of a long operation, in one place: a bar on a terminal, periodic lines in logs.
 
-Used by training (trainer/commands.py) and by verification (verifier/api.py, per layer).
-On a TTY it draws a `rich.progress` bar; otherwise (a log file, CI, a pipe) it prints
-one plain line every ``every_s`` seconds and one at the end, so a log shows that work
-goes on without a line per step. Nothing is printed before the first update: an
-operation that fails while reading its inputs leaves no stray progress line above
-its error.
+Used by training (trainer/commands.py), admission (trainer/data.py), hashing of large
+files (attest/tensors.py, attest/digest.py), verification (verifier/api.py, per layer) and
+replay (verifier/replay.py). On a TTY it draws a `rich.progress` bar; otherwise (a log
+file, CI, a pipe) it prints one plain line every ``every_s`` seconds and one at the end,
+so a log shows that work goes on without a line per step. Nothing is printed before the
+first update: an operation that fails while reading its inputs leaves no stray progress
+line above its error.
+
+Whether the library shows progress at all is the caller's choice, made once per command:
+the CLI turns it on (``with enabled():``) unless ``--quiet`` or ``--format json`` asks for
+a quiet stderr; a library call shows none. So the deep helpers (hashing, admission) need
+no flag threaded through every signature. A bar started inside another (hashing inside
+the verifier's layer bar) pauses the outer one: one terminal draws one bar at a time.
 
 rich is a core dependency but not one of attest's format libraries, so it is imported
 only when a bar is drawn (attest stays importable with the format's dependencies alone).
@@ -14,9 +21,35 @@ only when a bar is drawn (attest stays importable with the format's dependencies
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TextIO
+
+_ENABLED: ContextVar[bool] = ContextVar("govtune_progress", default=False)
+BIG_BYTES = 128 << 20  # bytes: a smaller file hashes in well under a second, so no progress
+MIB = 1 << 20
+_live: list[Progress] = []  # rich bars on screen now, innermost last
+_bytes_lock = threading.Lock()
+_bytes_open = [0]  # byte progresses shown now: one at a time (files hashed in parallel)
+
+
+@contextmanager
+def enabled(on: bool = True) -> Iterator[None]:
+    """Within the block, `is_enabled()` is ``on``: the CLI's choice for one command."""
+    token = _ENABLED.set(on)
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
+
+
+def is_enabled() -> bool:
+    """Whether the current command shows progress (off in library calls; see `enabled`)."""
+    return _ENABLED.get()
 
 
 def _seconds(s: float) -> str:
@@ -39,10 +72,14 @@ class Progress:
         stream: TextIO | None = None,
         every_s: float = 10.0,  # seconds between plain lines (non-TTY)
         closing_line: bool = True,  # non-TTY: a last line at the end (if any update came)
+        delay_s: float = 0.0,  # seconds: nothing at all for an operation done sooner
+        scale: int = 1,  # units shown per count (MIB: byte counts shown in MiB)
     ) -> None:
         self.label, self.total, self.unit, self.quiet = label, total, unit, quiet
         self.stream = stream if stream is not None else sys.stderr
         self.every_s, self.closing_line = every_s, closing_line
+        self.delay_s, self.scale = delay_s, scale
+        self._lock = threading.Lock()
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.done = 0
         self.fields: dict[str, Any] = {}
@@ -62,16 +99,29 @@ class Progress:
         tb: TracebackType | None,
     ) -> None:
         if self._bar is not None:
-            self._bar.stop()
-        elif self.closing_line and not self.quiet and not self.tty and not exc_type and self.done:
+            self._stop_bar()
+        elif (
+            self.closing_line
+            and not self.quiet
+            and not self.tty
+            and not exc_type
+            and self.done
+            and time.monotonic() - self._start >= self.delay_s
+        ):
             self._line()  # the closing line of a log
+
+    def _stop_bar(self) -> None:
+        self._bar.stop()
+        self._bar = None
+        if self in _live:
+            _live.remove(self)
 
     def line(self) -> str:
         """The plain progress line: count, percentage, elapsed time, ETA and fields."""
         elapsed = time.monotonic() - self._start
-        text = f"{self.label}: {self.done}"
+        text = f"{self.label}: {self.done // self.scale}"
         if self.total:
-            text += f"/{self.total} {self.unit} ({100 * self.done // self.total}%)"
+            text += f"/{self.total // self.scale} {self.unit} ({100 * self.done // self.total}%)"
         else:
             text += f" {self.unit}"
         text += f", {_seconds(elapsed)} elapsed"
@@ -90,11 +140,16 @@ class Progress:
         self.done, self.fields = done, {**self.fields, **fields}
         if self.quiet:
             return
+        now = time.monotonic()
+        if now - self._start < self.delay_s:
+            return
         if not self.tty:
-            if time.monotonic() - self._last_line >= self.every_s:
+            if now - self._last_line >= self.every_s:
                 self._line()
             return
         if self._bar is None:  # started on the first update: no bar above an input error
+            if _live:  # one bar at a time: the outer one resumes at its next update
+                _live[-1]._stop_bar()
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -110,15 +165,52 @@ class Progress:
                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                 console=Console(file=self.stream), transient=False,
             )  # fmt: skip
-            self._task = self._bar.add_task(self.label, total=self.total, info="")
+            total = None if self.total is None else self.total // self.scale
+            # a resumed bar (after an inner one) starts where it was, not at 0
+            self._task = self._bar.add_task(
+                self.label, total=total, completed=done // self.scale, info=""
+            )
             self._bar.start()
+            _live.append(self)
         info = " ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.fields.items()
         )
-        self._bar.update(self._task, completed=done, info=info)
+        self._bar.update(self._task, completed=done // self.scale, info=info)
 
     def advance(self, n: int = 1, **fields: Any) -> None:
-        self.update(self.done + n, **fields)
+        with self._lock:  # hashing threads may report at once
+            self.update(self.done + n, **fields)
 
 
-__all__ = ["Progress"]
+class _BytesProgress(Progress):
+    """Byte progress of one file; a second one at once (parallel files) stays quiet."""
+
+    def __enter__(self) -> Progress:
+        with _bytes_lock:
+            if not self.quiet and _bytes_open[0]:
+                self.quiet = True
+            self._counted = not self.quiet
+            _bytes_open[0] += self._counted
+        return super().__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
+        with _bytes_lock:
+            _bytes_open[0] -= self._counted
+
+
+def for_bytes(label: str, size: int) -> Progress:
+    """Progress of reading ``size`` bytes (``advance(n)`` per chunk), shown in MiB.
+
+    Quiet for a file under BIG_BYTES, outside an `enabled` command, or while another
+    file's byte progress is shown; on a terminal nothing is drawn in the first second."""
+    quiet = size < BIG_BYTES or not is_enabled()
+    return _BytesProgress(label, size, unit="MiB", quiet=quiet, scale=MIB, delay_s=1.0)
+
+
+__all__ = ["BIG_BYTES", "Progress", "enabled", "for_bytes", "is_enabled"]

@@ -22,7 +22,7 @@ import os
 import queue
 import struct
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from .digest import CHUNK
 from .errors import FormatError
 from .limits import DEFAULT_LIMITS, Limits
 from .merkle import root_of_leaf_hashes
+from .progress import for_bytes
 
 TENSOR_TAG = b"govtune.tensor.v1\x00"
 
@@ -223,7 +224,12 @@ def hash_safetensors(
             spare = workers - 1 if with_file_digest else workers
             lanes = [_Lane() for _ in range(spare)] if spare >= 2 and len(tensors) > 1 else []
             try:
-                leaves = _hash_tensors(f, start, tensors, where, file_lane, file_h, lanes)
+                # attest.progress: byte progress for a big file in a command, else silent
+                with for_bytes(f"hashing {where}", size) as bar:
+                    bar.advance(start)
+                    leaves = _hash_tensors(
+                        f, start, tensors, where, file_lane, file_h, lanes, bar.advance
+                    )
             finally:
                 for lane in ([file_lane] if file_lane else []) + lanes:
                     lane.close()
@@ -278,6 +284,7 @@ def _hash_tensors(
     file_lane: _Lane | None,
     file_h: hashlib._Hash,
     lanes: Sequence[_Lane],
+    tick: Callable[[int], None],
 ) -> dict[str, bytes]:
     f.seek(start)  # tensors start here, whether or not the header went to the file digest
     hashers = {t.name: hashlib.sha256(leaf_prefix(t.name, t.dtype, t.shape)) for t in tensors}
@@ -298,6 +305,7 @@ def _hash_tensors(
             else:
                 h.update(chunk)
             remaining -= len(chunk)
+            tick(len(chunk))
     for lane in lanes:
         lane.drain()
     if file_lane:

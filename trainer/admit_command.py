@@ -35,9 +35,10 @@ def admit_command(args: argparse.Namespace) -> int:
     config = TrainConfig.load(Path(args.config))
     policy, _ = load_policy(config.path("policy"))
     examples, _ = read_dataset(config.path("dataset"))
-    adm = admit(policy, examples, os.urandom(32))  # throwaway: a dry run commits to nothing
     built = build_model(config)
     profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
+    # after every config error: admission may show progress (attest.progress)
+    adm = admit(policy, examples, os.urandom(32))  # throwaway: a dry run commits to nothing
     n = len(examples)
     texts = {i: adm.texts.get(i, examples[i].text) for i in range(n)}  # not the canaries'
     table = table_of(adm.records, texts, profiles={k: len(v) for k, v in profiles.items()})

@@ -177,6 +177,8 @@ def demo(args: argparse.Namespace) -> DemoRun:
     steps = args.steps if args.steps is not None else DEMO_STEPS
     if steps < 1:
         raise UsageError(f"--steps: expected a positive integer, got {steps}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: expected a folder for the demo's files, found a file")
     if (out / "run").exists():
         raise UsageError(f"{out / 'run'}: already exists; choose a new --out folder")
     out.mkdir(parents=True, exist_ok=True)

@@ -255,12 +255,18 @@ class Doc:
 # The documentation of every key (docs/config.md is generated from it and the dataclasses;
 # tests/trainer/test_commands_ux.py checks that every field has an entry and no more).
 DOCS: dict[str, Doc] = {
-    "dataset": Doc("path", "the training data: JSON Lines, one example object a line"),
+    "dataset": Doc(
+        "path",
+        "the training data: JSON Lines, one example object a line (`text`, `license`, "
+        "`source`, `data_class`, `consent`; optional `label`, or `prompt`/`response`: "
+        'spec/README.md "Dataset file")',
+    ),
     "policy": Doc("path", "the governance policy (TOML, spec/policy.md)"),
     "base": Doc(
         "path",
         "the base weights (.safetensors) of the built-in model; required unless "
-        '`init = "random"`. Hugging Face kinds name their base in `[model] base_from`',
+        '`init = "random"`. Hugging Face kinds: a transformers model folder, or name it in '
+        "`[model] base_from`",
     ),
     "init": Doc(
         "",

@@ -16,6 +16,7 @@ from attest.canary import canary_metadata, canary_prefix, canary_text
 from attest.commitment import Content, Opening, commit, derive_salt
 from attest.dataset import Example
 from attest.policy import Policy
+from attest.progress import Progress, is_enabled
 from attest.records import AdmissionRecord
 
 
@@ -83,14 +84,20 @@ def _record(
 
 
 def admit(policy: Policy, examples: Sequence[Example], run_secret: bytes) -> Admission:
-    """Judge every example in order, then plant the policy's canaries. Never raises on content."""
+    """Judge every example in order, then plant the policy's canaries. Never raises on content.
+
+    Progress (attest.progress, when the command shows it): nothing for a dataset admitted
+    within a second, else a bar or periodic lines."""
     adm = Admission()
     seen: set[str] = set()
-    for ex in examples:
-        findings, trained = inspect_example(policy, ex, seen)
-        meta = Metadata(ex.license, ex.source, ex.data_class, ex.consent, len(trained.text))
-        _record(adm, policy, run_secret, meta, findings, trained.text, trained.content,
-                trained.fields)  # fmt: skip
+    with Progress("admitting", len(examples), unit="examples", quiet=not is_enabled(),
+                  delay_s=1.0) as bar:  # fmt: skip
+        for ex in examples:
+            findings, trained = inspect_example(policy, ex, seen)
+            meta = Metadata(ex.license, ex.source, ex.data_class, ex.consent, len(trained.text))
+            _record(adm, policy, run_secret, meta, findings, trained.text, trained.content,
+                    trained.fields)  # fmt: skip
+            bar.advance()
     # The canary texts and metadata are attest.canary's: the verifier re-derives them.
     c = policy.canaries
     before = canary_prefix(c)

@@ -41,6 +41,7 @@ from attest.modelspec import BaseIdentity, ModelSpec, TokenizerIdentity
 from attest.tensors import hash_safetensors, state_root
 
 from . import leaves as lv
+from .base_fit import describe
 from .registry import Built, Item, register
 from .routecuts import add_route_cuts
 
@@ -201,6 +202,22 @@ def set_trainable(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Parame
         if n in keep:
             out[n] = p
     return out
+
+
+def base_misfit(model: nn.Module, info: Mapping[str, Any]) -> str:
+    """transformers' loading info as trainer.base_fit's one line; "" if the base fits.
+
+    A tensor missing from the base is expected only outside the base model (a task head
+    the kind initializes from the recorded seed, e.g. ``classifier.*``, ``score.*``);
+    missing inside it, or any shape that differs, means the weights are not this config's.
+    Unexpected tensors alone (an unused pooler) are counted, not refused."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    inside = [k for k in info.get("missing_keys", ()) if not prefix or k.startswith(prefix + ".")]
+    shaped = [(k, tuple(want), tuple(got)) for k, got, want in info.get("mismatched_keys", ())]
+    if not inside and not shaped:
+        return ""
+    return describe(shaped, inside, sorted(info.get("unexpected_keys", ())),
+                    len(model.state_dict()))  # fmt: skip
 
 
 def no_dropout(model: nn.Module) -> None:
@@ -439,9 +456,20 @@ class _HFKind:
 
             hf_logging.set_verbosity_error()  # "newly initialized weights" is expected here
             hf_logging.disable_progress_bar()
-            return self.auto_class().from_pretrained(str(folder), local_files_only=True, **kw)
+            # Loading info instead of transformers' own error: a base of another
+            # architecture would otherwise load silently (every tensor freshly initialized,
+            # its warning silenced above) or fail with a report of every tensor.
+            model, info = self.auto_class().from_pretrained(
+                str(folder), local_files_only=True, output_loading_info=True,
+                ignore_mismatched_sizes=True, **kw,
+            )  # fmt: skip
         except (OSError, ValueError) as e:
             raise UsageError(f"{folder}: cannot load as {self.auto_class().__name__}: {e}") from e
+        if why := base_misfit(model, info):
+            raise UsageError(
+                f"{folder}: base weights do not fit {type(model).__name__} (its config.json): {why}"
+            )
+        return model
 
     def build(self, spec: ModelSpec, base: Path | None, *, device: str, dtype: str) -> Built:
         from transformers import AutoTokenizer

@@ -256,6 +256,8 @@ def run(
     set_determinism(config)
     policy, policy_bytes = load_policy(config.path("policy"))
     examples, dataset_sha = read_dataset(config.path("dataset"))
+    # a config error before anything is written or shown (admission's progress)
+    profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
     prov = out / "provenance"
     run_secret, resume = _open_run(out, resume, run_secret)
     run_id = os.urandom(16).hex()
@@ -267,7 +269,6 @@ def run(
     evals, pool = _eval_split(pool, adm, config)  # config.eval_examples, never trained
 
     # --- the model's starting point, the engine, the monitors -------------------------------
-    profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
     engine = StepEngine(built, optimizer_config(config), profiles, grad_norms=config.grad_norms,
                         grad_accum=config.grad_accum)  # fmt: skip
     base_root = engine.state_root()

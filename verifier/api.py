@@ -20,6 +20,7 @@ from attest.errors import UsageError
 from attest.keys import load_public_key
 from attest.limits import DEFAULT_LIMITS, Limits
 from attest.progress import Progress
+from attest.progress import enabled as progress_enabled
 
 from . import (
     checks_admissions,
@@ -108,7 +109,8 @@ def verify(
     ``replay_top`` largest update intervals (V9; verifier/replay.py; needs torch,
     ``data`` and ``openings``). ``replay_nonce`` (hex text or bytes) is the auditor's
     own contribution to the draw (default: drawn from the OS and published).
-    ``progress`` shows which layer runs (stderr; attest.progress). ``replay_tolerance``
+    ``progress`` shows which layer runs, hashing of big files and replay's plan and steps
+    (stderr; attest.progress). ``replay_tolerance``
     is the auditor's maximum absolute difference for a tolerant
     replay (default: bitwise; nothing the run records relaxes it). ``policy_digest`` (hex)
     pins the producer's policy and ``requirements`` (a `Requirements` or the path of its
@@ -224,7 +226,7 @@ def verify(
     # ``progress``: per layer, a bar on a TTY or a line every 10 s in a log (attest.progress)
     # No closing line: a quick verification leaves stderr to the verdict line alone.
     bar = Progress("verifying", len(layers), unit="layers", quiet=not progress, closing_line=False)
-    with bar:
+    with bar, progress_enabled(progress):  # nested progress: hashing, replay (attest.progress)
         for k, (name, run) in enumerate(layers):
             bar.update(k, layer=name)
             before = len(result.findings)

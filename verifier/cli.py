@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from attest import progress
 from attest.admission_table import FORMATS
 from attest.errors import FormatError, GovtuneError, UsageError, VerificationError
 
@@ -411,13 +412,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
     args = parser.parse_args(argv)
+    # Progress on stderr (attest.progress) unless the user asked for a quiet stderr:
+    # --quiet, or --format json (stderr then holds the one-line verdict only).
+    shown = not getattr(args, "quiet", False) and getattr(args, "format", "text") != "json"
     try:
-        return int(args.func(args))
+        with progress.enabled(shown):
+            return int(args.func(args))
     except VerificationError as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return EXIT_FAIL
     except (UsageError, FormatError, GovtuneError) as e:
         print(f"govtune: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # a file-system failure no command named: still one line, exit 2
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"govtune: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt as e:  # trainer.commands re-raises it with the resume hint
         hint = f": {e}" if str(e) else ""

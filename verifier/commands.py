@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 from attest.atomic import STDOUT, write_output
 from attest.errors import UsageError
+from attest.keys import require_key_file
+from attest.progress import is_enabled
 
 from .api import verify as api_verify
 from .requirements import requirements_note
@@ -30,8 +32,7 @@ def _run(args: argparse.Namespace) -> Result:
     if not args.key:
         raise UsageError("--key: expected at least one trusted public key")
     for k in args.key:
-        if not Path(k).is_file():
-            raise UsageError(f"{k}: key file not found")
+        require_key_file(Path(k))  # before any work
     return api_verify(
         Path(args.path),
         [Path(k) for k in args.key],
@@ -45,8 +46,9 @@ def _run(args: argparse.Namespace) -> Result:
         policy_digest=getattr(args, "policy_digest", None),
         requirements=getattr(args, "require", None),
         replay_tolerance=getattr(args, "replay_tolerance", None),
-        # json: stderr holds the verdict line only; --quiet: nothing but the verdict
-        progress=getattr(args, "format", "text") == "text" and not getattr(args, "quiet", False),
+        # the CLI's one choice (verifier/cli.py run): off for --quiet and --format json
+        # (stderr then holds the verdict line only); on for text, and for a report's html/md
+        progress=is_enabled(),
     )
 
 
@@ -173,7 +175,9 @@ def report(args: argparse.Namespace) -> int:
         if not out.parent.is_dir():
             raise UsageError(f"{out.parent}: output folder does not exist")
         write_output(out, data)  # never replaces a symlink, FIFO or device (attest.atomic)
-        print(f"wrote {args.format} report to {out.resolve()}", file=sys.stderr)
+        # a regular file by its absolute path; /dev/stdout or a FIFO as given (not pipe:[…])
+        where = out.resolve() if out.resolve().is_file() else out
+        print(f"wrote {args.format} report to {where}", file=sys.stderr)
     if nonce := _replay_nonce_line(result):
         print(nonce, file=sys.stderr)
     print(_verdict_line(result), file=sys.stderr)

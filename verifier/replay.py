@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from attest.limits import Limits
 from attest.log import iter_log
 from attest.policy import Policy
 from attest.predicates import ADMISSIONS_FILE, STEPS_FILE, Checkpoint
+from attest.progress import Progress, is_enabled
 from attest.records import AdmissionRecord, StartRecord, StepRecord
 from attest.tensors import state_root
 
@@ -53,8 +55,10 @@ from .replay_select import (
     environment_problems,
     intervals_for,
     intervals_text,
+    plan_text,
     replay_mode,
     replay_seed,
+    run_seconds,
     safe_relative,
     select_steps,
     top_intervals,
@@ -109,6 +113,7 @@ class ReplayInputs:
     admitted: Mapping[int, str | None]
     canary_groups: tuple[tuple[int, ...], ...]  # canary k -> its admission indices (V3)
     limits: Limits
+    seconds: float | None = None  # the run's recorded wall time (startedOn..finishedOn): ETA only
 
 
 def replay_inputs(ctx: Context) -> ReplayInputs | str:
@@ -138,6 +143,7 @@ def replay_inputs(ctx: Context) -> ReplayInputs | str:
         admitted=dict(table.admitted),
         canary_groups=table.canary_groups,
         limits=ctx.limits,
+        seconds=run_seconds(tr.started_on, tr.finished_on),
     )
 
 
@@ -297,6 +303,7 @@ class _Audit:
         self.results: list[dict[str, Any]] = []
         self.executed: set[int] = set()
         self.rng_seen = self.rng_match = 0
+        self.bar = Progress("replaying", None, quiet=True)  # run() sets the real one
         self.broken = False  # the model could not be rebuilt, or an input changed
         self._saved = (
             torch.get_num_threads(),
@@ -374,6 +381,22 @@ class _Audit:
             t.fail("GT-REPLAY-STEP", f"cannot read the texts to replay: {msg}")
             self._not_run(targets, "texts unreadable")
             return
+        # Say what will run and for about how long before the long part (issue 14), then a
+        # bar on a TTY or a line every 10 s in a log (attest.progress; off in json mode).
+        label = {s.step: s.label for s in self.stored}
+        if is_enabled():
+            states = [label[a] for a in sorted({a for a, _ in self.intervals})]
+            print(plan_text(self.intervals, states, inputs.steps, inputs.seconds),
+                  file=sys.stderr, flush=True)  # fmt: skip
+        self.bar = Progress("replaying", sum(b - a for a, b in self.intervals), unit="steps",
+                            quiet=not is_enabled())  # fmt: skip
+        with self.bar:
+            self._run_intervals(targets, records, texts)
+
+    def _run_intervals(
+        self, targets: list[int], records: dict[int, StepRecord], texts: dict[int, str]
+    ) -> None:
+        t = self.t
         for a, b in self.intervals:
             mine = [s for s in targets if a < s <= b]
             try:
@@ -478,49 +501,54 @@ class _Audit:
         if not self.base_problem:
             out.append(Stored(0, "base"))
         names = set(self.start.tensors)
-        for cp in inputs.checkpoints:
-            where = f"{cp.file} (checkpoint of step {cp.step})"
-            rec = first.get(cp.step, {}).get("checkpoint")
-            if rec != {"file": cp.file, "sha256": cp.sha256, "stateRoot": cp.state_root}:
-                self.t.fail(
-                    "GT-REPLAY-CHECKPOINT",
-                    f"{where}: expected step {cp.step}'s record to name it, found {rec!r:.120}",
+        # cost: every checkpoint is read and its state root recomputed (a count in a log)
+        with Progress("replay: checking checkpoints", len(inputs.checkpoints),
+                      unit="checkpoints", quiet=not is_enabled(), delay_s=1.0) as bar:  # fmt: skip
+            for cp in inputs.checkpoints:
+                bar.advance()
+                where = f"{cp.file} (checkpoint of step {cp.step})"
+                rec = first.get(cp.step, {}).get("checkpoint")
+                if rec != {"file": cp.file, "sha256": cp.sha256, "stateRoot": cp.state_root}:
+                    self.t.fail(
+                        "GT-REPLAY-CHECKPOINT",
+                        f"{where}: expected step {cp.step}'s record to name it, found {rec!r:.120}",
+                    )
+                    continue
+                path = inputs.root / cp.file
+                if not safe_relative(cp.file) or not path.is_file():
+                    self.t.fail(
+                        "GT-REPLAY-CHECKPOINT",
+                        f"{where}: expected the file (sha256 "
+                        f"{cp.sha256[:16]}…, signed), found "
+                        f"{'an unsafe path' if not safe_relative(cp.file) else 'no file'}; "
+                        f"steps after {cp.step} are replayed from an earlier state",
+                    )
+                    continue
+                s = Stored(cp.step, cp.file, ((path, cp.sha256),), optimizer=True)
+                try:
+                    model, _opt, _rng = self._load(s)
+                except InputChanged as e:
+                    self.t.fail("GT-REPLAY-CHECKPOINT", str(e))
+                    continue
+                except FormatError as e:
+                    self.t.fail(
+                        "GT-REPLAY-CHECKPOINT",
+                        f"{where}: expected a safetensors checkpoint, found {e}",
+                    )
+                    continue
+                got = (
+                    state_root(self.lv.leaves(model, sorted(names))).hex()
+                    if names <= set(model)
+                    else "(tensors missing)"
                 )
-                continue
-            path = inputs.root / cp.file
-            if not safe_relative(cp.file) or not path.is_file():
-                self.t.fail(
-                    "GT-REPLAY-CHECKPOINT",
-                    f"{where}: expected the file (sha256 "
-                    f"{cp.sha256[:16]}…, signed), found "
-                    f"{'an unsafe path' if not safe_relative(cp.file) else 'no file'}; "
-                    f"steps after {cp.step} are replayed from an earlier state",
-                )
-                continue
-            s = Stored(cp.step, cp.file, ((path, cp.sha256),), optimizer=True)
-            try:
-                model, _opt, _rng = self._load(s)
-            except InputChanged as e:
-                self.t.fail("GT-REPLAY-CHECKPOINT", str(e))
-                continue
-            except FormatError as e:
-                self.t.fail(
-                    "GT-REPLAY-CHECKPOINT", f"{where}: expected a safetensors checkpoint, found {e}"
-                )
-                continue
-            got = (
-                state_root(self.lv.leaves(model, sorted(names))).hex()
-                if names <= set(model)
-                else "(tensors missing)"
-            )
-            if got != cp.state_root:
-                self.t.fail(
-                    "GT-REPLAY-CHECKPOINT",
-                    f"{where}: expected the model state root "
-                    f"{cp.state_root} of step {cp.step}, found {got}",
-                )
-                continue
-            out.append(s)
+                if got != cp.state_root:
+                    self.t.fail(
+                        "GT-REPLAY-CHECKPOINT",
+                        f"{where}: expected the model state root "
+                        f"{cp.state_root} of step {cp.step}, found {got}",
+                    )
+                    continue
+                out.append(s)
         steps = inputs.steps
         if inputs.weights_bound and steps not in {s.step for s in out}:
             files = tuple((inputs.root / name, sha) for name, sha in inputs.weights)
@@ -665,6 +693,7 @@ class _Audit:
                 [Item(texts[x], self.fields.get(x, {})) for x in rec.batch], profiles, rec.lr
             )
             self.executed.add(s)
+            self.bar.advance()
             problem = compare_step(s, rec, out, self.tol)
             if problem:
                 self.t.fail("GT-REPLAY-STEP", f"{problem} (replayed from {start.label}, step {a})")

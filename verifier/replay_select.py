@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -83,6 +83,58 @@ def top_intervals(distances: list[dict[str, Any]], q: int) -> list[dict[str, Any
 
 def intervals_text(tops: list[dict[str, Any]]) -> str:
     return ", ".join(f"{q['fromStep']}->{q['toStep']}" for q in tops) or "none"
+
+
+def run_seconds(started_on: str, finished_on: str) -> float | None:
+    """The producer's recorded wall time (training statement ``startedOn``..``finishedOn``,
+    RFC 3339), or None when either is empty, unparsable or the span is not positive."""
+    from datetime import datetime
+
+    try:
+        span = datetime.fromisoformat(finished_on) - datetime.fromisoformat(started_on)
+    except (TypeError, ValueError):
+        return None
+    seconds = span.total_seconds()
+    return seconds if seconds > 0 else None
+
+
+def _duration(s: float) -> str:
+    s = max(1, round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def plan_text(
+    intervals: Sequence[tuple[int, int]],
+    states: Sequence[str],
+    run_steps: int,
+    seconds: float | None,
+) -> str:
+    """The line replay prints before it re-executes anything (issue 14): how many steps, in
+    which intervals, from which stored states, and an estimate of the time.
+
+    The estimate scales the producer's mean wall time per step (``seconds`` / ``run_steps``,
+    from the signed but producer-stated startedOn/finishedOn) by the steps to re-execute.
+    That mean includes admission, hashing and checkpoint writes, and this machine is not
+    the producer's, so it is labelled an estimate; the bar's own ETA takes over once steps run.
+    """
+    n = sum(b - a for a, b in intervals)
+    where = ", ".join(f"{a}->{b}" for a, b in intervals[:8]) + (
+        f", … ({len(intervals)} in all)" if len(intervals) > 8 else ""
+    )
+    text = (
+        f"replay: re-executing {n} of {run_steps} step(s) in {len(intervals)} interval(s) "
+        f"({where}), loading {len(states)} stored state(s) ({', '.join(states[:4])}"
+        + (", …" if len(states) > 4 else "")
+        + ")"
+    )
+    if seconds is None or run_steps <= 0:
+        return text + "; no time estimate (the run records no startedOn/finishedOn)"
+    mean = seconds / run_steps
+    return (
+        text + f"; estimated {_duration(mean * n)} ({n} x {mean:.2g} s, the producer's mean "
+        "step time from its recorded start and finish; an estimate: this machine's speed "
+        "differs and the mean includes admission and hashing)"
+    )
 
 
 def parse_tolerance(value: float | str | None) -> float | None:

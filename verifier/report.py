@@ -66,7 +66,8 @@ LAYER_TITLES = {
     "bundle": "Bundle and signatures", "policy": "Policy", "admissions": "Admission log",
     "chain": "Step chain and routing", "memorization": "Memorization report",
     "weights": "Released weights", "base": "Base model", "data": "Dataset and content rules",
-    "replay": "Replay of sampled steps", "requirements": "Consumer requirements",
+    "replay": "Replay of sampled steps", "release": "Release folder (card, ML-BOM, model.sig)",
+    "requirements": "Consumer requirements",
 }  # fmt: skip
 
 # (framework, control, requirement, facts it rests on). Annex XI §1.2 is the technical

@@ -18,7 +18,8 @@ from pathlib import Path
 from attest.admission_table import render, table_of
 from attest.dataset import read_dataset
 from attest.digest import sha256_hex
-from attest.errors import UsageError, VerificationError
+from attest.errors import VerificationError
+from attest.keys import require_key_file
 from attest.log import iter_log
 from attest.predicates import ADMISSIONS_FILE
 from attest.records import AdmissionRecord
@@ -32,8 +33,7 @@ EXIT_OK = 0
 def show(args: argparse.Namespace) -> int:
     """Raises UsageError (bad request) or VerificationError (the admissions did not verify)."""
     for k in args.key:
-        if not Path(k).is_file():
-            raise UsageError(f"{k}: key file not found")
+        require_key_file(Path(k))  # before any work
     run = Path(args.path)
     result = verify(run, [Path(k) for k in args.key], threshold=args.threshold,
                     data=args.data, openings=args.openings)  # fmt: skip

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from attest.errors import UsageError
-from attest.keys import load_public_key, load_signer
+from attest.keys import load_public_key, load_signer, require_key_file
 
 from .commands import print_human
 from .result import Result
@@ -27,8 +27,8 @@ def require(args: argparse.Namespace) -> None:
         raise UsageError("verify: expected a run or release folder (or --vsa-only VSA)")
     if bool(args.vsa) != bool(args.sign_key):
         raise UsageError("--vsa OUT and --sign-key KEY go together")
-    if args.sign_key and not Path(args.sign_key).is_file():
-        raise UsageError(f"{args.sign_key}: key file not found")
+    if args.sign_key:
+        require_key_file(Path(args.sign_key))
     out = Path(args.vsa)
     if not out.parent.is_dir():
         raise UsageError(f"{out.parent}: output folder does not exist")

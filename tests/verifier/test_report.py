@@ -169,6 +169,16 @@ def test_pass_model_verdict_and_scope():
     assert states["replay"] == states["base"] == states["requirements"] == "not requested"
 
 
+def test_every_layer_has_a_title_in_the_report():
+    from verifier.codes import LAYERS
+    from verifier.report import LAYER_TITLES
+
+    assert set(LAYER_TITLES) == set(LAYERS)  # "release" was shown by its bare key
+    m = build_report(passing())
+    titles = {ly["name"]: ly["title"] for ly in m["scope"]["layers"]}
+    assert titles["release"].startswith("Release folder")
+
+
 def test_pass_without_data_marks_content_rules_attested():
     m = build_report(passing())
     assert item(m, "identity", "Final state root")["status"] == "verified"

@@ -127,6 +127,19 @@ def test_pass_report_in_chromium(tmp_path):
 
 
 @needs_chromium
+def test_every_layer_is_titled_in_chromium(tmp_path):
+    page = tmp_path / "titles.html"
+    page.write_text(render(fx.passing(), "html"), encoding="utf-8")
+    dom = chromium(tmp_path, page, "--dump-dom").stdout
+    # the scope table showed the bare key "release" for this layer (the code catalogue
+    # in the appendix names layers by key, on purpose)
+    from verifier.report import LAYER_TITLES
+
+    for title in LAYER_TITLES.values():
+        assert f">{title}<" in dom, title
+
+
+@needs_chromium
 def test_fail_report_in_chromium(tmp_path):
     v, lines = load(tmp_path, "fail", render(fx.failing(), "html"))
     assert lines == []
