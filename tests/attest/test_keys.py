@@ -169,7 +169,7 @@ def test_oversized_key_file(tmp_path, loader):
 
 
 def test_key_path_is_a_folder(tmp_path):
-    with pytest.raises(UsageError, match="cannot read key file"):
+    with pytest.raises(UsageError, match="expected a key file, found a folder"):
         keys.load_signer(tmp_path)
 
 
