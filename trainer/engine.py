@@ -253,12 +253,18 @@ class StepEngine:
         """
         pending, self._hashing = self._hashing, {}
         state, self._hash_state = self._hash_state, None
+        # The main thread hashes, last first, what no worker has started (cancel() fails
+        # once a worker runs it), so after AdamW every core hashes.
+        done = {a: lv.leaf(a, state[a]) for a in reversed(pending)
+                if state is not None and pending[a].cancel()}  # fmt: skip
         changed: dict[str, bytes] = {}
         for n, p in self.params.items():
             if p.grad is None:
                 continue
             for alias in self.aliases[n]:
-                if alias in pending:
+                if alias in done:
+                    h = done[alias]
+                elif alias in pending:
                     h = pending.pop(alias).result()  # sync: join the hashing thread
                 else:
                     if state is None:
@@ -266,8 +272,9 @@ class StepEngine:
                     h = lv.leaf(alias, state[alias])  # cost: SHA-256 over the tensor's bytes
                 if h != self.current[alias]:
                     changed[alias] = self.current[alias] = h
-        for f in pending.values():  # (none after an engine step; be tidy after a bare one)
-            f.result()
+        for a, f in pending.items():  # (none after an engine step; be tidy after a bare one)
+            if a not in done:
+                f.result()
         return changed
 
 

@@ -6,8 +6,9 @@ over the trainable bytes on one core: 0.1-0.3 s of a 0.65 s MiniLM step on 2 cor
 `OverlapAdamW.step` instead updates the tensors that have a gradient in a few chunks
 (by bytes) and, after each chunk, hands that chunk to ``on_chunk``, which the step
 engine uses to start hashing it on worker threads (hashlib releases the GIL) while the
-main thread updates the next chunk. So SHA-256 (compute-bound) runs beside AdamW
-(memory-bound), and the hashes are of exactly the bytes after the step: a tensor is
+main thread updates the next chunk; after the last chunk the main thread hashes what
+the workers have not started (trainer.engine `_hash_changed`). So SHA-256
+(compute-bound) runs beside AdamW (memory-bound), and the hashes are of exactly the bytes after the step: a tensor is
 handed over only once its own update is done, and nothing writes it again in the step.
 
 The result is bitwise the result of one ``AdamW.step()``: AdamW updates each tensor from
@@ -39,11 +40,13 @@ _pool_lock = threading.Lock()
 
 
 def hash_pool() -> ThreadPoolExecutor:
-    """The process's hashing threads (one per usable CPU), shared by every step engine."""
+    """The process's hashing threads, shared by every step engine: one per usable CPU but
+    one, since the main thread keeps a core for AdamW and then hashes beside them."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(default_workers(), thread_name_prefix="govtune-leaf")
+            workers = max(1, default_workers() - 1)
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="govtune-leaf")
         return _pool
 
 
@@ -74,10 +77,8 @@ class OverlapAdamW(torch.optim.AdamW):
             return super().step(closure)
         live = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         parts = chunks_by_bytes(live)
-        if len(parts) <= 1:
-            super().step()
-            hand_off(live)
-            return None
+        if len(parts) <= 1:  # too small to overlap: the caller hashes after the step
+            return super().step()
         grads = [p.grad for p in live]
         try:
             for part in parts:
