@@ -11,7 +11,8 @@ benchmark biases neither side. The governed step is the trainer's own code, as i
 trainer/loop.py: `StepEngine.step` (forward, gradient routing with two depth profiles
 mixed in every batch (``--mix one``: every example "deep"), per-example routed
 gradient norms, AdamW, leaf hashes of changed tensors, state root), the memorization
-probe (`Monitor.observe`) and a StepRecord appended to a real msgpack step log. `--no-grad-norms` switches the norms off.
+probe (`Monitor.observe`) and a StepRecord appended to a real msgpack step log.
+`--no-grad-norms` switches the norms off.
 The plain step is forward, mean loss, backward, AdamW.
 Prints the ratio of median step times (targets: <= 1.10 one profile, <= 1.15 two).
 

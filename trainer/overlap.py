@@ -8,8 +8,9 @@ over the trainable bytes on one core: 0.1-0.3 s of a 0.65 s MiniLM step on 2 cor
 engine uses to start hashing it on worker threads (hashlib releases the GIL) while the
 main thread updates the next chunk; after the last chunk the main thread hashes what
 the workers have not started (trainer.engine `_hash_changed`). So SHA-256
-(compute-bound) runs beside AdamW (memory-bound), and the hashes are of exactly the bytes after the step: a tensor is
-handed over only once its own update is done, and nothing writes it again in the step.
+(compute-bound) runs beside AdamW (memory-bound), and the hashes are of exactly the
+bytes after the step: a tensor is handed over only once its own update is done, and
+nothing writes it again in the step.
 
 The result is bitwise the result of one ``AdamW.step()``: AdamW updates each tensor from
 its own gradient and state only, and a tensor whose ``grad`` is None is skipped, so
