@@ -2,11 +2,13 @@
 
 Those two scripts belong to the trainer side and may change; this module only runs
 them (as child processes, so torch's threads and memory stay out of the runner) and
-reads what they print. If bench_trainer.py offers ``figures(quick: bool)`` (a list of
-dicts with ``name``, ``plain_ms`` and ``governed_ms`` sample lists, and optionally
-``target``), those rows are used as they are; the Hugging Face rows the issue asks
-for (MiniLM full fine-tune and LoRA, a >= 100M causal LM) are otherwise reported as
-not available.
+reads what they print. bench_trainer.py's ``figures(quick: bool)`` (a list of dicts
+with ``name``, ``plain_ms`` and ``governed_ms`` paired sample lists, and optionally
+``target``) gives the rows: the built-in TinyLM and the MiniLM classifier (full
+fine-tune and LoRA), one profile and two mixed profiles each, and with --full the
+>= 100M causal LM (SmolLM2-135M + LoRA); a row it does not give is listed as not
+measured. Without ``figures`` (an older bench_trainer.py) the TinyLM rows are parsed
+from its printed medians.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,7 @@ from attest.tensors import state_root
 
 from . import leaves as lv
 from .gradnorm import GradNorms
+from .overlap import OverlapAdamW, hash_pool
 from .registry import Built, Item
 from .routing import Router
 
@@ -76,15 +78,22 @@ class StepEngine:
         *,
         grad_norms: bool = True,
         grad_accum: int = 1,  # micro-batches per optimizer step (config.grad_accum)
+        overlap_hashing: bool = True,  # False: hash after AdamW, one tensor at a time
     ) -> None:
         self.grad_accum = grad_accum
         self.built, self.model = built, built.model
         self.params: dict[str, nn.Parameter] = dict(built.trainable)
         self.names_by_id = {id(p): n for n, p in self.params.items()}
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = OverlapAdamW(
             list(self.params.values()), lr=optim.lr, betas=optim.betas,
             weight_decay=optim.weight_decay,
         )  # fmt: skip
+        # cost: hashing the changed tensors overlaps AdamW (trainer.overlap): each chunk
+        # AdamW finishes is hashed on worker threads; `_hash_changed` collects the leaves.
+        self._hashing: dict[str, Future[bytes]] = {}  # state name -> its leaf, this step
+        self._hash_state: dict[str, torch.Tensor] | None = None
+        if overlap_hashing:
+            self.optimizer.on_chunk = self._start_hashing
         self.router = Router(self.params, profiles)
         self.norms = GradNorms(self.model, self.params) if grad_norms else None
         # Names under which each trainable parameter appears in the state (tied weights
@@ -227,19 +236,45 @@ class StepEngine:
                 norms.disarm()
         return losses.detach()
 
+    def _start_hashing(self, part: Sequence[nn.Parameter]) -> None:
+        """OverlapAdamW's hand-off: start hashing tensors whose update for this step is done."""
+        if self._hash_state is None:
+            self._hash_state = self.built.state()
+        state, pool = self._hash_state, hash_pool()
+        for p in part:
+            for alias in self.aliases[self.names_by_id[id(p)]]:
+                self._hashing[alias] = pool.submit(lv.leaf, alias, state[alias])
+
     def _hash_changed(self) -> dict[str, bytes]:
-        """New leaves of the tensors whose bytes changed (only tensors that had a gradient)."""
+        """New leaves of the tensors whose bytes changed (only tensors that had a gradient).
+
+        Leaves whose hashing `_start_hashing` began during AdamW are joined here; any other
+        tensor with a gradient is hashed now. Either way: SHA-256 of the bytes after the step.
+        """
+        pending, self._hashing = self._hashing, {}
+        state, self._hash_state = self._hash_state, None
+        # The main thread hashes, last first, what no worker has started (cancel() fails
+        # once a worker runs it), so after AdamW every core hashes.
+        done = {a: lv.leaf(a, state[a]) for a in reversed(pending)
+                if state is not None and pending[a].cancel()}  # fmt: skip
         changed: dict[str, bytes] = {}
-        state = None
         for n, p in self.params.items():
             if p.grad is None:
                 continue
             for alias in self.aliases[n]:
-                if state is None:
-                    state = self.built.state()
-                h = lv.leaf(alias, state[alias])  # cost: SHA-256 over the tensor's bytes
+                if alias in done:
+                    h = done[alias]
+                elif alias in pending:
+                    h = pending.pop(alias).result()  # sync: join the hashing thread
+                else:
+                    if state is None:
+                        state = self.built.state()
+                    h = lv.leaf(alias, state[alias])  # cost: SHA-256 over the tensor's bytes
                 if h != self.current[alias]:
                     changed[alias] = self.current[alias] = h
+        for a, f in pending.items():  # (none after an engine step; be tidy after a bare one)
+            if a not in done:
+                f.result()
         return changed
 
 

@@ -12,7 +12,9 @@ into per-example squared norms:
 
 - nn.Linear: ``‖Σ_t g_t a_tᵀ‖²`` either as ``Σ_{t,s} (a_t·a_s)(g_t·g_s)`` (the "ghost
   norm" of Goodfellow 2015 / Li et al. 2022, cost B·T²·(in+out)) or from the per-example
-  gradient einsum (cost B·T·in·out), whichever is cheaper; bias ``‖Σ_t g_t‖²``;
+  gradient einsum (cost B·T·in·out), whichever is cheaper, chosen per call; where the
+  einsum is the cheaper form a plain nn.Linear is "book-kept" (its weight gradient is the
+  sum of the per-example ones, formed once); bias ``‖Σ_t g_t‖²``;
 - nn.Embedding: ``Σ_{t,s} [i_t = i_s ≠ pad] (g_t·g_s)`` (no [B, V, d] tensor);
 - nn.LayerNorm / RMSNorm: the per-example gradients are [B, d]: formed directly.
 
@@ -91,11 +93,16 @@ def _linear_materialise(m: nn.Module, a: torch.Tensor, g: torch.Tensor, names: s
     return out
 
 
+def ghost_cheaper(n: int, d_in: int, d_out: int) -> bool:
+    """Whether the ghost norm of a Linear weight (cost per example T²·(in+out)) is cheaper
+    than forming the per-example gradient (T·in·out), for T = ``n`` rows per example."""
+    return n * (d_in + d_out) < d_in * d_out
+
+
 def _linear_squared(m: nn.Module, a: torch.Tensor, g: torch.Tensor, names: set[str]) -> Any:
     out = {}
     if "weight" in names:
-        n, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
-        if n * n * (d_in + d_out) < n * d_in * d_out:  # cost: the cheaper of the two forms
+        if ghost_cheaper(a.shape[1], a.shape[2], g.shape[2]):  # cost: the cheaper form
             out["weight"] = (a @ a.transpose(1, 2) * (g @ g.transpose(1, 2))).sum((1, 2))
         else:
             out["weight"] = torch.einsum("bno,bni->boi", g, a).pow(2).sum((1, 2))
@@ -193,7 +200,12 @@ class GradNorms:
     pass (the router calls it), ``result()`` after the backward, ``disarm()``.
     """
 
-    def __init__(self, model: nn.Module, trainable: Mapping[str, nn.Parameter]) -> None:
+    def __init__(
+        self, model: nn.Module, trainable: Mapping[str, nn.Parameter], *, ghost: bool = True
+    ) -> None:
+        # ghost=False: every plain nn.Linear call is book-kept (the reference path the tests
+        # compare the ghost-norm choice against).
+        self.ghost = ghost
         by_id = {id(p): n for n, p in trainable.items()}
         self.owners: dict[int, list[tuple[nn.Module, str]]] = {}  # param id -> (module, local)
         self.reason = ""
@@ -221,6 +233,10 @@ class GradNorms:
         # model at small cost"): a plain nn.Linear whose parameters are its own computes
         # its per-example gradients once in its backward (`_BookLinear`) and hands autograd
         # their sum as the weight gradient, so the norms cost no second weight-gradient pass.
+        # Per call, where the ghost norm is cheaper (`ghost_cheaper`), the call takes the
+        # hook path instead: autograd's one-GEMM weight gradient plus the ghost norm, so
+        # no [B, out, in] tensor is written and read back (Bu et al. 2022 choose per layer
+        # the same way; for MiniLM at T = 64 every Linear is a ghost layer).
         self.bookkept = {
             id(mod) for mod, locals_ in self.modules
             if type(mod) is nn.Linear and "forward" not in mod.__dict__
@@ -262,8 +278,14 @@ class GradNorms:
         lin = cast(nn.Linear, mod)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            if x.dim() < 2 or x.shape[0] != self._b:
-                # Not one row per example: the generic hook path for this call.
+            if (
+                x.dim() < 2 or x.shape[0] != self._b  # not one row per example
+                or (self.ghost and ghost_cheaper(x[0].numel() // lin.in_features,
+                                                 lin.in_features, lin.out_features))
+            ):  # fmt: skip
+                # The generic hook path for this call: autograd's own weight gradient (one
+                # GEMM) plus the ghost norm, cheaper here than forming per-example gradients
+                # (for T rows per example: T² (in + out) < T in out, e.g. BERT at T = 64).
                 out = F.linear(x, lin.weight, lin.bias)
                 replaced = self._forward_hook(mod, locals_)(mod, (x,), out)
                 return out if replaced is None else replaced
