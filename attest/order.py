@@ -18,8 +18,10 @@ step. It is defined by SHA-256 alone so that another language gets the same answ
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
+from array import array
 from collections.abc import Collection, Iterable, Sequence
 
 from .errors import FormatError
@@ -35,22 +37,44 @@ def check_seed(seed: object) -> int:
     return seed
 
 
-def ranking(prefix: bytes, pool: Iterable[int]) -> list[int]:
+def ranking(prefix: bytes, pool: Iterable[int], *, distinct: bool = False) -> list[int]:
     """The distinct indices of ``pool`` sorted by SHA-256(prefix || uint64be(index)),
-    compared as byte strings (ties, which SHA-256 makes vanishingly rare, by index)."""
+    compared as byte strings (ties, which SHA-256 makes vanishingly rare, by index).
+    ``distinct``: the caller vouches that ``pool`` has no repeats (no set is built)."""
     sha = hashlib.sha256
     pack = struct.Struct(">Q").pack
-    # cost: one SHA-256 per index; the key keeps the digest, not a tuple per index
-    return sorted(set(pool), key=lambda i: (sha(prefix + pack(i)).digest(), i))
+    # cost: one SHA-256 per index. Memory: one int per index, (first 8 digest bytes << 64
+    # | index), sorted as is (a (digest, index) tuple per index would be ~150 bytes); runs
+    # with equal first 8 bytes are then put in full-digest order, and the keys become the
+    # indices in place.
+    keys = sorted(
+        (int.from_bytes(sha(prefix + pack(i)).digest()[:8], "big") << 64) | i
+        for i in (pool if distinct else set(pool))
+    )
+    low = (1 << 64) - 1
+    j = 0
+    while j < len(keys):
+        end = j + 1
+        while end < len(keys) and keys[end] >> 64 == keys[j] >> 64:
+            end += 1
+        if end - j > 1:
+            keys[j:end] = sorted(
+                keys[j:end], key=lambda k: (sha(prefix + pack(k & low)).digest(), k)
+            )
+        for m in range(j, end):
+            keys[m] &= low
+        j = end
+    return keys
 
 
-def epoch_order(seed: int, epoch: int, pool: Iterable[int]) -> list[int]:
+def epoch_order(seed: int, epoch: int, pool: Iterable[int], *, distinct: bool = False) -> list[int]:
     """Epoch ``epoch``'s permutation of ``pool``: its distinct indices ranked by
     SHA-256("govtune.order.v1" || int64be(seed) || uint64be(epoch) || uint64be(index)).
     Raises FormatError for a seed outside 64 bits or a negative epoch."""
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**64:
         raise FormatError(f"data order: expected an epoch >= 0, got {epoch!r:.40}")
-    return ranking(_ORDER_TAG + struct.pack(">qQ", check_seed(seed), epoch), pool)
+    prefix = _ORDER_TAG + struct.pack(">qQ", check_seed(seed), epoch)
+    return ranking(prefix, pool, distinct=distinct)
 
 
 class DataOrder:
@@ -67,22 +91,27 @@ class DataOrder:
         check_seed(seed)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise FormatError(f"config.batch_size: expected an integer >= 1, got {batch_size!r}")
-        self.pool = sorted(set(pool))
-        self._members = frozenset(self.pool)
+        # 8 bytes an example for the pool and 8 for the epoch's order (a verifier holds
+        # both for a million-example pool).
+        self.pool = array("q", sorted(set(pool)))
         self.seed = seed
         self.batch_size = batch_size
         self.epoch = -1
-        self._perm: list[int] = []
+        self._perm = array("q")
         self._pos = 0
 
     def _next_epoch(self) -> None:
         self.epoch += 1
-        self._perm = epoch_order(self.seed, self.epoch, self.pool)
+        self._perm = array("q", epoch_order(self.seed, self.epoch, self.pool, distinct=True))
         self._pos = 0
 
+    def _member(self, x: int) -> bool:
+        k = bisect.bisect_left(self.pool, x)
+        return k < len(self.pool) and self.pool[k] == x
+
     def live(self, excluded: Collection[int]) -> int:
-        """Examples still eligible for a batch (cost: O(|excluded|), not O(|pool|))."""
-        return len(self.pool) - sum(1 for x in set(excluded) if x in self._members)
+        """Examples still eligible for a batch (cost: O(|excluded| log |pool|))."""
+        return len(self.pool) - sum(1 for x in set(excluded) if self._member(x))
 
     def next_batch(self, excluded: Collection[int]) -> list[int]:
         """The next batch (see the class docstring)."""

@@ -59,3 +59,27 @@ def test_small_pool_and_empty() -> None:
 def test_bad_parameters(seed: int, batch: int, match: str) -> None:
     with pytest.raises(FormatError, match=match):
         DataOrder([1], seed=seed, batch_size=batch)
+
+
+def test_ranking_breaks_ties_in_the_first_eight_digest_bytes_by_the_whole_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The sort keys on the first 8 digest bytes; a run of equal ones must still come out in
+    # whole-digest order. SHA-256 never collides there in practice, so force it: a digest
+    # whose first 8 bytes are constant.
+    import attest.order as order
+
+    real = hashlib.sha256
+
+    class Prefixed:
+        def __init__(self, data: bytes) -> None:
+            self._d = bytes(8) + real(data).digest()[8:]
+
+        def digest(self) -> bytes:
+            return self._d
+
+    monkeypatch.setattr(order.hashlib, "sha256", Prefixed)
+    pool = [7, 3, 11, 2, 19, 5]
+    want = sorted(pool, key=lambda i: (Prefixed(b"p" + struct.pack(">Q", i)).digest(), i))
+    assert order.ranking(b"p", pool) == want
+    assert want != sorted(pool)  # the tie-break really reorders
