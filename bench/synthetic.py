@@ -215,6 +215,8 @@ def scale_run(demo: Path, out: Path, *, steps: int = 0, admissions: int = 0) -> 
     def moved(i: int | None) -> int | None:
         return i + offset if i is not None and i >= first_canary else i
 
+    if offset:
+        _rederive_split(run, ev, dataset, n_dataset, moved)
     if steps > len(ev.steps) - 1 or offset:
         demo_steps = ev.steps[1:]
         cycles = max(1, -(-steps // len(demo_steps)))
@@ -254,3 +256,51 @@ def scale_run(demo: Path, out: Path, *, steps: int = 0, admissions: int = 0) -> 
         mem["canaries"] = [dict(c, index=moved(c["index"])) for c in mem.get("canaries", [])]
     ev.sign_bundle(run, load_signer(demo / "producer.key"))
     return run
+
+
+def _rederive_split(
+    run: Path, ev: Any, dataset: list[dict[str, Any]], n_dataset: int, moved: Any
+) -> None:
+    """The grown pool derives another held-out set and evaluation split (records.md §4;
+    the verifier re-derives both): record the derived ones, with the first seed from the
+    config's on whose sets no trained example falls (the demo's batches are replayed as
+    they are), and the config digest that seed gives."""
+    import hashlib
+
+    from attest.canary import eval_indices, heldout_indices
+    from attest.canonical import canonical_json
+    from attest.policy import Policy
+    from attest.predicates import TRAINING_TYPE
+
+    tr = ev.predicates[TRAINING_TYPE]
+    policy = Policy.from_toml((run / "provenance" / "policy.toml").read_bytes())
+    start = ev.steps[0]
+    trained = {moved(b) for rec in ev.steps[1:] for b in rec["batch"]}
+    n_demo = len(dataset)
+
+    def pool() -> Any:  # streamed: the admitted non-canary indices of the grown log
+        return (i for i in range(n_dataset) if dataset[i % n_demo]["decision"] == "admit")
+
+    want_evals = int(tr["config"].get("eval_examples", 0))
+    seed = int(tr["config"]["seed"])
+    for _ in range(1000):
+        held = heldout_indices(seed, pool(), policy.memorization.holdout)
+        hs = set(held)
+        evals = eval_indices(seed, (i for i in pool() if i not in hs), want_evals)
+        if not (trained & (hs | set(evals))):
+            break
+        seed += 1
+    else:
+        raise RuntimeError("no seed keeps the demo's trained examples out of the held-out set")
+    tr["config"] = {**tr["config"], "seed": seed}
+    tr["configDigest"] = hashlib.sha256(canonical_json(tr["config"])).hexdigest()
+    admitted = sum(1 for _ in pool()) + sum(
+        1 for r in ev.admissions if r["metadata"].get("canary") and r["decision"] == "admit"
+    )
+    tr["extra"] = {**tr["extra"], "heldout": len(held),
+                   "trainingPool": admitted - len(held) - len(evals)}  # fmt: skip
+    extra = {**start["extra"], "dataOrderSeed": seed}
+    if want_evals or "evalSplit" in extra:
+        extra["evalSplit"] = list(evals)
+    ev.steps[0] = {**start, "heldout": list(held), "configDigest": tr["configDigest"],
+                   "extra": extra}  # fmt: skip
