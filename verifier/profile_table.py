@@ -41,7 +41,7 @@ class ProfileTable(Mapping[int, "str | None"]):
                 raise FormatError("admission log: expected at most 65535 profile names, "
                                   "found more")  # fmt: skip
             if code > 0xFF and self._codes.typecode == "B":
-                self._codes = array("H", self._codes)
+                self._codes = array("H", iter(self._codes))
             self._code[name] = code
             self._names.append(name)
         return code
@@ -52,7 +52,8 @@ class ProfileTable(Mapping[int, "str | None"]):
         if profile is None:
             self._codes.append(REFUSED)
         else:
-            self._codes.append(self._intern(profile))
+            code = self._intern(profile)  # first: it may widen self._codes
+            self._codes.append(code)
             self._admitted += 1
 
     @property
