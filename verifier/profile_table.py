@@ -21,13 +21,15 @@ REFUSED = 0
 
 
 class ProfileTable(Mapping[int, "str | None"]):
-    """Read-only ``index -> profile | None`` over 0..len-1; built with ``append`` by V3 only."""
+    """Read-only ``index -> profile | None`` over 0..len-1; built with ``append`` by V3 only
+    and frozen when published."""
 
     def __init__(self, names: tuple[str, ...] = ()) -> None:
         self._names: list[str] = []
         self._code: dict[str, int] = {}
         self._codes = array("B" if len(names) < 255 else "H")
         self._admitted = 0
+        self._frozen = False
         for n in names:
             self._intern(n)
 
@@ -48,13 +50,19 @@ class ProfileTable(Mapping[int, "str | None"]):
 
     def append(self, profile: str | None) -> None:
         """The next record's admitted profile (None = refused). Raises FormatError past 65535
-        distinct names."""
+        distinct names, ValueError once frozen."""
+        if self._frozen:
+            raise ValueError("ProfileTable: frozen (published by V3), cannot append")
         if profile is None:
             self._codes.append(REFUSED)
         else:
             code = self._intern(profile)  # first: it may widen self._codes
             self._codes.append(code)
             self._admitted += 1
+
+    def freeze(self) -> None:
+        """No more appends: called when V3 publishes the table."""
+        self._frozen = True
 
     @property
     def admitted(self) -> int:

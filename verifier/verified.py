@@ -87,7 +87,9 @@ class VerifiedAdmissions:
     sha256: str  # the file digest these records were read under
 
     def __post_init__(self) -> None:
-        if not isinstance(self.admitted, ProfileTable):
+        if isinstance(self.admitted, ProfileTable):
+            self.admitted.freeze()
+        else:
             object.__setattr__(self, "admitted", _frozen(self.admitted))
 
     def iter_pool(self) -> Iterator[int]:

@@ -21,6 +21,9 @@ def test_reads_as_the_dict_of_index_to_profile() -> None:
         t[6]
     assert t.admitted == 4 and list(t.iter_admitted()) == [0, 2, 3, 5]
     assert t.nbytes() == len(rows)  # one byte a record
+    t.freeze()  # as V3 publishes it: no later layer can add a record
+    with pytest.raises(ValueError):
+        t.append("deep")
 
 
 def test_more_than_254_profiles_widen_to_two_bytes() -> None:
