@@ -39,7 +39,7 @@ def _verify(run: Path, pub: Path, runs: int) -> tuple[list[float], list[int], li
 
 
 def figures(demo: Path, tmp: Path, steps: Sequence[int], admissions: Sequence[int], runs: int,
-            command: str) -> list[Figure]:  # fmt: skip
+            command: str, combined: tuple[int, int] | None = None) -> list[Figure]:  # fmt: skip
     pub = demo / "producer.pub"
     out: list[Figure] = []
     # The reference: the demo's run rebuilt the same way, without growth (and, like the
@@ -144,7 +144,34 @@ def figures(demo: Path, tmp: Path, steps: Sequence[int], admissions: Sequence[in
                     },
                 )
             )
+    if combined is not None:
+        out.append(_combined(demo, tmp, pub, combined, runs, command))
     return out
+
+
+def _combined(demo: Path, tmp: Path, pub: Path, sizes: tuple[int, int], runs: int,
+              command: str) -> Figure:  # fmt: skip
+    """One run with both logs grown (issue 12 item 4: 100k steps and 1M admissions)."""
+    folder = tmp / "scale-combined"
+    try:
+        run = scale_run(demo, folder, steps=sizes[0], admissions=sizes[1])
+        n_steps, n_adm = _count(run, "steps"), _count(run, "admissions")
+        walls, rss, cpus = _verify(run, pub, runs)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Figure(
+        SECTION,
+        f"one run of {n_steps:,} steps and {n_adm:,} admissions: peak RSS of the verifier process",
+        "MB",
+        tuple(x / MB for x in rss),
+        command=command,
+        target=f"< {RSS_LIMIT_MB} MB",
+        target_value=RSS_LIMIT_MB,
+        extra={
+            "wall s (median)": f"{statistics.median(walls):.1f}",
+            "CPU s (median)": f"{statistics.median(cpus):.1f}",
+        },
+    )
 
 
 def _curve(points: list[tuple[int, float, float, float]]) -> dict[str, str]:
