@@ -87,6 +87,7 @@ class Progress:
         self._last_line = self._start
         self._bar: Any = None
         self._task: Any = None
+        self._sub: tuple[str, int, int, float] | None = None  # label, done, total, start
 
     def __enter__(self) -> Progress:
         self._start = self._last_line = time.monotonic()
@@ -125,10 +126,20 @@ class Progress:
         else:
             text += f" {self.unit}"
         text += f", {_seconds(elapsed)} elapsed"
-        if self.total and 0 < self.done < self.total:
+        if self._sub is None and self.total and 0 < self.done < self.total:
             text += f", ETA {_seconds(elapsed / self.done * (self.total - self.done))}"
         for k, v in self.fields.items():
             text += f", {k} {v:.3f}" if isinstance(v, float) else f", {k} {v}"
+        return text + self._sub_text()
+
+    def _sub_text(self) -> str:
+        if self._sub is None:
+            return ""
+        label, done, total, start = self._sub
+        text = f", {label} {done:,}/{total:,}" if total else f", {label} {done:,}"
+        if total and 0 < done < total:
+            took = time.monotonic() - start
+            text += f" ({100 * done // total}%, ETA {_seconds(took / done * (total - done))})"
         return text
 
     def _line(self) -> None:
@@ -137,7 +148,19 @@ class Progress:
 
     def update(self, done: int, **fields: Any) -> None:
         """``done`` units finished so far; ``fields`` are shown beside the count."""
+        if done != self.done:
+            self._sub = None  # the unit it counted is over
         self.done, self.fields = done, {**self.fields, **fields}
+        self._show()
+
+    def sub(self, label: str, done: int, total: int | None) -> None:
+        """Progress inside the current unit (a layer's records): shown after the fields
+        with its own ETA, in place of the overall one, until ``update`` moves on."""
+        start = self._sub[3] if self._sub is not None and self._sub[0] == label else None
+        self._sub = (label, done, total or 0, time.monotonic() if start is None else start)
+        self._show()
+
+    def _show(self) -> None:
         if self.quiet:
             return
         now = time.monotonic()
@@ -168,14 +191,16 @@ class Progress:
             total = None if self.total is None else self.total // self.scale
             # a resumed bar (after an inner one) starts where it was, not at 0
             self._task = self._bar.add_task(
-                self.label, total=total, completed=done // self.scale, info=""
+                self.label, total=total, completed=self.done // self.scale, info=""
             )
             self._bar.start()
             _live.append(self)
         info = " ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.fields.items()
         )
-        self._bar.update(self._task, completed=done // self.scale, info=info)
+        self._bar.update(
+            self._task, completed=self.done // self.scale, info=info + self._sub_text()
+        )
 
     def advance(self, n: int = 1, **fields: Any) -> None:
         with self._lock:  # hashing threads may report at once

@@ -1,8 +1,8 @@
 """Run every benchmark and write docs/PERFORMANCE.md.
 
-    python -m bench --quick        # a few minutes on 2 cores: small sizes, 3 runs a figure
-    python -m bench --full         # the issue's sizes (1 and 4 GiB, 1M steps, 10M admissions);
-                                   # about an hour on an idle 2-core machine
+    python -m bench --quick        # ~15 minutes on 2 cores: small sizes, 3 runs a figure
+    python -m bench --full         # the issue's sizes (1 and 4 GiB, 1M steps, 10M admissions,
+                                   # one run of 100k steps + 1M admissions); 2-3 hours on 2 cores
     python -m bench --quick --only hashing canonical --out /tmp/perf.md
 
 Sections: demo, canonical, hashing, verify, cli, scale, storage, replay, training.
@@ -42,13 +42,17 @@ class Sizes:
     scale_admissions: tuple[int, ...]
     replay: tuple[int, int, tuple[int, ...]]  # steps, checkpoint every, q values
     train_steps: int
+    # One run with both logs grown (issue 12: 100k steps and 1M admissions), or None.
+    scale_combined: tuple[int, int] | None = None
 
 
-QUICK = Sizes(3, 1, (256,), (4, 64), (256,), (1_000, 3_000, 10_000), (10_000, 30_000, 100_000),
+QUICK = Sizes(3, 1, (256,), (4, 64), (256,), (1_000, 10_000, 100_000),
+              (10_000, 100_000, 300_000),
               (40, 10, (1, 2)), 12)  # fmt: skip
-SMOKE = Sizes(1, 1, (8,), (2, 4), (8,), (100, 300), (3_000, 6_000), (6, 3, (1,)), 3)
+SMOKE = Sizes(1, 1, (8,), (2, 4), (8,), (100, 300), (3_000, 6_000), (6, 3, (1,)), 3, (300, 6_000))
 FULL = Sizes(5, 3, (1024, 4096), (8, 512), (1024, 4096), (1_000, 10_000, 100_000, 1_000_000),
-             (10_000, 100_000, 1_000_000, 10_000_000), (120, 20, (1, 2, 4, 8)), 40)  # fmt: skip
+             (10_000, 100_000, 1_000_000, 10_000_000), (120, 20, (1, 2, 4, 8)), 40,
+             (100_000, 1_000_000))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 demo, tmp_root, max(5, sizes.runs), f"{cmd} --only cli"))  # fmt: skip
             section("scale", lambda: fig_scale.figures(
                 demo, tmp_root, sizes.scale_steps, sizes.scale_admissions, 1,
-                f"{cmd} --only scale"))  # fmt: skip
+                f"{cmd} --only scale", combined=sizes.scale_combined))  # fmt: skip
             section("storage", lambda: fig_models.storage_figures(demo, f"{cmd} --only storage"))
         steps, every, qs = sizes.replay
         section(

@@ -39,7 +39,7 @@ def _verify(run: Path, pub: Path, runs: int) -> tuple[list[float], list[int], li
 
 
 def figures(demo: Path, tmp: Path, steps: Sequence[int], admissions: Sequence[int], runs: int,
-            command: str) -> list[Figure]:  # fmt: skip
+            command: str, combined: tuple[int, int] | None = None) -> list[Figure]:  # fmt: skip
     pub = demo / "producer.pub"
     out: list[Figure] = []
     # The reference: the demo's run rebuilt the same way, without growth (and, like the
@@ -59,6 +59,7 @@ def figures(demo: Path, tmp: Path, steps: Sequence[int], admissions: Sequence[in
     n_adm0 = sum(1 for _ in iter_log(prov / "admissions.msgpack"))
     for kind, sizes, n0 in (("steps", steps, n_steps0), ("admissions", admissions, n_adm0)):
         per_record: list[tuple[int, float]] = []
+        points: list[tuple[int, float, float, float]] = []  # (n, wall, CPU, peak RSS MB)
         for n in sizes:
             folder = tmp / f"scale-{kind}-{n}"
             try:
@@ -68,6 +69,8 @@ def figures(demo: Path, tmp: Path, steps: Sequence[int], admissions: Sequence[in
                 walls, rss, cpus = _verify(run, pub, runs)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+            points.append((n, statistics.median(walls), statistics.median(cpus),
+                           statistics.median(rss) / MB))  # fmt: skip
             extra = {
                 "wall s (min/median/max)": "/".join(f"{x:.2f}" for x in _mmm(walls)),
                 "CPU s (median)": f"{statistics.median(cpus):.2f}",
@@ -117,9 +120,66 @@ def figures(demo: Path, tmp: Path, steps: Sequence[int], admissions: Sequence[in
                     command=command,
                     target="<= 1.5 (1.0 is linear)",
                     target_value=1.5,
+                    extra=_curve(points),
                 )
             )
+        if len(points) >= 2:
+            (n_lo, _, _, rss_lo), (n_hi, _, _, rss_hi) = points[0], points[-1]
+            slope = (rss_hi - rss_lo) * MB / (n_hi - n_lo) if n_hi > n_lo else 0.0
+            out.append(
+                Figure(
+                    SECTION,
+                    f"{kind}: flatness, peak RSS at {n_hi:,} / at {n_lo:,}",
+                    "ratio",
+                    (rss_hi / rss_lo,),
+                    command=command,
+                    target="<= 1.5 (1.0 is flat), and every size < 300 MB",
+                    target_value=1.5,
+                    extra={
+                        "RSS growth per record": f"{slope:,.1f} B",
+                        "every size under 300 MB": "yes"
+                        if all(p[3] < RSS_LIMIT_MB for p in points)
+                        else "no",
+                        **_curve(points),
+                    },
+                )
+            )
+    if combined is not None:
+        out.append(_combined(demo, tmp, pub, combined, runs, command))
     return out
+
+
+def _combined(demo: Path, tmp: Path, pub: Path, sizes: tuple[int, int], runs: int,
+              command: str) -> Figure:  # fmt: skip
+    """One run with both logs grown (issue 12 item 4: 100k steps and 1M admissions)."""
+    folder = tmp / "scale-combined"
+    try:
+        run = scale_run(demo, folder, steps=sizes[0], admissions=sizes[1])
+        n_steps, n_adm = _count(run, "steps"), _count(run, "admissions")
+        walls, rss, cpus = _verify(run, pub, runs)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Figure(
+        SECTION,
+        f"one run of {n_steps:,} steps and {n_adm:,} admissions: peak RSS of the verifier process",
+        "MB",
+        tuple(x / MB for x in rss),
+        command=command,
+        target=f"< {RSS_LIMIT_MB} MB",
+        target_value=RSS_LIMIT_MB,
+        extra={
+            "wall s (median)": f"{statistics.median(walls):.1f}",
+            "CPU s (median)": f"{statistics.median(cpus):.1f}",
+        },
+    )
+
+
+def _curve(points: list[tuple[int, float, float, float]]) -> dict[str, str]:
+    """The scale curve in one line per size: wall, CPU, peak RSS."""
+    return {
+        f"{n:,} records": f"wall {w:.1f} s, CPU {c:.1f} s, peak RSS {rss:.0f} MB"
+        for n, w, c, rss in points
+    }
 
 
 def _count(run: Path, kind: str) -> int:

@@ -215,27 +215,31 @@ def scale_run(demo: Path, out: Path, *, steps: int = 0, admissions: int = 0) -> 
     def moved(i: int | None) -> int | None:
         return i + offset if i is not None and i >= first_canary else i
 
+    if offset:
+        _rederive_split(run, ev, dataset, n_dataset, moved)
     if steps > len(ev.steps) - 1 or offset:
-        demo_steps = ev.steps[1:]
-        cycles = max(1, -(-steps // len(demo_steps)))
+        passes = _passes(ev.steps[1:], steps, policy_eval_every(prov))
+        if len(passes) > 1:
+            # The grown run keeps no checkpoint files (a copy per 100 steps would be most
+            # of the disk), so its config says so; the verifier checks one against the other.
+            _set_config(ev, checkpoint_every=0)
         leaves = dict(ev.steps[0]["baseLeaves"])
         (prov / STEPS_FILE).unlink()
-        events = []
+        events: list[dict[str, Any]] = []
         with LogWriter(prov / STEPS_FILE) as w:
             w.append(ev.steps[0])
             t = 0
-            for cycle in range(cycles):
-                for rec in demo_steps:
+            for recs, later in passes:
+                for rec in recs:
                     t += 1
-                    rec = dict(rec, step=t, checkpoint=None if cycles > 1 else rec["checkpoint"])
+                    rec = dict(
+                        rec, step=t, checkpoint=None if len(passes) > 1 else rec["checkpoint"]
+                    )
                     rec["batch"] = [moved(b) for b in rec["batch"]]
-                    rec["events"] = [
-                        dict(e, example=moved(e["example"]))
-                        for e in rec["events"]
-                        # A loss-drop flag is raised once per example (the verifier
-                        # re-derives it): a later cycle does not raise it again.
-                        if cycle == 0 or e.get("signal") != "loss-drop"
-                    ]
+                    rec["events"] = [dict(e, example=moved(e["example"])) for e in rec["events"]
+                                     if not later or e["kind"] == "canary-exposure"]  # fmt: skip
+                    if later:
+                        rec["loss"] = [later] * len(rec["loss"])
                     changed = rec["changed"]
                     leaves.update(dict(changed) if isinstance(changed, list) else changed)
                     rec["stateRoot"] = state_root(leaves)
@@ -245,12 +249,103 @@ def scale_run(demo: Path, out: Path, *, steps: int = 0, admissions: int = 0) -> 
         tr = p[TRAINING_TYPE]
         tr["stepLog"] = stp.to_dict()
         tr["steps"] = t
-        if cycles > 1:
+        if len(passes) > 1:
             tr["checkpoints"] = []
         mem = p[MEMORIZATION_TYPE]
         mem["stepLogHead"] = stp.head
         mem["events"] = events
-        mem["quarantined"] = sorted(moved(i) for i in mem.get("quarantined", []))
-        mem["canaries"] = [dict(c, index=moved(c["index"])) for c in mem.get("canaries", [])]
+        mem["quarantined"] = sorted(
+            {e["example"] for e in events if e["kind"] == "quarantine" and e["example"] is not None}
+        )
+        mem["canaries"] = [{"index": e["example"], "exposure": e["value"], "step": e["step"]}
+                           for e in events if e["kind"] == "canary-exposure"]  # fmt: skip
     ev.sign_bundle(run, load_signer(demo / "producer.key"))
     return run
+
+
+def _rederive_split(
+    run: Path, ev: Any, dataset: list[dict[str, Any]], n_dataset: int, moved: Any
+) -> None:
+    """The grown pool derives another held-out set and evaluation split (records.md §4;
+    the verifier re-derives both): record the derived ones, with the first seed from the
+    config's on whose sets no trained example falls (the demo's batches are replayed as
+    they are), and the config digest that seed gives."""
+
+    from attest.canary import eval_indices, heldout_indices
+    from attest.policy import Policy
+    from attest.predicates import TRAINING_TYPE
+
+    tr = ev.predicates[TRAINING_TYPE]
+    policy = Policy.from_toml((run / "provenance" / "policy.toml").read_bytes())
+    start = ev.steps[0]
+    trained = {moved(b) for rec in ev.steps[1:] for b in rec["batch"]}
+    n_demo = len(dataset)
+
+    def pool() -> Any:  # streamed: the admitted non-canary indices of the grown log
+        return (i for i in range(n_dataset) if dataset[i % n_demo]["decision"] == "admit")
+
+    want_evals = int(tr["config"].get("eval_examples", 0))
+    seed = int(tr["config"]["seed"])
+    for _ in range(1000):
+        held = heldout_indices(seed, pool(), policy.memorization.holdout)
+        hs = set(held)
+        evals = eval_indices(seed, (i for i in pool() if i not in hs), want_evals)
+        if not (trained & (hs | set(evals))):
+            break
+        seed += 1
+    else:
+        raise RuntimeError("no seed keeps the demo's trained examples out of the held-out set")
+    _set_config(ev, seed=seed)
+    admitted = sum(1 for _ in pool()) + sum(
+        1 for r in ev.admissions if r["metadata"].get("canary") and r["decision"] == "admit"
+    )
+    tr["extra"] = {**tr["extra"], "heldout": len(held),
+                   "trainingPool": admitted - len(held) - len(evals)}  # fmt: skip
+    extra = {**start["extra"], "dataOrderSeed": seed}
+    if want_evals or "evalSplit" in extra:
+        extra["evalSplit"] = list(evals)
+    ev.steps[0] = {**ev.steps[0], "heldout": list(held), "extra": extra}
+
+
+def policy_eval_every(prov: Path) -> int:
+    from attest.policy import Policy
+
+    return int(Policy.from_toml((prov / "policy.toml").read_bytes()).memorization.eval_every)
+
+
+def _passes(demo_steps: list[dict[str, Any]], steps: int, eval_every: int) -> list[Any]:
+    """The demo's steps replayed in passes so the grown log stays what the verifier
+    re-derives (V5 re-derives every memorization flag from the recorded losses):
+
+    - every pass but the last replays the first P steps, P the largest multiple of
+      ``eval_every`` the demo has, so its evaluation steps land on the grown log's
+      (multiples of ``eval_every``); the last pass is the whole demo, so the chain ends
+      at the demo's final state and the released weights still match;
+    - the first pass is the demo's own (losses and events as recorded); later passes
+      record one loss above every recorded one for each example (so no loss-drop and
+      no reference-quantile flag is due) and keep only the canary-exposure events
+      (their canaries were flagged in the first pass already).
+
+    Returns [(steps of the pass, None for the first pass or the loss of a later one)].
+    """
+    n = len(demo_steps)
+    p = n - n % eval_every if 0 < eval_every <= n else n
+    extra = max(0, steps - n)
+    count = 1 + -(-extra // p)
+    if count == 1:
+        return [(demo_steps, None)]
+    high = float(max(x for r in demo_steps for x in r["loss"])) + 1.0
+    return [(demo_steps[:p], None)] + [(demo_steps[:p], high)] * (count - 2) + [(demo_steps, high)]
+
+
+def _set_config(ev: Any, **changes: Any) -> None:
+    """Change the signed config: its digest in the training statement and the start record."""
+    import hashlib
+
+    from attest.canonical import canonical_json
+    from attest.predicates import TRAINING_TYPE
+
+    tr = ev.predicates[TRAINING_TYPE]
+    tr["config"] = {**tr["config"], **changes}
+    tr["configDigest"] = hashlib.sha256(canonical_json(tr["config"])).hexdigest()
+    ev.steps[0] = {**ev.steps[0], "configDigest": tr["configDigest"]}

@@ -229,6 +229,8 @@ def verify(
     with bar, progress_enabled(progress):  # nested progress: hashing, replay (attest.progress)
         for k, (name, run) in enumerate(layers):
             bar.update(k, layer=name)
+            # The admission and step logs run to millions of records: their count shows too.
+            ctx.records_progress = lambda done, total: bar.sub("records", done, total)
             before = len(result.findings)
             try:
                 run()

@@ -16,6 +16,7 @@ from attest.predicates import ADMISSIONS_FILE, POLICY_FILE
 from attest.records import AdmissionRecord
 
 from .context import Context, Tally, all_passed, missing_inputs, skip_all
+from .profile_table import ProfileTable
 from .verified import VerifiedAdmissions, VerifiedBundle, VerifiedPolicy
 
 POLICY_CODES = ("GT-POLICY-FORMAT", "GT-POLICY-DIGEST")
@@ -93,7 +94,12 @@ def check_admissions(
     want_meta = canary_metadata(policy.canaries).to_dict()
     merkle = MerkleBuilder()
     head = b""
-    admitted: dict[int, str | None] = {}
+    # One byte per record (verifier/profile_table.py), never a dict of a million keys.
+    admitted = ProfileTable(tuple(sorted(policy.profiles)))
+    # Only a failing log has records out of place: their positions and indices, so that
+    # "appears twice" is judged exactly as over the set of every index seen so far.
+    stray_at: set[int] = set()
+    stray: set[int] = set()
     canaries: set[int] = set()
     stats: dict[str, Any] = {
         "byLicenseClass": {},
@@ -114,18 +120,25 @@ def check_admissions(
             merkle.add(rec.hash)
             head = rec.hash
             n += 1
+            # The indices seen so far: positions 0..rec.index-1 whose record was in place,
+            # and the indices of those that were not.
+            seen = (0 <= a.index < rec.index and a.index not in stray_at) or a.index in stray
             if a.index != rec.index:
                 t.fail(
                     "GT-ADMIT-ORDER",
                     f"{ADMISSIONS_FILE}: record {rec.index}: expected index {rec.index}, found "
                     f"{a.index}",
                 )
-            if a.index in admitted:
+                stray_at.add(rec.index)
+                stray.add(a.index)
+            if seen:
                 t.fail(
                     "GT-ADMIT-ORDER",
                     f"{ADMISSIONS_FILE}: record {rec.index}: index {a.index} appears twice",
                 )
-            admitted[a.index] = a.profile if a.admitted else None
+            admitted.append(a.profile if a.admitted else None)
+            if rec.index & 0xFFF == 0:
+                ctx.records_progress(rec.index, pred.log.count)
             if a.metadata.canary:
                 canaries.add(a.index)
                 if first_canary is None:

@@ -166,6 +166,8 @@ def check_chain(
             if rec.index > ctx.limits.steps_max:
                 raise FormatError(f"{STEPS_FILE}: more than steps_max {ctx.limits.steps_max} steps")
             step = StepRecord.from_record(rec.value, f"{STEPS_FILE}: record {rec.index}")
+            if rec.index & 0x3FF == 0:
+                ctx.records_progress(rec.index, tr.step_log.count)
             if step.step != expect:
                 t.fail(
                     "GT-CHAIN-GAP",
@@ -443,7 +445,7 @@ def _data_order(
             f"found {named!r:.60}",
         )
         return None
-    pool = [x for x, p in table.admitted.items() if p is not None and x not in kept_out]
+    pool = [x for x in table.iter_admitted() if x not in kept_out]
     try:
         return DataOrder(pool, tr.config.get("seed"), tr.config.get("batch_size"))  # type: ignore[arg-type]
     except FormatError as e:
@@ -465,14 +467,16 @@ def _check_heldout(
     seed = tr.config.get("seed")
     evals_wanted = tr.config.get("eval_examples", 0)
     try:
-        derived = heldout_indices(seed, table.pool, policy.memorization.holdout)  # type: ignore[arg-type]
-        rest = [i for i in table.pool if i not in set(derived)]
+        # Streamed (iter_pool): a list of a million indices would be ~36 MB of peak memory.
+        derived = heldout_indices(seed, table.iter_pool(), policy.memorization.holdout)  # type: ignore[arg-type]
+        held = set(derived)
+        rest = (i for i in table.iter_pool() if i not in held)
         evals = eval_indices(seed, rest, evals_wanted)  # type: ignore[arg-type]
     except FormatError as e:
         t.fail("GT-CHAIN-HELDOUT", f"training-run config: {e}")
         return frozenset(start.heldout), frozenset()
     # Counts the training predicate records beside it are derived too (trainer: extra).
-    admitted = sum(1 for p in table.admitted.values() if p is not None)
+    admitted = table.admitted_count
     pool_size = admitted - len(derived) - len(evals)
     for key, want in (("heldout", len(derived)), ("trainingPool", pool_size)):
         got = tr.extra.get(key)
@@ -485,7 +489,7 @@ def _check_heldout(
         t.fail(
             "GT-CHAIN-HELDOUT",
             f"{STEPS_FILE}: start: heldout expected {list(derived)[:10]} (derived from seed "
-            f"{seed} and {len(table.pool)} admitted examples, holdout "
+            f"{seed} and {table.pool_size} admitted examples, holdout "
             f"{policy.memorization.holdout}), found {list(start.heldout)[:10]}",
         )
     recorded = start.extra.get("evalSplit", [])

@@ -8,8 +8,8 @@ arguments and returns its own, or None when any of its checks did not pass.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ class Context:
     admissions: VerifiedAdmissions | None = None
     chain: VerifiedChain | None = None
     weights: VerifiedWeights | None = None
+    # A layer's long loop reports (records done, records expected) here every few thousand
+    # records; the api shows it beside the layer on its progress bar (attest.progress).
+    records_progress: Callable[[int, int], None] = field(default=lambda done, total: None)
 
     @property
     def training_pred(self) -> TrainingPredicate | None:

@@ -11,15 +11,19 @@ The recorded ``loss-drop`` flags of the step must equal the re-derived ones exac
 (example, order, ``value = prev - loss``, ``threshold = loss_drop_max``); their actions
 are GT-MEM-ACTION's.
 
-Memory is O(examples): the last loss (and its step) per example and the flagged set.
+Memory is O(examples seen): the last loss (and its step) per example, 16 bytes each in
+blocks of ``LastLoss.BLOCK`` examples allocated on first touch, and the flagged set.
 The recorded losses themselves are the producer's claim; replay (V9) re-executes
 sampled steps and compares them bit for bit, which is what makes them trustworthy.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Collection
+from array import array
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
 
 from attest.policy import Memorization
 from attest.records import StepRecord
@@ -38,13 +42,82 @@ def _f(x: float) -> float:
     return v if math.isfinite(v) else 0.0
 
 
+class LastLoss(Mapping[int, tuple[float, int]]):
+    """``example -> (last recorded loss, its step)`` as two flat arrays per block of
+    ``BLOCK`` consecutive indices, allocated when an example of the block is first seen.
+
+    A dict of a million examples costs ~200 bytes each (key, tuple, float, int objects);
+    this costs 16 (float64 kept exactly, the comparisons are bitwise the dict's). Step 0
+    marks "never seen", so an index whose step is outside 1..2^63-1 (only a log that fails
+    GT-CHAIN-GAP has one) or that is negative lives in a small side dict instead.
+    Iteration is in ascending index order (what SignalCheck scans)."""
+
+    BLOCK = 1 << 14
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, tuple[array[float], array[int]]] = {}
+        self._side: dict[int, tuple[float, int]] = {}
+        self._n = 0
+
+    def set(self, x: int, loss: float, step: int) -> None:
+        b, o = divmod(x, self.BLOCK)
+        if x >= 0 and 1 <= step < 2**63:
+            blk = self._blocks.get(b)
+            if blk is None:
+                blk = self._blocks[b] = (array("d", bytes(8 * self.BLOCK)),
+                                         array("q", bytes(8 * self.BLOCK)))  # fmt: skip
+            if blk[1][o] == 0 and self._side.pop(x, None) is None:
+                self._n += 1
+            blk[0][o], blk[1][o] = loss, step
+            return
+        blk = self._blocks.get(b) if x >= 0 else None
+        if blk is not None and blk[1][o] != 0:
+            blk[1][o] = 0  # moves to the side dict
+        elif x not in self._side:
+            self._n += 1
+        self._side[x] = (loss, step)
+
+    def get(self, x: object, default: Any = None) -> Any:
+        if not isinstance(x, int):
+            return default
+        if x >= 0:
+            blk = self._blocks.get(x // self.BLOCK)
+            if blk is not None:
+                o = x % self.BLOCK
+                if blk[1][o] != 0:
+                    return (blk[0][o], blk[1][o])
+        return self._side.get(x, default)
+
+    def __getitem__(self, x: object) -> tuple[float, int]:
+        v = self.get(x)
+        if v is None:
+            raise KeyError(x)
+        return v  # type: ignore[no-any-return]
+
+    def __contains__(self, x: object) -> bool:
+        return self.get(x) is not None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _dense(self) -> Iterator[int]:
+        for b in sorted(self._blocks):
+            steps, base = self._blocks[b][1], b * self.BLOCK
+            for o in range(self.BLOCK):
+                if steps[o]:
+                    yield base + o
+
+    def __iter__(self) -> Iterator[int]:
+        return heapq.merge(self._dense(), sorted(self._side))
+
+
 class LossDropCheck:
     """Streams step records; collects (capped) GT-MEM-SIGNAL failure messages."""
 
     def __init__(self, mem: Memorization) -> None:
         self.max = float(mem.loss_drop_max)
         self.quarantine = mem.action == "quarantine"
-        self.last: dict[int, tuple[float, int]] = {}  # example -> (last loss, its step)
+        self.last = LastLoss()  # example -> (last loss, its step)
         self.flagged: dict[int, int] = {}  # example -> step of its loss-drop flag
         self.flags = 0  # re-derived flags
         self.count = 0  # failures
@@ -63,7 +136,7 @@ class LossDropCheck:
         local: set[int] = set()  # quarantined by this step's re-derived flags
         for x, loss in zip(rec.batch, rec.loss, strict=True):
             before = self.last.get(x)
-            self.last[x] = (float(loss), s)
+            self.last.set(x, float(loss), s)
             if before is None:
                 why.setdefault(x, "its first visit")
                 continue

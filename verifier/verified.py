@@ -17,7 +17,7 @@ log it streams again).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -32,6 +32,8 @@ from attest.predicates import (
 )
 from attest.records import Event, StartRecord
 from attest.statement import Statement
+
+from .profile_table import ProfileTable
 
 
 def _frozen(m: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -73,7 +75,9 @@ class VerifiedPolicy:
 class VerifiedAdmissions:
     """V3: the admission table, every decision re-evaluated; O(examples)."""
 
-    admitted: Mapping[int, str | None]  # index -> admitted profile (None = refused)
+    # index -> admitted profile (None = refused) for 0..count-1: a ProfileTable (one byte
+    # a record, verifier/profile_table.py); any other mapping is frozen as a copy.
+    admitted: Mapping[int, str | None]
     canaries: frozenset[int]  # canary record indices
     canary_groups: tuple[tuple[int, ...], ...]  # canary k -> its record indices (policy §7)
     examples: int  # dataset examples (canary records excluded)
@@ -83,14 +87,40 @@ class VerifiedAdmissions:
     sha256: str  # the file digest these records were read under
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "admitted", _frozen(self.admitted))
+        if isinstance(self.admitted, ProfileTable):
+            self.admitted.freeze()
+        else:
+            object.__setattr__(self, "admitted", _frozen(self.admitted))
+
+    def iter_admitted(self) -> Iterator[int]:
+        """Every admitted index (canaries included), ascending, lazily."""
+        a = self.admitted
+        if isinstance(a, ProfileTable):
+            return a.iter_admitted()
+        return (i for i, p in sorted(a.items()) if p is not None)
+
+    def iter_pool(self) -> Iterator[int]:
+        """Admitted non-canary indices, ascending (the held-out set's candidates), lazily:
+        at a million records a tuple of them would cost ~36 MB."""
+        a, canaries = self.admitted, self.canaries
+        if isinstance(a, ProfileTable):
+            return (i for i in a.iter_admitted() if i not in canaries)
+        return (i for i, p in sorted(a.items()) if p is not None and i not in canaries)
+
+    @property
+    def admitted_count(self) -> int:
+        a = self.admitted
+        return a.admitted if isinstance(a, ProfileTable) else sum(p is not None for p in a.values())
+
+    @property
+    def pool_size(self) -> int:
+        """len(pool) without building it."""
+        return self.admitted_count - sum(self.admitted.get(i) is not None for i in self.canaries)
 
     @property
     def pool(self) -> tuple[int, ...]:
-        """Admitted non-canary indices, ascending: the held-out set's candidates."""
-        return tuple(
-            i for i, p in sorted(self.admitted.items()) if p is not None and i not in self.canaries
-        )
+        """``iter_pool()`` as a tuple (O(records) memory; the verifier's layers stream it)."""
+        return tuple(self.iter_pool())
 
 
 @dataclass(frozen=True)

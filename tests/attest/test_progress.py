@@ -118,3 +118,20 @@ def test_a_bar_inside_a_bar_pauses_the_outer_one() -> None:
         outer.update(2)  # resumes
         assert outer._bar is not None
     assert "replaying" in tty.getvalue()
+
+
+def test_a_units_records_show_with_their_own_eta_until_the_next_unit() -> None:
+    out = io.StringIO()
+    with Progress("verifying", 10, unit="layers", stream=out, every_s=0.0) as p:
+        p.update(2, layer="admissions")
+        p.sub("records", 4096, 100_000)
+        p.update(3, layer="chain")
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("layer admissions, records 4,096/100,000 (4%, ETA 0m00s)")
+    assert "ETA" not in lines[1].split("layer")[0]  # the layers' ETA gives way to the records'
+    assert "records" not in lines[-1] and lines[-1].startswith("verifying: 3/10 layers")
+    tty = _Tty()
+    with Progress("verifying", 10, unit="layers", stream=tty) as p:
+        p.update(2, layer="admissions")
+        p.sub("records", 5, 10)
+    assert "records 5/10" in tty.getvalue()
