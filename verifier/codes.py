@@ -104,6 +104,17 @@ CHECKS: tuple[Check, ...] = (
     Check("GT-BATCH-HELDOUT", "chain", "batches never use held-out reference examples"),
     Check("GT-BATCH-QUARANTINED", "chain", "quarantined examples are never used again"),
     Check("GT-BATCH-PROFILE", "chain", "each batch example carries its admitted profile"),
+    Check(
+        "GT-DIST-WORLD",
+        "chain",
+        "a distributed run's world size and backend agree in the environment and start record",
+    ),
+    Check(
+        "GT-DIST-RANKS",
+        "chain",
+        "each example's rank is in [0, worldSize) and follows the signed split rule",
+    ),
+    Check("GT-DIST-DUPLICATE", "chain", "each example appears once in its global batch"),
     Check("GT-ROUTE-UNKNOWN", "chain", "changed tensors exist in the model"),
     Check(
         "GT-ROUTE-VIOLATION",
