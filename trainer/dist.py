@@ -176,7 +176,10 @@ class Dist:
             torch.cuda.set_device(world.local_rank)  # "cuda" below means this rank's GPU
         # A rank that dies or hangs makes every collective of the others fail after
         # timeout_s (config.dist_timeout); torchrun's agent then stops the whole job.
-        tdist.init_process_group(self.backend, timeout=dt.timedelta(seconds=timeout_s))
+        tdist.init_process_group(
+            self.backend, rank=world.rank, world_size=world.size,
+            timeout=dt.timedelta(seconds=timeout_s),
+        )  # fmt: skip
         self.device = device
 
     @property
