@@ -37,10 +37,11 @@ roots agree only within the replay tolerance.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,6 +52,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from attest.atomic import fsync_dir
 from attest.errors import FormatError, UsageError
 from attest.tensors import state_root
 
@@ -59,6 +61,8 @@ from .engine import OPTIM_KEYS, OptimizerConfig, StepEngine, StepOutcome, finite
 from .gradnorm import GradNorms
 from .registry import Built, Item
 from .routing import Router
+
+TINYLM_WEIGHTS = "model.safetensors"  # trainer.model.WEIGHTS (not imported: keeps kinds lazy)
 
 
 def init_mesh(device_type: str = "cpu") -> DeviceMesh:
@@ -125,10 +129,17 @@ def shard(
     live = dict(model.named_parameters())
     trainable = {n: cast(nn.Parameter, live[n]) for n in built.trainable}
 
-    def save(_out: Path) -> tuple[str, ...]:
-        raise UsageError("fsdp: a sharded model saves through fsdp.save_full_weights")
+    kind = built.spec.kind
 
-    return dataclasses.replace(built, trainable=trainable, save=save)
+    def save(out: Path) -> tuple[str, ...]:
+        """Collective: every rank calls it, rank 0 writes (one tensor gathered at a time)."""
+        if kind != "tinylm":  # the other kinds save through their libraries' writers
+            raise UsageError(f"fsdp: saving a sharded {kind} model is not supported (tinylm is)")
+        save_full_weights(result, Path(out) / TINYLM_WEIGHTS)  # `result`: bound below
+        return (TINYLM_WEIGHTS,)
+
+    result = dataclasses.replace(built, trainable=trainable, save=save)
+    return result
 
 
 # -- full tensors, one at a time -----------------------------------------------------------
@@ -190,62 +201,98 @@ def iter_full_optimizer(engine: ShardedStepEngine) -> Iterator[tuple[str, torch.
                 )
 
 
-def _header(entries: Sequence[tuple[str, str, tuple[int, ...], int]],
-            metadata: Mapping[str, str] | None) -> tuple[bytes, list[int]]:  # fmt: skip
-    """safetensors header for (name, dtype, shape, nbytes) in file order; -> (bytes, offsets)."""
+def _header(
+    entries: Sequence[tuple[str, torch.Tensor]], metadata: Mapping[str, str] | None
+) -> bytes:
+    """safetensors header (8-byte length + JSON) for ``entries`` in file order; a DTensor's
+    dtype and global shape are known on every rank without gathering it."""
     head: dict[str, Any] = {}
     if metadata:
         head["__metadata__"] = dict(metadata)
-    pos, begins = 0, []
-    for name, dtype, shape, nbytes in entries:
-        head[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [pos, pos + nbytes]}
-        begins.append(pos)
+    pos = 0
+    for name, t in entries:
+        nbytes = t.numel() * t.element_size()
+        head[name] = {"dtype": lv.dtype_name(t), "shape": list(t.shape),
+                      "data_offsets": [pos, pos + nbytes]}  # fmt: skip
         pos += nbytes
     raw = json.dumps(head, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # safetensors pads the header to 8 bytes with spaces
-    return struct.pack("<Q", len(raw)) + raw, begins
+    return struct.pack("<Q", len(raw)) + raw
 
 
-def save_full_weights(
-    built: Built, path: Path, metadata: Mapping[str, str] | None = None, *, rank: int | None = None
-) -> None:
-    """Write the full state as one safetensors file on rank 0, one tensor at a time.
+def write_full_safetensors(
+    path: Path,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    rank: int | None = None,
+) -> str | None:
+    """Write (possibly sharded) ``tensors`` as one safetensors file on rank 0, gathering one
+    tensor at a time; -> the file's sha256 hex on rank 0, None on the others.
 
-    Hand-written on purpose: safetensors' ``save_file`` takes the whole dict, which is what a
-    sharded run must not hold. Layout as safetensors writes it (tensors ordered by dtype
-    size, largest first, then name; header padded with spaces), so the file's leaves are
-    the state's leaves. Temp file + fsync + rename on rank 0; collective (all ranks call).
+    Hand-written on purpose: safetensors' ``save`` takes the whole dict of full tensors,
+    which is what a sharded run must not hold. Tensors are laid out largest element size
+    first, then by name, header padded with spaces: for the F32/U8 tensors govtune writes,
+    byte-identical to safetensors' own writer (tests/trainer/test_fsdp.py). Temp file +
+    fsync + rename on rank 0. Collective: every rank calls it with the same names.
     Raises UsageError when the file cannot be written.
     """
     rank = dist.get_rank() if rank is None else rank
-    state = built.state()
-    sizes = {n: t.element_size() for n, t in state.items()}
-    order = sorted(state, key=lambda n: (-sizes[n], n))
-    entries = [(n, lv.dtype_name(state[n]), tuple(state[n].shape),
-                state[n].numel() * sizes[n]) for n in order]  # fmt: skip
-    head, _ = _header(entries, metadata)
+    order = sorted(tensors, key=lambda n: (-tensors[n].element_size(), n))
+    head = _header([(n, tensors[n]) for n in order], metadata)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    f = open(tmp, "wb") if rank == 0 else None  # noqa: SIM115 - closed below, renamed on success
+    digest = hashlib.sha256(head)
+    f = None
     try:
-        if f is not None:
+        if rank == 0:
+            f = open(tmp, "wb")  # noqa: SIM115 - closed below, renamed on success
             f.write(head)
         for n in order:  # the same order on every rank: the gathers line up
-            full = gather(state[n])
+            full = gather(tensors[n]).contiguous()
             if f is not None:
-                f.write(lv.raw_bytes(full.contiguous()))
+                data = lv.raw_bytes(full)
+                digest.update(data)
+                f.write(data)
+                del data
             del full
-        if f is not None:
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-            os.replace(tmp, path)
+        if f is None:
+            return None
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        return digest.hexdigest()
     except OSError as e:
-        raise UsageError(f"{path}: cannot write sharded weights: {e}") from e
+        raise UsageError(f"{path}: cannot write sharded tensors: {e.strerror or e}") from e
     finally:
         if f is not None and not f.closed:
             f.close()
             tmp.unlink(missing_ok=True)
+
+
+def save_full_weights(
+    built: Built, path: Path, metadata: Mapping[str, str] | None = None
+) -> str | None:
+    """The full model state as one safetensors file (rank 0); see `write_full_safetensors`."""
+    return write_full_safetensors(path, built.state(), metadata)
+
+
+def save_full_checkpoint(path: Path, engine: ShardedStepEngine) -> str | None:
+    """trainer.checkpoint's layout (state, ``optim/KEY/NAME``, ``rng/torch``) from a sharded
+    engine, one tensor at a time; -> sha256 hex on rank 0, None elsewhere. Collective.
+
+    The AdamW moments are sharded like their parameters; ``step`` is a replicated scalar."""
+    tensors: dict[str, torch.Tensor] = dict(engine.built.state())
+    for name, p in engine.params.items():
+        for k, v in engine.optimizer.state.get(p, {}).items():
+            if k in OPTIM_KEYS:
+                tensors[f"optim/{k}/{name}"] = (
+                    v if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+                )
+    tensors["rng/torch"] = torch.get_rng_state()
+    return write_full_safetensors(path, tensors)
 
 
 def load_full_state(built: Built, tensors: Mapping[str, torch.Tensor]) -> None:
@@ -358,11 +405,29 @@ class ShardedStepEngine(StepEngine):
         """The full AdamW state (holds it all: prefer `iter_full_optimizer` for checkpoints)."""
         return dict(iter_full_optimizer(self))
 
-    def step(self, items: Sequence[Item], profiles: Sequence[str], lr: float) -> StepOutcome:
-        """One governed step over the ranks' examples; see the class docstring."""
+    reduces_in_backward = True  # trainer/dist.py: FSDP2 reduce-scatters; pass no `reduce`
+
+    def step(
+        self,
+        items: Sequence[Item],
+        profiles: Sequence[str],
+        lr: float,
+        *,
+        total: int | None = None,
+        reduce: Callable[[StepEngine], None] | None = None,
+    ) -> StepOutcome:
+        """One governed step over the ranks' examples; see the class docstring. ``total``, if
+        given, must be the global batch size. Raises UsageError when ``reduce`` is given (the
+        gradients are already reduce-scattered in the backward) or ``total`` is wrong."""
+        if reduce is not None:
+            raise UsageError("fsdp: expected no reduce (FSDP2 reduce-scatters in the backward)")
         everyone: list[list[str] | None] = [None] * dist.get_world_size()
         dist.all_gather_object(everyone, list(profiles))  # sync: the global batch's profiles
         self._global = [p for part in everyone for p in (part or [])]
+        if total is not None and total != len(self._global):
+            raise UsageError(
+                f"fsdp: total = {total}, but the ranks hold {len(self._global)} examples"
+            )
         unknown = sorted(set(self._global) - set(self.router.allowed))
         if unknown:
             raise UsageError(f"fsdp: profile {unknown[0]!r} is not among the policy's profiles")
@@ -370,7 +435,13 @@ class ShardedStepEngine(StepEngine):
         # backward passes (their all-gathers and reduce-scatters are collective).
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        losses = self._micro(items, profiles, None)
+        # The weighting of StepEngine.routed_grads for a slice (loss·k/B, then /k), so a
+        # single-process replay of the slices (trainer.dist.replay_step) does the same
+        # arithmetic; None when this rank holds the whole batch: exactly the unsplit step.
+        k = len(items)
+        losses = self._micro(
+            items, profiles, None if k == len(self._global) else k / len(self._global)
+        )
         got: tuple[float, ...] | None = None
         if self.norms is not None:  # no examples here: nothing to measure (the hooks need B > 0)
             got = self.norms.result() if items else (() if self.norms.enabled else None)
@@ -403,7 +474,8 @@ class ShardedStepEngine(StepEngine):
                 losses = self.built.per_example_loss(self.model, batch)  # cost: one forward
             finally:
                 self.router.release(self.model)
-            self._backward(losses, profiles, fast, norms.activate if norms else None)
+            weighted = losses if scale is None else losses * scale
+            self._backward(weighted, profiles, fast, norms.activate if norms else None)
         finally:
             if norms is not None:
                 norms.disarm()
@@ -411,7 +483,7 @@ class ShardedStepEngine(StepEngine):
 
     def _backward(self, losses: torch.Tensor, profiles: Sequence[str], fast: bool,
                   on_pass: Any) -> None:  # fmt: skip
-        n = len(self._global)
+        n = max(1, len(profiles))  # this rank's examples, as Router.backward divides
         allowed = self.router.allowed
         for p in self.params.values():
             p.grad = None
@@ -469,6 +541,8 @@ __all__ = [
     "iter_full_optimizer",
     "iter_full_state",
     "load_full_state",
+    "save_full_checkpoint",
     "save_full_weights",
+    "write_full_safetensors",
     "shard",
 ]

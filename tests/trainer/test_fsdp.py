@@ -7,6 +7,7 @@ single-process references are computed here, in the pytest process, independentl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -24,6 +25,7 @@ import torch.multiprocessing as mp
 
 from attest.errors import UsageError
 from attest.modelspec import ModelSpec
+from attest.ranks import positions
 from attest.tensors import hash_safetensors, state_root
 from trainer import leaves as lv
 from trainer import registry
@@ -57,9 +59,9 @@ def profiles(names: list[str]) -> dict[str, list[str]]:
 
 
 def rows_for(rank: int, split: bool) -> list[int]:
-    """This rank's rows of the global batch: all on rank 0 (exact), or interleaved."""
+    """This rank's rows of the global batch: all on rank 0 (exact), or trainer.dist's split."""
     if split:
-        return list(range(rank, len(TEXTS), WORLD))
+        return list(positions(len(TEXTS), WORLD, rank))
     return list(range(len(TEXTS))) if rank == 0 else []
 
 
@@ -133,8 +135,15 @@ def worker(rank: int, port: int, out: str) -> None:
         res["exact"] = run_steps(engine, rank, split=False)
         full = dict(fsdp.iter_full_state(sharded))  # a test may hold it all: the model is tiny
         res["weights_after"] = {n: t.flatten().tolist() for n, t in full.items()}
-        fsdp.save_full_weights(sharded, Path(out) / "model.safetensors")
+        res["saved"] = sharded.save(Path(out))  # collective; rank 0 writes
         res["optim_names"] = sorted(n for n, _ in fsdp.iter_full_optimizer(engine))
+        res["checkpoint_sha"] = fsdp.save_full_checkpoint(Path(out) / "cp.safetensors", engine)
+        for bad, kw in (("reduce", {"reduce": lambda e: None}), ("total", {"total": 5})):
+            try:
+                engine.step([], [], 1e-2, **kw)  # type: ignore[arg-type]
+                res[f"refused_{bad}"] = ""
+            except UsageError as e:
+                res[f"refused_{bad}"] = str(e)
 
         # One step only, to see the untouched tensor after step 1 (step 2 reaches it).
         again = fsdp.shard(build(), fsdp.init_mesh())
@@ -186,7 +195,20 @@ def single() -> dict[str, Any]:
     res = {"base_root": engine.state_root().hex()}
     res.update(run_steps(engine, None, split=False))
     res["weights_after"] = {n: t.flatten().tolist() for n, t in built.state().items()}
+    res["model"] = {n: t.clone() for n, t in built.state().items()}
+    res["optim"] = engine.optimizer_tensors()
     return res
+
+
+@pytest.fixture(scope="module")
+def replayed() -> list[str]:
+    """trainer.dist.replay_step of the split steps on one process: the auditor's replay."""
+    from trainer.dist import replay_step
+
+    built = build()
+    engine = StepEngine(built, OPTIM, profiles(sorted(built.trainable)))
+    items = [Item(t) for t in TEXTS]
+    return [replay_step(engine, items, profs, 1e-2, WORLD).state_root.hex() for profs in STEPS]
 
 
 def test_sharded_state_root_equals_unsharded(ranks, single) -> None:  # type: ignore[no-untyped-def]
@@ -251,6 +273,21 @@ def test_split_batch_agrees_within_tolerance(ranks, single) -> None:  # type: ig
             assert norms == pytest.approx(ref, rel=1e-4)
 
 
+def test_split_batch_replays_bitwise_on_one_process(ranks, replayed) -> None:  # type: ignore[no-untyped-def]
+    """The single-process replay of a 2-rank split (slices in turn, summed in rank order)
+    does the reduce-scatter's arithmetic: bitwise (for 2 ranks a+b = b+a)."""
+    got, _ = ranks
+    assert got[0]["split"]["roots"] == replayed
+
+
+def test_step_refuses_reduce_and_wrong_total(ranks) -> None:  # type: ignore[no-untyped-def]
+    got, _ = ranks
+    assert got[0]["refused_reduce"] == (
+        "fsdp: expected no reduce (FSDP2 reduce-scatters in the backward)"
+    )
+    assert got[1]["refused_total"] == "fsdp: total = 5, but the ranks hold 0 examples"
+
+
 def test_untouched_parameter_is_bitwise_unchanged(ranks) -> None:  # type: ignore[no-untyped-def]
     got, _ = ranks
     base = build()
@@ -262,6 +299,7 @@ def test_untouched_parameter_is_bitwise_unchanged(ranks) -> None:  # type: ignor
 
 def test_full_weights_file_is_the_state(ranks, single) -> None:  # type: ignore[no-untyped-def]
     got, out = ranks
+    assert got[0]["saved"] == got[1]["saved"] == ["model.safetensors"]
     digest = hash_safetensors(out / "model.safetensors")
     assert state_root(digest.leaves).hex() == single["roots"][-1]
     from safetensors.torch import load_file, save
@@ -277,3 +315,22 @@ def test_shard_without_process_group_is_refused() -> None:
 
     with pytest.raises(UsageError, match="expected an initialized torch.distributed"):
         fsdp.shard(build())
+
+
+def test_full_checkpoint_is_the_single_process_checkpoint(ranks, single) -> None:  # type: ignore[no-untyped-def]
+    """Same layout as trainer.checkpoint.save_checkpoint; model and AdamW state bitwise."""
+    from safetensors.torch import save
+
+    from trainer.checkpoint import parse_checkpoint
+
+    got, out = ranks
+    data = (out / "cp.safetensors").read_bytes()
+    assert got[0]["checkpoint_sha"] == hashlib.sha256(data).hexdigest()
+    assert got[1]["checkpoint_sha"] is None  # only rank 0 writes
+    cp = parse_checkpoint(data, "cp")
+    assert cp.model.keys() == single["model"].keys()
+    assert all(torch.equal(cp.model[n], t) for n, t in single["model"].items())
+    assert cp.optimizer.keys() == single["optim"].keys()
+    assert all(torch.equal(cp.optimizer[n], t) for n, t in single["optim"].items())
+    assert cp.rng is not None
+    assert data == save({**cp.model, **cp.optimizer, "rng/torch": cp.rng})
