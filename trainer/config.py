@@ -144,7 +144,9 @@ class TrainConfig:
             raise FormatError(f"config.dist_timeout: expected a positive integer, got {v!r}")
         v = self.state_check_every
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise FormatError(f"config.state_check_every: expected a non-negative integer, got {v!r}")
+            raise FormatError(
+                f"config.state_check_every: expected a non-negative integer, got {v!r}"
+            )
         if self.schedule not in SCHEDULES:
             raise FormatError(
                 f"config.schedule: expected one of {SCHEDULES}, got {self.schedule!r}"

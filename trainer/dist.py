@@ -58,7 +58,7 @@ class World:
     local_rank: int
 
     def __post_init__(self) -> None:
-        if not (0 <= self.rank < self.size and 0 <= self.local_rank):
+        if not (0 <= self.rank < self.size and self.local_rank >= 0):
             raise UsageError(
                 f"RANK/WORLD_SIZE/LOCAL_RANK: expected 0 <= rank < world size, got "
                 f"{self.rank}/{self.size}/{self.local_rank}"
@@ -117,7 +117,7 @@ def unpack(params: dict[str, nn.Parameter], names: Sequence[str], flat: torch.Te
     for n, present in zip(names, flags, strict=True):
         p = params[n]
         m = p.numel()
-        p.grad = flat[off : off + m].view_as(p).clone() if present else None
+        p.grad = flat[off : off + m].view_as(p) if present else None  # a view: no copy
         off += m
 
 
@@ -225,12 +225,33 @@ class Dist:
 
         local = engine.step([items[j] for j in rows], [profiles[j] for j in rows], lr,
                             total=n, reduce=reduce)  # fmt: skip
-        parts = self.gather((local.losses, local.grad_norms))  # sync: to every rank
-        losses = tuple(x for ls, _ in parts for x in ls)
-        norms = None if any(g is None for _, g in parts) else tuple(x for _, g in parts for x in g)
+        losses, norms = self._gather_values(n, local)  # sync: to every rank
         return replace(local, losses=losses, grad_norms=norms, raw_losses=None), ranks_for(
             n, self.size
         )
+
+    def _gather_values(
+        self, n: int, local: StepOutcome
+    ) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
+        """Every example's loss and gradient norm in batch order, on every rank: one tensor
+        all-gather (float64 holds the recorded Python floats exactly; slices padded to the
+        largest, whose sizes every rank knows from the split rule)."""
+        sizes = [len(positions(n, self.size, r)) for r in range(self.size)]
+        width = max(sizes)
+        mine = torch.zeros(2, width, dtype=torch.float64)
+        k = len(local.losses)
+        mine[0, :k] = torch.tensor(local.losses, dtype=torch.float64)
+        if local.grad_norms is not None:  # None on every rank alike (the same model kind)
+            mine[1, :k] = torch.tensor(local.grad_norms, dtype=torch.float64)
+        if self.backend == "nccl":
+            mine = mine.cuda()
+        out = [torch.empty_like(mine) for _ in range(self.size)]
+        tdist.all_gather(out, mine)
+        rows = [t.cpu().tolist() for t in out]  # sync: device -> host
+        losses = tuple(x for r, size in enumerate(sizes) for x in rows[r][0][:size])
+        if local.grad_norms is None:
+            return losses, None
+        return losses, tuple(x for r, size in enumerate(sizes) for x in rows[r][1][:size])
 
     def compare(self, step: int, root: bytes, batch: Sequence[int]) -> None:
         """Every rank's state root (and batch) against rank 0's; raises GovtuneError naming the

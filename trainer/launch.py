@@ -55,7 +55,9 @@ def launch(args: argparse.Namespace) -> int:
     from torch.distributed.run import run as torchrun
 
     if args.nproc_per_node is not None and args.nproc_per_node < 1:
-        raise GovtuneError(f"--nproc-per-node: expected a positive integer, got {args.nproc_per_node}")
+        raise GovtuneError(
+            f"--nproc-per-node: expected a positive integer, got {args.nproc_per_node}"
+        )
     argv: list[str] = []
     for dest, flag in TORCHRUN_FLAGS.items():
         v = getattr(args, dest, None)

@@ -79,7 +79,8 @@ class DistCheck:
             if ranks is not None:
                 self.t.fail(
                     "GT-DIST-RANKS",
-                    f"step {s}: expected no ranks (a single-process run), found {list(ranks)!r:.60}",
+                    f"step {s}: expected no ranks (a single-process run), "
+                    f"found {list(ranks)!r:.60}",
                 )
             return
         if ranks is None:

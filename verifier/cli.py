@@ -277,8 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     # torchrun's own flags, handed to torch.distributed.run by trainer/launch.py
     g = p.add_argument_group("distributed training (README 'Distributed training')")
-    g.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
-                   help="start N data-parallel workers on this node (torch.distributed.run)")
+    g.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=None,
+        metavar="N",
+        help="start N data-parallel workers on this node (torch.distributed.run)",
+    )
     g.add_argument("--nnodes", default=None, metavar="N[:M]", help="number of nodes (torchrun)")
     g.add_argument("--node-rank", type=int, default=None, help="this node's rank (torchrun)")
     g.add_argument("--rdzv-backend", default=None, help="rendezvous backend, e.g. c10d")

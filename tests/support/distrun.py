@@ -67,7 +67,20 @@ n_heads = 2
 seq_len = 32
 """
 UNTOUCHED = ("pos_emb.weight", "tok_emb.weight")  # in no profile of the policy
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+]
 
 
 def rows() -> list[dict[str, object]]:

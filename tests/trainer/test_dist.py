@@ -162,8 +162,10 @@ def test_killed_rank_then_resume_equals_uninterrupted(
     assert "govtune: error: rank 0: a collective failed" in proc.stderr, proc.stderr[-2000:]
     again = distrun.govtune(inputs, out, "--resume")  # one process: another world size
     assert again.returncode == 2
-    assert again.stderr.strip().splitlines()[-1].startswith(
-        f"govtune: error: {out}: cannot resume: expected world size 2"
+    assert (
+        again.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"govtune: error: {out}: cannot resume: expected world size 2")
     ), again.stderr
     done = distrun.govtune(inputs, out, "--nproc-per-node", "2", "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
