@@ -138,6 +138,25 @@ def worker(rank: int, port: int, out: str) -> None:
         res["saved"] = sharded.save(Path(out))  # collective; rank 0 writes
         res["optim_names"] = sorted(n for n, _ in fsdp.iter_full_optimizer(engine))
         res["checkpoint_sha"] = fsdp.save_full_checkpoint(Path(out) / "cp.safetensors", engine)
+        # Resume: a fresh sharded engine loads the full checkpoint and goes on identically.
+        from trainer.checkpoint import parse_checkpoint
+
+        dist.barrier()  # rank 0 has renamed the file into place
+        cp = parse_checkpoint((Path(out) / "cp.safetensors").read_bytes(), "cp")
+        resumed = fsdp.ShardedStepEngine(fsdp.shard(build(), fsdp.init_mesh()), OPTIM,
+                                         profiles(names))  # fmt: skip
+        resumed.load_state(cp.model, cp.optimizer, cp.rng)
+        res["resumed_root"] = resumed.state_root().hex()
+        res["resumed_optim_equal"] = all(
+            torch.equal(t, engine_t)
+            for (_, t), (_, engine_t) in zip(
+                fsdp.iter_full_optimizer(resumed), fsdp.iter_full_optimizer(engine), strict=True
+            )
+        )
+        rows = rows_for(rank, split=False)
+        args = ([Item(TEXTS[j]) for j in rows], [STEPS[1][j] for j in rows], 1e-2)
+        res["resumed_next"] = resumed.step(*args).state_root.hex()
+        res["continued_next"] = engine.step(*args).state_root.hex()
         for bad, kw in (("reduce", {"reduce": lambda e: None}), ("total", {"total": 5})):
             try:
                 engine.step([], [], 1e-2, **kw)  # type: ignore[arg-type]
@@ -286,6 +305,15 @@ def test_step_refuses_reduce_and_wrong_total(ranks) -> None:  # type: ignore[no-
         "fsdp: expected no reduce (FSDP2 reduce-scatters in the backward)"
     )
     assert got[1]["refused_total"] == "fsdp: total = 5, but the ranks hold 0 examples"
+
+
+def test_resume_from_full_checkpoint_continues_identically(ranks, single) -> None:  # type: ignore[no-untyped-def]
+    got, _ = ranks
+    for r in got:
+        assert r["resumed_root"] == single["roots"][-1]
+        assert r["resumed_optim_equal"] is True
+        assert r["resumed_next"] == r["continued_next"]
+        assert r["resumed_next"] != single["roots"][-1]  # the extra step changed something
 
 
 def test_untouched_parameter_is_bitwise_unchanged(ranks) -> None:  # type: ignore[no-untyped-def]
