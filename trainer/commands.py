@@ -137,8 +137,11 @@ def _worker(
     ``config.dist_timeout``) or UsageError; exits quietly (code 2) on the other ranks when
     the lead reports the same cross-rank mismatch."""
     if config.parallel == "fsdp":
-        # FSDP seam (trainer/fsdp.py): sharded parameters and full-tensor leaf hashes plug in
-        # here, around build_model and the state hashing, once that module is integrated.
+        # FSDP seam. trainer/fsdp.py (shard, ShardedStepEngine, full-tensor leaves) is driven
+        # by Dist.step already (it reduces in its backward); what is left is trainer/loop.py:
+        # build the engine from fsdp.shard(built), and make the lead-only writes that gather
+        # under FSDP collective on every rank (checkpoints: fsdp.save_full_checkpoint, the
+        # release: Built.save, the evaluation forward, tolerant calibration, resume order).
         raise UsageError('parallel = "fsdp": not available yet')
     d = Dist(world, config.device, config.dist_timeout)
     try:

@@ -223,8 +223,11 @@ class Dist:
                 tdist.all_reduce(flat, op=tdist.ReduceOp.SUM)
                 unpack(e.params, names, flat)
 
+        # An engine whose backward reduces the gradients itself (trainer.fsdp's sharded
+        # engine: FSDP2 reduce-scatters) takes no reduce; every other engine gets ours.
+        own = getattr(engine, "reduces_in_backward", False)
         local = engine.step([items[j] for j in rows], [profiles[j] for j in rows], lr,
-                            total=n, reduce=reduce)  # fmt: skip
+                            total=n, reduce=None if own else reduce)  # fmt: skip
         losses, norms = self._gather_values(n, local)  # sync: to every rank
         return replace(local, losses=losses, grad_norms=norms, raw_losses=None), ranks_for(
             n, self.size
