@@ -369,6 +369,7 @@ class ShardedStepEngine(StepEngine):
                 self.aliases[canon].append(name)
         self.current: dict[str, bytes] = full_leaves(built)  # cost: one gather+hash pass
         self._global: list[str] = []
+        self._template: Item | None = None
         self.model.train()
 
     def load_state(
@@ -421,9 +422,12 @@ class ShardedStepEngine(StepEngine):
         gradients are already reduce-scattered in the backward) or ``total`` is wrong."""
         if reduce is not None:
             raise UsageError("fsdp: expected no reduce (FSDP2 reduce-scatters in the backward)")
-        everyone: list[list[str] | None] = [None] * dist.get_world_size()
-        dist.all_gather_object(everyone, list(profiles))  # sync: the global batch's profiles
-        self._global = [p for part in everyone for p in (part or [])]
+        # sync: the global batch's profiles, and one example per rank (a rank with none
+        # encodes another's and keeps no rows of it: the forward needs a batch's shape).
+        everyone: list[tuple[list[str], list[Item]] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, (list(profiles), list(items[:1])))
+        self._global = [p for part in everyone if part for p in part[0]]
+        self._template = next((it for part in everyone if part for it in part[1]), None)
         if total is not None and total != len(self._global):
             raise UsageError(
                 f"fsdp: total = {total}, but the ranks hold {len(self._global)} examples"
@@ -458,7 +462,14 @@ class ShardedStepEngine(StepEngine):
     def _micro(
         self, items: Sequence[Item], profiles: Sequence[str], scale: float | None
     ) -> torch.Tensor:
-        batch = self.built.encode(items)
+        # A rank with no examples still runs the forward and backward (their all-gathers and
+        # reduce-scatters are collective). Not on zero rows: Hugging Face attention cannot
+        # reshape an empty batch. It runs another rank's first example with weight 0, so it
+        # contributes gradients of ±0 (x + 0 = x: the sum over ranks is unchanged).
+        stand_in = not items and self._template is not None
+        batch = self.built.encode([self._template] if stand_in else items)  # type: ignore[list-item]
+        if stand_in:
+            scale = 0.0
         norms = self.norms if items else None
         if norms is not None:
             norms.arm(len(items))
@@ -479,7 +490,7 @@ class ShardedStepEngine(StepEngine):
         finally:
             if norms is not None:
                 norms.disarm()
-        return losses.detach()
+        return losses.detach()[:0] if stand_in else losses.detach()
 
     def _backward(self, losses: torch.Tensor, profiles: Sequence[str], fast: bool,
                   on_pass: Any) -> None:  # fmt: skip
