@@ -27,11 +27,18 @@ tensors, not the DTensor leaves), so the router's passes cannot be used as they 
   backward (no pruning to the signature's parameters) and reduce-scatters every block.
 
 Gradients are reduce-scattered as a **sum** over ranks (divide factor 1), each rank's
-loss being already divided by the global batch size B: the gradient is the global
-``sum(loss)/B``. When all of a step's examples sit on one rank (the others pass none)
-the sum adds exact zeros and the step is bitwise that of a single process; when the
-batch is split, float addition order differs (≈1e-8 relative on TinyLM) and the state
-roots agree only within the replay tolerance.
+slice loss weighted as StepEngine.routed_grads weights it (``loss·k/B``, then ``/k``):
+the gradient is the global ``sum(loss)/B``. When all of a step's examples sit on one
+rank the others add exact zeros and the step is bitwise that of a single process
+(TinyLM and the MiniLM classifier, tested). When the batch is split, the addition order
+differs from one process (gradients ≈2e-8 apart on TinyLM), but for 2 ranks it is what
+trainer.dist.replay_step computes on one process, bitwise (tested).
+
+Known limits: the model is built whole on every rank before sharding (the registry has
+no meta-device build), so only training, hashing and writing are bounded, not loading;
+``grad_accum`` must be 1; a trainable parameter that the forward never uses gets a zero
+gradient (``set_reduce_scatter_unused_params``) rather than None, so AdamW decays it if
+the batch's profiles allow it (none of TinyLM's or MiniLM's parameters is such).
 """
 
 from __future__ import annotations
@@ -383,11 +390,11 @@ class ShardedStepEngine(StepEngine):
             load_full_state(self.built, tensors)
         self.optimizer.state.clear()
         for name, p in self.params.items():
-            keys = [k for k in OPTIM_KEYS if optimizer_state is not None
-                    and f"optim/{k}/{name}" in optimizer_state]  # fmt: skip
+            if optimizer_state is None:
+                break
+            keys = [k for k in OPTIM_KEYS if f"optim/{k}/{name}" in optimizer_state]
             if not keys:
                 continue
-            assert optimizer_state is not None
             st: dict[str, torch.Tensor] = {}
             for k in keys:
                 v = optimizer_state[f"optim/{k}/{name}"]

@@ -137,7 +137,10 @@ def worker(rank: int, port: int, out: str) -> None:
         res["weights_after"] = {n: t.flatten().tolist() for n, t in full.items()}
         res["saved"] = sharded.save(Path(out))  # collective; rank 0 writes
         res["optim_names"] = sorted(n for n, _ in fsdp.iter_full_optimizer(engine))
-        res["checkpoint_sha"] = fsdp.save_full_checkpoint(Path(out) / "cp.safetensors", engine)
+        with GatherWatch(fsdp) as watch:
+            res["checkpoint_sha"] = fsdp.save_full_checkpoint(Path(out) / "cp.safetensors", engine)
+        res["checkpoint_max_alive_before_gather"] = watch.max_alive
+        res["checkpoint_gathers"] = watch.calls
         # Resume: a fresh sharded engine loads the full checkpoint and goes on identically.
         from trainer.checkpoint import parse_checkpoint
 
@@ -250,6 +253,9 @@ def test_hashing_holds_one_full_tensor_at_a_time(ranks) -> None:  # type: ignore
     for r in got:
         assert r["hash_gathers"] == n_state
         assert r["hash_max_alive_before_gather"] == 0  # the previous gather was freed
+        # the checkpoint writer too: state, AdamW moments and steps, and the RNG state
+        assert r["checkpoint_gathers"] == len(r["optim_names"]) + n_state + 1
+        assert r["checkpoint_max_alive_before_gather"] == 0
 
 
 def test_shard_twice_is_refused(ranks) -> None:  # type: ignore[no-untyped-def]
