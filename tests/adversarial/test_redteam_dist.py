@@ -77,7 +77,7 @@ def test_example_on_two_ranks(work: Path, honest: distrun.DistInputs) -> None:
         rec["batch"][3] = rec["batch"][0]
         rec["profiles"][3] = rec["profiles"][0]
 
-    assert "GT-DIST-DUPLICATE" in _forge(work, honest, edit)
+    assert _forge(work, honest, edit) == {"GT-DIST-DUPLICATE"}
 
 
 def test_world_size_disagrees(work: Path, honest: distrun.DistInputs) -> None:
