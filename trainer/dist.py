@@ -100,10 +100,10 @@ def pack(params: dict[str, nn.Parameter], names: Sequence[str]) -> torch.Tensor:
     """One flat buffer: each tensor's local gradient (zeros where this rank has none), then one
     presence flag per tensor (1 where it has one). cost: one copy of the group's gradients."""
     ref = params[names[0]]
-    parts = [
-        (params[n].grad if params[n].grad is not None else torch.zeros_like(params[n])).reshape(-1)
-        for n in names
-    ]
+    parts = []
+    for n in names:
+        g = params[n].grad
+        parts.append((g if g is not None else torch.zeros_like(params[n])).reshape(-1))
     flags = torch.tensor(
         [params[n].grad is not None for n in names], dtype=ref.dtype, device=ref.device
     )

@@ -267,14 +267,15 @@ def run(
     examples, dataset_sha = read_dataset(config.path("dataset"))
     prov = out / "provenance"
     lead = dist is None or dist.lead  # the one writer of the run folder
+    secret = b""  # the lead's, shared with the other ranks below
     if lead:
-        run_secret, resume = _open_run(out, resume, run_secret)
+        secret, resume = _open_run(out, resume, run_secret)
     if dist is not None:  # sync: every rank admits with the lead's secret
-        run_secret, resume = dist.share((run_secret, resume))
+        secret, resume = dist.share((secret, resume))
     run_id = os.urandom(16).hex()
 
     # --- admit: every example judged, refused ones recorded too; canaries planted ---------
-    adm = admit(policy, examples, run_secret)
+    adm = admit(policy, examples, secret)
     admissions = _write_admissions(prov, adm, policy_bytes, resume) if lead else None
     heldout, pool = _split(adm, policy, config.seed)
     evals, pool = _eval_split(pool, adm, config)  # config.eval_examples, never trained
@@ -295,7 +296,7 @@ def run(
     loss_fn = texts_loss(built)
     order = DataOrder(pool, config.seed, config.batch_size)
     monitor = Monitor(policy.memorization, policy.canaries, adm.canaries,
-                      {i: adm.texts[i] for i in heldout}, run_secret)  # fmt: skip
+                      {i: adm.texts[i] for i in heldout}, secret)  # fmt: skip
     eval_every = policy.memorization.eval_every
     checkpoints: list[Checkpoint] = []
     all_events: list[tuple[int, Event]] = []
@@ -376,9 +377,7 @@ def run(
 
     # --- release: weights, private openings, signed statements ------------------------------
     weights, model_files = _release(out, engine, run_id)
-    write_private(
-        out, run_secret, adm.openings, {i: c.text for c in adm.canaries for i in c.indices}
-    )
+    write_private(out, secret, adm.openings, {i: c.text for c in adm.canaries for i in c.indices})
     spec = built.spec
     facts = RunFacts(
         run_id=run_id, policy=policy, policy_sha256=sha256_file(prov / POLICY_FILE),

@@ -79,8 +79,9 @@ def test_ddp_equals_single_process_where_the_arithmetic_allows(ddp: Path, single
     rank weights its slice's losses by n_rank/B before the router divides by n_rank, where
     one process divides by B once. The state roots differ: the gradient is
     summed per rank then across ranks, another float summation order than one backward over
-    the whole batch (spec/verification.md §V9.4 "Distributed steps"), so the weights agree only to rounding,
-    which AdamW's normalisation then carries (measured: max |diff| ~1e-3 after 6 steps)."""
+    the whole batch (spec/verification.md §V9.4 "Distributed steps"), so the weights agree
+    only to rounding, which AdamW's normalisation then carries (measured: max |diff| ~1e-3
+    after 6 steps)."""
     a, b = _steps(ddp)[1:], _steps(single)[1:]
     assert len(a) == len(b) == 6
     assert [r["batch"] for r in a] == [r["batch"] for r in b]
