@@ -212,3 +212,26 @@ def test_fsdp_seam_says_not_available_in_one_line(tmp_path: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("govtune: error: distributed training stopped: rank "), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_minilm_classifier_ddp_verifies(tmp_path: Path) -> None:
+    """The MiniLM sequence classifier (examples/minilm-classifier) on 2 ranks, 2 steps."""
+    import subprocess
+    import sys
+
+    from attest.keys import write_keypair
+
+    config = distrun.ROOT / "examples" / "minilm-classifier" / "config.toml"
+    key, pub = write_keypair(tmp_path / "producer")
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "verifier.cli", "train", str(config), "--out", str(run),
+         "--key", str(key), "--steps", "2", "--quiet", "--nproc-per-node", "2"],
+        capture_output=True, text=True, env=distrun.env(), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = verify(run, keys=[pub])
+    assert result, [f"{f.code}: {f.message}" for f in result.failures]
+    steps = _steps(run)
+    assert steps[0]["extra"]["distributed"]["worldSize"] == 2
+    assert all(r["ranks"] == list(ranks_for(len(r["batch"]), 2)) for r in steps[1:])
