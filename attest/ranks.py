@@ -25,6 +25,8 @@ from .errors import FormatError
 
 SPLIT = "contiguous-v1"
 REDUCE = "allreduce-sum-per-signature-v1"  # trainer/dist.py: one SUM per gradient group
+REDUCE_FSDP = "reducescatter-sum-fsdp2-v1"  # trainer/fsdp.py: FSDP2's reduce-scatter, SUM
+REDUCES = (REDUCE, REDUCE_FSDP)
 WORLD_MAX = 1 << 16  # ranks; beyond any real data-parallel job, bounds a forged value
 
 
@@ -64,8 +66,10 @@ class Distributed:
             raise FormatError(f"distributed.backend: expected a name, got {self.backend!r:.40}")
         if self.split != SPLIT:
             raise FormatError(f"distributed.split: expected {SPLIT!r}, got {self.split!r:.40}")
-        if self.reduce != REDUCE:
-            raise FormatError(f"distributed.reduce: expected {REDUCE!r}, got {self.reduce!r:.40}")
+        if self.reduce not in REDUCES:
+            raise FormatError(
+                f"distributed.reduce: expected one of {REDUCES}, got {self.reduce!r:.40}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,4 +96,13 @@ class Distributed:
             raise FormatError(f"{where}: {e}") from e
 
 
-__all__ = ["REDUCE", "SPLIT", "WORLD_MAX", "Distributed", "positions", "ranks_for"]
+__all__ = [
+    "REDUCE",
+    "REDUCES",
+    "REDUCE_FSDP",
+    "SPLIT",
+    "WORLD_MAX",
+    "Distributed",
+    "positions",
+    "ranks_for",
+]

@@ -66,6 +66,10 @@ def _train(
     dist: Dist | None = None,
 ) -> RunResult:
     built = build_model(config, base_name)
+    if dist is not None and dist.collective:  # FSDP seam: shard per block (trainer/fsdp.py)
+        from . import fsdp
+
+        built = fsdp.shard(built, fsdp.init_mesh(config.device))
     quiet = quiet or (dist is not None and not dist.lead)  # one progress bar: rank 0's
     # attest.progress: a bar on a TTY, a line every 10 s in a log; nothing before step 1
     with Progress("training", config.steps, unit="steps", quiet=quiet) as bar:
@@ -136,14 +140,11 @@ def _worker(
     Raises GovtuneError naming the rank (a failed collective: a peer died or hung past
     ``config.dist_timeout``) or UsageError; exits quietly (code 2) on the other ranks when
     the lead reports the same cross-rank mismatch."""
-    if config.parallel == "fsdp":
-        # FSDP seam. trainer/fsdp.py (shard, ShardedStepEngine, full-tensor leaves) is driven
-        # by Dist.step already (it reduces in its backward); what is left is trainer/loop.py:
-        # build the engine from fsdp.shard(built), and make the lead-only writes that gather
-        # under FSDP collective on every rank (checkpoints: fsdp.save_full_checkpoint, the
-        # release: Built.save, the evaluation forward, tolerant calibration, resume order).
-        raise UsageError('parallel = "fsdp": not available yet')
-    d = Dist(world, config.device, config.dist_timeout)
+    if config.parallel == "fsdp" and args.resume:
+        # FSDP seam: restore() runs on the lead first, then the others; with sharded
+        # parameters every load gathers, so that order would deadlock (not rebuilt yet).
+        raise UsageError('parallel = "fsdp": --resume is not available yet')
+    d = Dist(world, config.device, config.dist_timeout, config.parallel)
     try:
         return _train(config, out, signer, args.quiet, resume=args.resume, dist=d)
     except RankMismatch:

@@ -36,7 +36,7 @@ import torch.distributed as tdist
 from torch import nn
 
 from attest.errors import GovtuneError, UsageError
-from attest.ranks import Distributed, positions, ranks_for
+from attest.ranks import REDUCE, REDUCE_FSDP, Distributed, positions, ranks_for
 
 from .engine import StepEngine, StepOutcome
 from .registry import Item
@@ -169,8 +169,11 @@ class Dist:
     """The worker's process group: split, reduce, gather, compare. Rank 0 is the lead: it alone
     writes under --out and signs (trainer.loop)."""
 
-    def __init__(self, world: World, device: str, timeout_s: int) -> None:
+    def __init__(self, world: World, device: str, timeout_s: int, parallel: str = "ddp") -> None:
         self.world, self.rank, self.size = world, world.rank, world.size
+        # "fsdp": the model is sharded (trainer/fsdp.py); every forward, checkpoint and
+        # release gathers, so the loop runs them on every rank (`collective`).
+        self.parallel = parallel
         self.backend = backend_for(device)
         if device == "cuda":
             torch.cuda.set_device(world.local_rank)  # "cuda" below means this rank's GPU
@@ -186,8 +189,15 @@ class Dist:
     def lead(self) -> bool:
         return self.rank == 0
 
+    @property
+    def collective(self) -> bool:
+        """True when forwards, checkpoints and the release are collectives (FSDP)."""
+        return self.parallel == "fsdp"
+
     def info(self) -> Distributed:
-        return Distributed(self.size, self.backend)
+        return Distributed(
+            self.size, self.backend, reduce=REDUCE_FSDP if self.collective else REDUCE
+        )
 
     def close(self) -> None:
         if tdist.is_initialized():

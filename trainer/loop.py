@@ -282,8 +282,12 @@ def run(
 
     # --- the model's starting point, the engine, the monitors -------------------------------
     profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
-    engine = StepEngine(built, optimizer_config(config), profiles, grad_norms=config.grad_norms,
-                        grad_accum=config.grad_accum)  # fmt: skip
+    collective = dist is not None and dist.collective  # FSDP: every forward gathers
+    make = StepEngine
+    if collective:  # trainer/fsdp.py: the same engine contract on sharded parameters
+        from .fsdp import ShardedStepEngine as make  # type: ignore[assignment]
+    engine = make(built, optimizer_config(config), profiles, grad_norms=config.grad_norms,
+                  grad_accum=config.grad_accum)  # fmt: skip
     base_root = engine.state_root()
     start = _start_record(config, policy, engine, profiles, heldout, run_id)
     if evals:  # recorded with the start, before any step (records.md §4 extra)
@@ -311,7 +315,7 @@ def run(
         steps_log.append(start.to_record())
     else:
         steps_log = _Discard(1)
-    calibration = _calibrate(config, engine, order, monitor, adm) if lead else None
+    calibration = _calibrate(config, engine, order, monitor, adm) if lead or collective else None
 
     last_loss = 0.0
     for step in range(first, config.steps + 1):
@@ -339,14 +343,17 @@ def run(
         last = step == config.steps or monitor.halted or not order.live(monitor.quarantined)
         if last or (eval_every and step % eval_every == 0):
             events += monitor.evaluate(step, engine.model, loss_fn)
-            if evals and lead:  # cost: one no-grad forward over the evaluation split
+            if evals and (lead or collective):  # cost: a no-grad forward of the eval split
                 loss = _eval_loss(engine, adm, evals, config.batch_size)
                 eval_losses.append({"step": step, "loss": loss})
 
         # record (and checkpoint every K steps)
         cp = None
-        if lead and config.checkpoint_every and step % config.checkpoint_every == 0:
-            cp = _checkpoint(out, engine, step, outcome.state_root, checkpoints)  # cost: disk
+        if config.checkpoint_every and step % config.checkpoint_every == 0:
+            if collective:  # every rank gathers, rank 0 writes (trainer/fsdp.py)
+                cp = _checkpoint(out, engine, step, outcome.state_root, checkpoints, sharded=True)
+            elif lead:
+                cp = _checkpoint(out, engine, step, outcome.state_root, checkpoints)  # cost: disk
         steps_log.append(
             StepRecord(step, tuple(batch), tuple(batch_profiles), outcome.losses,
                        outcome.grad_norms, float(lr), outcome.changed,
@@ -370,6 +377,8 @@ def run(
         types = dist.gather(p.device.type if p is not None else config.device)
         dist_env = {"worldSize": dist.size, "backend": dist.backend, "deviceTypes": types}
         if not lead:  # the other ranks write nothing under out
+            if collective:
+                engine.built.save(out)  # FSDP: a collective; rank 0 alone writes
             return RunResult(out, steps_done, adm.counts, engine.state_root().hex(), "",
                              monitor.halted, tuple(sorted(monitor.quarantined)),
                              len(all_events), tuple(monitor.exposures), last_loss)  # fmt: skip
@@ -459,10 +468,25 @@ def _calibrate(
 
 
 def _checkpoint(
-    out: Path, engine: StepEngine, step: int, root: bytes, checkpoints: list[Checkpoint]
-) -> dict[str, str]:
+    out: Path,
+    engine: StepEngine,
+    step: int,
+    root: bytes,
+    checkpoints: list[Checkpoint],
+    sharded: bool = False,
+) -> dict[str, str] | None:
+    """Write the checkpoint of ``step``; -> the step record's ``checkpoint`` (None on the
+    ranks other than 0 of a sharded run, which only take part in the gathers)."""
     fname = checkpoint_name(step)
-    sha = save_checkpoint(out / fname, engine)
+    if sharded:
+        from .fsdp import save_full_checkpoint
+
+        got = save_full_checkpoint(out / fname, engine)  # type: ignore[arg-type]
+        if got is None:
+            return None
+        sha = got
+    else:
+        sha = save_checkpoint(out / fname, engine)
     checkpoints.append(Checkpoint(step, fname, sha, root.hex()))
     return {"file": fname, "sha256": sha, "stateRoot": root.hex()}
 

@@ -201,17 +201,21 @@ def test_hung_rank_stops_the_run_within_the_timeout(tmp_path: Path) -> None:
     assert (out / "checkpoints" / "step-000002.safetensors").is_file()
 
 
-def test_fsdp_seam_says_not_available_in_one_line(tmp_path: Path) -> None:
-    """parallel = "fsdp" reaches the seam in every worker; the launcher names the rank."""
+def test_fsdp_run_verifies_and_replays(tmp_path: Path) -> None:
+    """parallel = "fsdp": the model sharded per block (trainer/fsdp.py) on 2 ranks; the
+    same records, verified and replayed on one process."""
     inputs = distrun.prepare(tmp_path / "in")
     cfg = inputs.config.read_text().replace("dist_timeout", 'parallel = "fsdp"\ndist_timeout')
     inputs.config.write_text(cfg)
-    proc = distrun.govtune(inputs, tmp_path / "run", "--nproc-per-node", "2")
-    assert proc.returncode == 2
-    assert 'govtune: error: parallel = "fsdp": not available yet' in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("govtune: error: distributed training stopped: rank "), proc.stderr
-    assert "Traceback" not in proc.stderr
+    run = tmp_path / "run"
+    proc = distrun.govtune(inputs, run, "--nproc-per-node", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _steps(run)[0]["extra"]["distributed"]["reduce"] == "reducescatter-sum-fsdp2-v1"
+    result = verify(
+        run, keys=[inputs.pub], base=inputs.base, data=inputs.dataset,
+        openings=run / "private", replay=1, replay_top=0, replay_nonce=b"fsdp-test",
+    )  # fmt: skip
+    assert result, [f"{f.code}: {f.message}" for f in result.failures]
 
 
 def test_minilm_classifier_ddp_verifies(tmp_path: Path) -> None:
