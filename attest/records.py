@@ -362,6 +362,9 @@ class StepRecord:
     events: tuple[Event, ...] = ()
     checkpoint: Mapping[str, Any] | None = None  # exactly {"file", "sha256", "stateRoot"} or None
     rng: bytes | None = None  # sha256 of the RNG state before the step (replay)
+    # distributed runs only (records.md §5.3): ranks[j] = the rank that trained batch[j];
+    # None (the key absent) in a single-process run, so v0.2 logs stay byte-identical
+    ranks: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.batch)
@@ -370,10 +373,15 @@ class StepRecord:
             raise FormatError(
                 f"step {self.step}: batch, profiles, loss and gradNorm differ in length"
             )
+        if self.ranks is not None and len(self.ranks) != n:
+            raise FormatError(
+                f"step {self.step}: expected {n} ranks (one per batch example), got "
+                f"{len(self.ranks)}"
+            )
         _check_checkpoint(self.checkpoint, f"step {self.step}.checkpoint")
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "v": RECORD_VERSION,
             "kind": "step",
             "step": self.step,
@@ -388,6 +396,9 @@ class StepRecord:
             "checkpoint": dict(self.checkpoint) if self.checkpoint is not None else None,
             "rng": self.rng,
         }
+        if self.ranks is not None:
+            d["ranks"] = list(self.ranks)
+        return d
 
     @classmethod
     def from_record(cls, d: object, where: str = "step") -> StepRecord:
@@ -408,7 +419,10 @@ class StepRecord:
                 "checkpoint",
                 "rng",
             },
+            frozenset({"ranks"}),
         )
+        if "ranks" in d and not isinstance(d["ranks"], list):
+            raise FormatError(f"{where}.ranks: expected a list")
         for k in ("batch", "loss", "gradNorm", "changed", "events"):
             if not isinstance(d[k], list) and not (k == "gradNorm" and d[k] is None):
                 raise FormatError(f"{where}.{k}: expected a list")
@@ -443,6 +457,9 @@ class StepRecord:
             tuple(Event.from_record(e, f"{where}.events[{i}]") for i, e in enumerate(d["events"])),
             cp,
             rng,
+            None
+            if "ranks" not in d
+            else tuple(_int(x, f"{where}.ranks[{i}]") for i, x in enumerate(d["ranks"])),
         )
 
 

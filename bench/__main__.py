@@ -5,7 +5,8 @@
                                    # one run of 100k steps + 1M admissions); 2-3 hours on 2 cores
     python -m bench --quick --only hashing canonical --out /tmp/perf.md
 
-Sections: demo, canonical, hashing, verify, cli, scale, storage, replay, training.
+Sections: demo, canonical, hashing, verify, cli, scale, storage, replay, training,
+distributed.
 Every figure is measured against its baseline in the same run (interleaved); large
 temporary files go under --tmp (default: the system temp folder) and are deleted.
 A benchmark that fails is listed as failed in the output, never left out silently.
@@ -28,7 +29,7 @@ from .runner import ROOT, Figure, bin_path, env_for_children, machine, run_child
 
 ADMISSIONS, STEPS = "admissions.msgpack", "steps.msgpack"
 SECTIONS = ("demo", "canonical", "hashing", "verify", "cli", "scale", "storage", "replay",
-            "training")  # fmt: skip
+            "training", "distributed")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             return figs
 
         section("training", training)
+        section("distributed", lambda: fig_models.dist_figures(
+            sizes.train_steps, f"{cmd} --only distributed"))  # fmt: skip
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
     seconds = time.perf_counter() - t_start

@@ -106,6 +106,35 @@ def training_figures(steps: int, quick: bool, command: str) -> tuple[list[Figure
     return figs, list(HF_ROWS)
 
 
+SECTION_DIST = "distributed: governed 2-process DDP step / plain DDP step"
+
+
+def dist_figures(steps: int, command: str) -> list[Figure]:
+    """bench/bench_dist.py: 2 processes on gloo/CPU, governed vs plain DDP, interleaved."""
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_dist.py"), "--steps", str(max(steps, 8))]
+    r = run_child(cmd, env=env_for_children())
+    line = next((x for x in reversed(r.output.splitlines()) if x.startswith("{")), None)
+    if r.rc != 0 or line is None:
+        raise RuntimeError(f"bench_dist.py exited {r.rc}: {r.output[-600:]}")
+    data = json.loads(line)
+    return [
+        Figure(
+            SECTION_DIST,
+            f"built-in model, 2 ranks x 8 examples, two mixed profiles ({len(data['plain_ms'])} "
+            "interleaved steps, rank 0's times)",
+            "ms",
+            tuple(data["governed_ms"]),
+            tuple(data["plain_ms"]),
+            baseline="plain DistributedDataParallel step: same model, data, AdamW, gloo",
+            target="<= 1.15",
+            target_value=1.15,
+            command=command,
+            note="governed: Dist.step (routing, gradient norms, one all-reduce per gradient "
+            "group, AdamW, leaf hashes, gathers) + rank 0's step record",
+        )
+    ]
+
+
 def replay_figures(steps: int, every: int, qs: Sequence[int], command: str) -> list[Figure]:
     cmd = [sys.executable, str(ROOT / "bench" / "bench_replay.py"), "--steps", str(steps),
            "--every", str(every), "--q", *map(str, qs)]  # fmt: skip

@@ -29,6 +29,7 @@ from . import registry
 from .checkpoint import save_weights
 from .config import ModelConfig, TrainConfig, model_kind, model_options
 from .demo import build_corpus
+from .dist import Dist, RankMismatch, World, world_from_env
 from .loop import RunResult, run, set_determinism
 from .model import TinyLM
 from .registry import Built
@@ -62,15 +63,21 @@ def _train(
     quiet: bool,
     base_name: str = "",
     resume: bool = False,
+    dist: Dist | None = None,
 ) -> RunResult:
     built = build_model(config, base_name)
+    if dist is not None and dist.collective:  # FSDP seam: shard per block (trainer/fsdp.py)
+        from . import fsdp
+
+        built = fsdp.shard(built, fsdp.init_mesh(config.device))
+    quiet = quiet or (dist is not None and not dist.lead)  # one progress bar: rank 0's
     # attest.progress: a bar on a TTY, a line every 10 s in a log; nothing before step 1
     with Progress("training", config.steps, unit="steps", quiet=quiet) as bar:
 
         def progress(step: int, total: int, loss: float) -> None:
             bar.update(step, loss=loss)
 
-        return run(built, config, out, signer, progress=progress, resume=resume)
+        return run(built, config, out, signer, progress=progress, resume=resume, dist=dist)
 
 
 def _summary(r: RunResult) -> str:
@@ -97,12 +104,22 @@ def train(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise UsageError(f"--steps: expected a positive integer, got {args.steps}")
         config = replace(config, steps=args.steps)
+    world = world_from_env()
+    if world is None and getattr(args, "nproc_per_node", None) is not None:
+        from .launch import launch  # the launcher: torch.distributed.run starts the workers
+
+        return launch(args)  # rank 0 printed the summary and the OK line
     signer = load_signer(Path(args.key))
     out = Path(args.out)
-    if args.resume:
+    if args.resume and (world is None or world.rank == 0):
         _announce_resume(out)
     try:
-        result = _train(config, out, signer, args.quiet, resume=args.resume)
+        if world is not None:  # one worker of a torchrun job (trainer/dist.py)
+            result = _worker(config, out, signer, args, world)
+            if world.rank != 0:
+                return EXIT_OK  # rank 0 prints the summary
+        else:
+            result = _train(config, out, signer, args.quiet, resume=args.resume)
     except OSError as e:  # a disk or permission failure not already named by attest
         raise UsageError(f"{args.out}: cannot write: {e.strerror or e}") from e
     except KeyboardInterrupt as e:  # the CLI prints this one line and exits 130
@@ -113,6 +130,35 @@ def train(args: argparse.Namespace) -> int:
         f"OK: trained {result.steps} steps, signed {Path(args.out) / 'provenance'}", file=sys.stderr
     )
     return EXIT_OK
+
+
+def _worker(
+    config: TrainConfig, out: Path, signer: Any, args: argparse.Namespace, world: World
+) -> RunResult:
+    """One rank of a distributed run: its process group, the run, one-line errors.
+
+    Raises GovtuneError naming the rank (a failed collective: a peer died or hung past
+    ``config.dist_timeout``) or UsageError; exits quietly (code 2) on the other ranks when
+    the lead reports the same cross-rank mismatch."""
+    if config.parallel == "fsdp" and args.resume:
+        # FSDP seam: restore() runs on the lead first, then the others; with sharded
+        # parameters every load gathers, so that order would deadlock (not rebuilt yet).
+        raise UsageError('parallel = "fsdp": --resume is not available yet')
+    d = Dist(world, config.device, config.dist_timeout, config.parallel)
+    try:
+        return _train(config, out, signer, args.quiet, resume=args.resume, dist=d)
+    except RankMismatch:
+        if world.rank != 0:
+            raise SystemExit(2) from None  # rank 0 prints the one line naming the ranks
+        raise
+    except (RuntimeError, torch.distributed.DistError) as e:  # gloo/NCCL: a peer is gone
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise GovtuneError(
+            f"rank {world.rank}: a collective failed ({first}); a rank died or hung past "
+            f"dist_timeout = {config.dist_timeout} s"
+        ) from e
+    finally:
+        d.close()
 
 
 def admit(args: argparse.Namespace) -> int:

@@ -69,6 +69,7 @@ def model_options(model: ModelConfig | KindConfig) -> dict[str, Any]:
 
 
 DEVICES = ("cpu", "cuda")
+PARALLEL = ("ddp", "fsdp")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -99,6 +100,10 @@ class TrainConfig:
     schedule: str = "constant"  # learning rate after warmup: constant, linear or cosine decay
     warmup_steps: int = 0  # steps of linear warmup from lr/warmup_steps to lr (attest.schedule)
     eval_examples: int = 0  # held-out eval split (admitted, never trained); its mean loss recorded
+    # Distributed runs (torchrun / --nproc-per-node; trainer/dist.py); ignored by one process.
+    parallel: str = "ddp"  # "ddp" (data parallel) or "fsdp" (sharded, trainer/fsdp.py)
+    dist_timeout: int = 300  # seconds a collective may wait for a dead or hung rank
+    state_check_every: int = 10  # steps between cross-rank state-root checks (0: at the end)
     # Folder that relative paths resolve against; not digested (no local paths in public files).
     base_dir: str = field(default="", compare=False)
 
@@ -132,6 +137,16 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise FormatError(f"config.{name}: expected a non-negative integer, got {v!r}")
+        if self.parallel not in PARALLEL:
+            raise FormatError(f"config.parallel: expected one of {PARALLEL}, got {self.parallel!r}")
+        v = self.dist_timeout
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise FormatError(f"config.dist_timeout: expected a positive integer, got {v!r}")
+        v = self.state_check_every
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise FormatError(
+                f"config.state_check_every: expected a non-negative integer, got {v!r}"
+            )
         if self.schedule not in SCHEDULES:
             raise FormatError(
                 f"config.schedule: expected one of {SCHEDULES}, got {self.schedule!r}"
@@ -302,6 +317,21 @@ DOCS: dict[str, Doc] = {
     "warmup_steps": Doc("steps", "linear warmup from lr/warmup_steps to lr"),
     "eval_examples": Doc(
         "examples", "held-out evaluation split (admitted, never trained); its mean loss recorded"
+    ),
+    "parallel": Doc(
+        "",
+        "distributed runs: `ddp` (data parallel, every rank holds the whole model) or `fsdp` "
+        "(sharded, FSDP2); a single process ignores it",
+    ),
+    "dist_timeout": Doc(
+        "seconds",
+        "distributed runs: how long a collective waits for a dead or hung rank before the "
+        "whole run stops with a one-line error",
+    ),
+    "state_check_every": Doc(
+        "steps",
+        "distributed runs: every K steps (and at the end) all ranks compare their state root "
+        "with rank 0's; 0 = only at the end",
     ),
     "base_dir": Doc("path", "not a TOML key: the config file's folder, set when it is loaded"),
     "model.vocab": Doc("tokens", "vocabulary size (256: one token per byte)"),

@@ -14,7 +14,7 @@ construction. Costs and sync points are marked ``# cost:`` and ``# sync:``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -174,35 +174,31 @@ class StepEngine:
 
     # -- the step --------------------------------------------------------------------------
 
-    def step(self, items: Sequence[Item], profiles: Sequence[str], lr: float) -> StepOutcome:
-        """forward -> route -> AdamW -> hash; the per-example losses are from before the step.
+    def step(
+        self,
+        items: Sequence[Item],
+        profiles: Sequence[str],
+        lr: float,
+        *,
+        total: int | None = None,
+        reduce: Callable[[StepEngine], None] | None = None,
+    ) -> StepOutcome:
+        """forward -> route -> [reduce] -> AdamW -> hash; the per-example losses are from before
+        the step.
 
         With ``grad_accum`` = k > 1 the batch is split into k micro-batches (in order), each
         forward/backward alone, their routed gradients summed before the one AdamW step; each
         micro-batch's loss is weighted by its share of the batch, so the gradient is the
-        batch's ``sum(loss) / B`` as without accumulation (to float rounding)."""
+        batch's ``sum(loss) / B`` as without accumulation (to float rounding).
+
+        Distributed seam (trainer/dist.py): ``items`` is this rank's slice of a global batch
+        of ``total`` examples (each loss weighted by 1/total), and ``reduce(self)`` runs
+        between the routed backward and AdamW (the all-reduce of the gradients)."""
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        n = len(items)
-        size = -(-n // max(1, min(self.grad_accum, n)))  # ceil(B / k)
-        chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-        acc: dict[str, torch.Tensor] = {}
-        parts: list[torch.Tensor] = []
-        norm_parts: list[float] | None = [] if self.norms is not None else None
-        for rows in chunks:  # one pass when grad_accum == 1: exactly the unsplit step
-            parts.append(self._micro([items[j] for j in rows], [profiles[j] for j in rows],
-                                     len(rows) / n if len(chunks) > 1 else None))  # fmt: skip
-            got = self.norms.result() if self.norms is not None else None
-            norm_parts = None if got is None or norm_parts is None else norm_parts + list(got)
-            if len(chunks) > 1:  # router.backward resets .grad: keep this micro-batch's sum
-                for name, p in self.params.items():
-                    if p.grad is not None:
-                        acc[name] = p.grad if name not in acc else acc[name] + p.grad
-        if len(chunks) > 1:
-            for name, p in self.params.items():
-                p.grad = acc.get(name)  # None where no micro-batch reached it: AdamW skips it
-        grad_norms = norm_parts
-        losses = parts[0] if len(parts) == 1 else torch.cat(parts)
+        losses, grad_norms = self.routed_grads(items, profiles, total)
+        if reduce is not None:  # sync: the distributed all-reduce (trainer/dist.py)
+            reduce(self)
         self.optimizer.step()  # tensors with grad None are skipped by AdamW: unchanged, bitwise
         changed = self._hash_changed()
         values = tuple(finite(x) for x in losses.detach().tolist())  # sync: tensor -> Python
@@ -213,6 +209,38 @@ class StepEngine:
             state_root(self.current),
             losses.detach(),
         )
+
+    def routed_grads(
+        self, items: Sequence[Item], profiles: Sequence[str], total: int | None = None
+    ) -> tuple[torch.Tensor, list[float] | None]:
+        """Set ``.grad`` from the routed backward of ``items`` (None where no example reaches a
+        tensor); -> (per-example losses, per-example gradient norms or None). ``total``: the
+        batch size the losses are divided by (default ``len(items)``)."""
+        n = len(items)
+        total = n if total is None else total
+        if n == 0:  # a rank with an empty slice of the global batch: no gradient at all
+            for p in self.params.values():
+                p.grad = None
+            return torch.zeros(0), [] if self.norms is not None else None
+        size = -(-n // max(1, min(self.grad_accum, n)))  # ceil(B / k)
+        chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+        acc: dict[str, torch.Tensor] = {}
+        parts: list[torch.Tensor] = []
+        norm_parts: list[float] | None = [] if self.norms is not None else None
+        split = len(chunks) > 1 or total != n  # one unweighted pass: exactly the unsplit step
+        for rows in chunks:
+            parts.append(self._micro([items[j] for j in rows], [profiles[j] for j in rows],
+                                     len(rows) / total if split else None))  # fmt: skip
+            got = self.norms.result() if self.norms is not None else None
+            norm_parts = None if got is None or norm_parts is None else norm_parts + list(got)
+            if len(chunks) > 1:  # router.backward resets .grad: keep this micro-batch's sum
+                for name, p in self.params.items():
+                    if p.grad is not None:
+                        acc[name] = p.grad if name not in acc else acc[name] + p.grad
+        if len(chunks) > 1:
+            for name, p in self.params.items():
+                p.grad = acc.get(name)  # None where no micro-batch reached it: AdamW skips it
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)), norm_parts
 
     def _micro(
         self, items: Sequence[Item], profiles: Sequence[str], scale: float | None

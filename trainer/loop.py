@@ -48,13 +48,14 @@ from .calibration import calibrate_tolerance
 from .checkpoint import checkpoint_name, save_checkpoint, stamp_metadata
 from .config import TrainConfig
 from .data import Admission, admit
+from .dist import Dist
 from .engine import OptimizerConfig, StepEngine
 from .engine import finite as engine_finite
 from .memorization import LossFn, Monitor
 from .profiles import resolve_profiles
 from .provenance import RunFacts, sign_bundle, write_private
 from .registry import Built, Item, texts_loss
-from .resume import read_run_secret, restore, resumable
+from .resume import Restored, read_run_secret, restore, resumable
 
 BUILDER = "govtune-trainer/0.2.0"
 Progress = Callable[[int, int, float], None]  # (step, total steps, mean loss)
@@ -82,7 +83,10 @@ def set_determinism(config: TrainConfig) -> None:
 
 
 def environment(
-    config: TrainConfig, engine: StepEngine, calibration: dict[str, float] | None = None
+    config: TrainConfig,
+    engine: StepEngine,
+    calibration: dict[str, float] | None = None,
+    dist: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's environment fingerprint: the device and dtype the model really has."""
     p = next(iter(engine.params.values()), None)
@@ -106,6 +110,8 @@ def environment(
             "observed": calibration["observed"],
             "factor": calibration["factor"],
         }
+    if dist is not None:  # distributed runs: worldSize, backend, deviceTypes (one per rank)
+        env.update(dist)
     return env
 
 
@@ -244,12 +250,15 @@ def run(
     progress: Progress | None = None,
     resume: bool = False,
     run_secret: bytes | None = None,
+    dist: Dist | None = None,
 ) -> RunResult:
     """Train ``built`` (trainer.registry) on ``config.dataset`` under ``config.policy``.
 
     Writes and signs the run folder ``out``. ``run_secret`` (32 bytes) fixes salts and
     canaries for a reproducible run; default fresh. With ``resume``, continue the run in
-    ``out`` from its last checkpoint (trainer.resume).
+    ``out`` from its last checkpoint (trainer.resume). With ``dist`` (trainer.dist, one
+    worker of a torchrun job) every rank trains its slice of each global batch and rank 0
+    alone writes and signs; the other ranks write nothing under ``out``.
     Raises UsageError (files), FormatError (dataset), PolicyError, GovtuneError.
     """
     out, started = Path(out), _now()
@@ -259,39 +268,55 @@ def run(
     # a config error before anything is written or shown (admission's progress)
     profiles = resolve_profiles(policy, built.trainable)  # PolicyError: a profile matches none
     prov = out / "provenance"
-    run_secret, resume = _open_run(out, resume, run_secret)
+    lead = dist is None or dist.lead  # the one writer of the run folder
+    secret = b""  # the lead's, shared with the other ranks below
+    if lead:
+        secret, resume = _open_run(out, resume, run_secret)
+    if dist is not None:  # sync: every rank admits with the lead's secret
+        secret, resume = dist.share((secret, resume))
     run_id = os.urandom(16).hex()
 
     # --- admit: every example judged, refused ones recorded too; canaries planted ---------
-    adm = admit(policy, examples, run_secret)
-    admissions = _write_admissions(prov, adm, policy_bytes, resume)
+    adm = admit(policy, examples, secret)
+    admissions = _write_admissions(prov, adm, policy_bytes, resume) if lead else None
     heldout, pool = _split(adm, policy, config.seed)
     evals, pool = _eval_split(pool, adm, config)  # config.eval_examples, never trained
 
     # --- the model's starting point, the engine, the monitors -------------------------------
-    engine = StepEngine(built, optimizer_config(config), profiles, grad_norms=config.grad_norms,
-                        grad_accum=config.grad_accum)  # fmt: skip
+    collective = dist is not None and dist.collective  # FSDP: every forward gathers
+    make = StepEngine
+    if collective:  # trainer/fsdp.py: the same engine contract on sharded parameters
+        from .fsdp import ShardedStepEngine as make  # type: ignore[assignment]
+    engine = make(built, optimizer_config(config), profiles, grad_norms=config.grad_norms,
+                  grad_accum=config.grad_accum)  # fmt: skip
     base_root = engine.state_root()
     start = _start_record(config, policy, engine, profiles, heldout, run_id)
     if evals:  # recorded with the start, before any step (records.md §4 extra)
         start = dataclasses.replace(start, extra={**start.extra, "evalSplit": evals})
+    if dist is not None:  # records.md §4: how each global batch is split across the ranks
+        start = dataclasses.replace(
+            start, extra={**start.extra, "distributed": dist.info().to_dict()}
+        )
     eval_losses: list[dict[str, Any]] = []
     loss_fn = texts_loss(built)
     order = DataOrder(pool, config.seed, config.batch_size)
     monitor = Monitor(policy.memorization, policy.canaries, adm.canaries,
-                      {i: adm.texts[i] for i in heldout}, run_secret)  # fmt: skip
+                      {i: adm.texts[i] for i in heldout}, secret)  # fmt: skip
     eval_every = policy.memorization.eval_every
     checkpoints: list[Checkpoint] = []
     all_events: list[tuple[int, Event]] = []
     first = 1
+    steps_log: LogWriter | _Discard
     if resume:
-        r = restore(out, start, engine, order, monitor, loss_fn, eval_every)
-        steps_log, run_id = r.log, r.run_id
+        r = _restore(out, start, engine, order, monitor, loss_fn, eval_every, dist)
+        steps_log, run_id = r.log or _Discard(r.step + 1), r.run_id
         checkpoints, all_events, first = r.checkpoints, r.events, r.step + 1
-    else:
+    elif lead:
         steps_log = LogWriter(prov / STEPS_FILE)
         steps_log.append(start.to_record())
-    calibration = _calibrate(config, engine, order, monitor, adm)
+    else:
+        steps_log = _Discard(1)
+    calibration = _calibrate(config, engine, order, monitor, adm) if lead or collective else None
 
     last_loss = 0.0
     for step in range(first, config.steps + 1):
@@ -307,7 +332,11 @@ def run(
         # gradient to its profile's tensors only, AdamW, hash the changed tensors
         lr = lr_at(step, lr=config.lr, steps=config.steps, schedule=config.schedule,
                    warmup=config.warmup_steps)  # fmt: skip
-        outcome = engine.step(_items(adm, batch), batch_profiles, lr)
+        ranks = None
+        if dist is None:
+            outcome = engine.step(_items(adm, batch), batch_profiles, lr)
+        else:  # this rank's slice, one all-reduce per gradient group (trainer/dist.py)
+            outcome, ranks = dist.step(engine, _items(adm, batch), batch_profiles, lr)
 
         # probe memorization: online signals every step, exposure at evaluation points
         last_loss = sum(outcome.losses) / len(outcome.losses)
@@ -315,19 +344,24 @@ def run(
         last = step == config.steps or monitor.halted or not order.live(monitor.quarantined)
         if last or (eval_every and step % eval_every == 0):
             events += monitor.evaluate(step, engine.model, loss_fn)
-            if evals:  # cost: one no-grad forward over the evaluation split
+            if evals and (lead or collective):  # cost: a no-grad forward of the eval split
                 loss = _eval_loss(engine, adm, evals, config.batch_size)
                 eval_losses.append({"step": step, "loss": loss})
 
         # record (and checkpoint every K steps)
         cp = None
         if config.checkpoint_every and step % config.checkpoint_every == 0:
-            cp = _checkpoint(out, engine, step, outcome.state_root, checkpoints)  # cost: disk
+            if collective:  # every rank gathers, rank 0 writes (trainer/fsdp.py)
+                cp = _checkpoint(out, engine, step, outcome.state_root, checkpoints, sharded=True)
+            elif lead:
+                cp = _checkpoint(out, engine, step, outcome.state_root, checkpoints)  # cost: disk
         steps_log.append(
             StepRecord(step, tuple(batch), tuple(batch_profiles), outcome.losses,
                        outcome.grad_norms, float(lr), outcome.changed,
-                       outcome.state_root, tuple(events), cp, rng).to_record()
+                       outcome.state_root, tuple(events), cp, rng, ranks).to_record()
         )  # fmt: skip
+        if dist is not None and config.state_check_every and step % config.state_check_every == 0:
+            dist.compare(step, outcome.state_root, batch)  # sync: halts the run on a mismatch
         if cp is not None:
             steps_log.sync()  # sync: the log is durable up to every checkpoint
         all_events += [(step, e) for e in events]
@@ -337,19 +371,31 @@ def run(
             break
     steps_done = steps_log.count - 1
     steps_log.close()
+    dist_env = None
+    if dist is not None:  # sync: the final state and quarantines agree on every rank
+        dist.compare(steps_done, engine.state_root(), sorted(monitor.quarantined))
+        p = next(iter(engine.params.values()), None)
+        types = dist.gather(p.device.type if p is not None else config.device)
+        dist_env = {"worldSize": dist.size, "backend": dist.backend, "deviceTypes": types}
+        if not lead:  # the other ranks write nothing under out
+            if collective:
+                engine.built.save(out)  # FSDP: a collective; rank 0 alone writes
+            return RunResult(out, steps_done, adm.counts, engine.state_root().hex(), "",
+                             monitor.halted, tuple(sorted(monitor.quarantined)),
+                             len(all_events), tuple(monitor.exposures), last_loss)  # fmt: skip
+    assert admissions is not None and isinstance(steps_log, LogWriter)  # the lead's
 
     # --- release: weights, private openings, signed statements ------------------------------
     weights, model_files = _release(out, engine, run_id)
-    write_private(
-        out, run_secret, adm.openings, {i: c.text for c in adm.canaries for i in c.indices}
-    )
+    write_private(out, secret, adm.openings, {i: c.text for c in adm.canaries for i in c.indices})
     spec = built.spec
     facts = RunFacts(
         run_id=run_id, policy=policy, policy_sha256=sha256_file(prov / POLICY_FILE),
         admissions=admissions, counts=adm.counts,
         dataset={"sha256": dataset_sha, "examples": len(examples)},
         steps_log=steps_log.summary(), steps=steps_done, config=config.to_dict(),
-        config_digest=config.digest(), environment=environment(config, engine, calibration),
+        config_digest=config.digest(),
+        environment=environment(config, engine, calibration, dist_env),
         base_model=_base_model(spec, base_root.hex()), base_state_root=base_root.hex(),
         final_state_root=engine.state_root().hex(), weights=weights, model_files=model_files,
         checkpoints=tuple(checkpoints), events=tuple(all_events),
@@ -363,6 +409,47 @@ def run(
     return RunResult(out, steps_done, adm.counts, facts.final_state_root, weights[0][1],
                      monitor.halted, facts.quarantined, len(all_events),
                      tuple(monitor.exposures), last_loss)  # fmt: skip
+
+
+class _Discard:
+    """The step log of a rank other than the lead: counts records, writes nothing."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.count += 1
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _restore(
+    out: Path,
+    start: StartRecord,
+    engine: StepEngine,
+    order: DataOrder,
+    monitor: Monitor,
+    loss_fn: LossFn,
+    eval_every: int,
+    dist: Dist | None,
+) -> Restored:
+    """trainer.resume.restore; in a distributed run the lead cuts the log first, then the other
+    ranks read the same checkpoint and records without writing (the run folder must be
+    readable on every node). sync: one barrier."""
+    if dist is None:
+        return restore(out, start, engine, order, monitor, loss_fn, eval_every)
+    got = None
+    if dist.lead:
+        got = restore(out, start, engine, order, monitor, loss_fn, eval_every)
+    dist.barrier()
+    if not dist.lead:
+        got = restore(out, start, engine, order, monitor, loss_fn, eval_every, write=False)
+    assert got is not None
+    return got
 
 
 def _calibrate(
@@ -382,10 +469,25 @@ def _calibrate(
 
 
 def _checkpoint(
-    out: Path, engine: StepEngine, step: int, root: bytes, checkpoints: list[Checkpoint]
-) -> dict[str, str]:
+    out: Path,
+    engine: StepEngine,
+    step: int,
+    root: bytes,
+    checkpoints: list[Checkpoint],
+    sharded: bool = False,
+) -> dict[str, str] | None:
+    """Write the checkpoint of ``step``; -> the step record's ``checkpoint`` (None on the
+    ranks other than 0 of a sharded run, which only take part in the gathers)."""
     fname = checkpoint_name(step)
-    sha = save_checkpoint(out / fname, engine)
+    if sharded:
+        from .fsdp import save_full_checkpoint
+
+        got = save_full_checkpoint(out / fname, engine)  # type: ignore[arg-type]
+        if got is None:
+            return None
+        sha = got
+    else:
+        sha = save_checkpoint(out / fname, engine)
     checkpoints.append(Checkpoint(step, fname, sha, root.hex()))
     return {"file": fname, "sha256": sha, "stateRoot": root.hex()}
 

@@ -33,7 +33,7 @@ from .memorization import LossFn, Monitor
 
 @dataclass
 class Restored:
-    log: LogWriter
+    log: LogWriter | None  # None: a rank other than a distributed run's lead (reads only)
     step: int  # last step whose state is restored (0 = the base)
     run_id: str
     current: dict[str, bytes]
@@ -81,8 +81,12 @@ def restore(
     monitor: Monitor,
     loss_fn: LossFn,
     eval_every: int,
+    *,
+    write: bool = True,
 ) -> Restored:
-    """Raises UsageError (nothing to resume) or GovtuneError (the run does not match)."""
+    """Raises UsageError (nothing to resume, or another world size) or GovtuneError (the run
+    does not match). ``write=False``: read the log and checkpoint only (the other ranks of a
+    distributed run, after the lead cut the log)."""
     path = Path(out) / "provenance" / STEPS_FILE
     if not path.exists():
         raise UsageError(f"{out}: cannot resume: no {STEPS_FILE}")
@@ -103,16 +107,24 @@ def restore(
     ):
         if getattr(start, field) != getattr(fresh, field):
             raise GovtuneError(f"resume: start record {field} differs from this config and model")
+    was, now = start.extra.get("distributed"), fresh.extra.get("distributed")
+    if was != now:  # the split rule depends on the world size: records.md §5.3
+        raise UsageError(
+            f"{out}: cannot resume: expected world size {_world(was)} (as the run was started"
+            f"{'' if isinstance(was, dict) else ', in one process'}), found {_world(now)}"
+            + ("" if _world(was) != _world(now) else f" with another backend ({now!r:.80})")
+        )
     steps: list[StepRecord] = [r for r, _ in records[1:]]
     last_cp = max((s.step for s in steps if s.checkpoint is not None), default=0)
     if bundle_exists(out):
         raise UsageError(f"{out}: the run is already finished and signed; nothing to resume")
     keep_end = records[last_cp][1]
-    for stale in (Path(out) / "checkpoints").glob(".*.tmp"):  # a checkpoint write cut short
-        stale.unlink()
-    with open(path, "r+b") as f:  # cut records past the last checkpoint: their states are lost
-        f.truncate(keep_end)
-        os.fsync(f.fileno())
+    if write:
+        for stale in (Path(out) / "checkpoints").glob(".*.tmp"):  # a checkpoint write cut short
+            stale.unlink()
+        with open(path, "r+b") as f:  # cut records past the last checkpoint: states are lost
+            f.truncate(keep_end)
+            os.fsync(f.fileno())
     current = dict(start.base_leaves)
     checkpoints: list[Checkpoint] = []
     events: list[tuple[int, Event]] = []
@@ -137,8 +149,13 @@ def restore(
         if root != steps[last_cp - 1].state_root or root != state_root(current):
             raise GovtuneError(f"resume: checkpoint of step {last_cp} does not match its record")
     monitor.evaluate_reference(engine.model, loss_fn)
-    log = LogWriter(path, resume=True)
+    log = LogWriter(path, resume=True) if write else None
     return Restored(log, last_cp, str(start.extra.get("runId", "")), current, checkpoints, events)
+
+
+def _world(distributed: object) -> object:
+    """The world size of a start record's ``extra.distributed`` (absent: one process)."""
+    return distributed.get("worldSize", "?") if isinstance(distributed, dict) else 1
 
 
 def bundle_exists(out: Path) -> bool:

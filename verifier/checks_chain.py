@@ -25,6 +25,7 @@ from attest.records import Event, StartRecord, StepRecord
 from attest.schedule import LR_RELATIVE_TOLERANCE, lr_at
 from attest.tensors import state_root
 
+from .checks_dist import DIST_CODES, DistCheck
 from .context import Context, Tally, all_passed, missing_inputs
 from .loss_drop import LossDropCheck
 from .mem_signals import SignalCheck
@@ -50,6 +51,7 @@ CHAIN_CODES = (
     "GT-BATCH-QUARANTINED",
     "GT-BATCH-PROFILE",
     "GT-BATCH-ORDER",
+    *DIST_CODES,
     "GT-ROUTE-UNKNOWN",
     "GT-ROUTE-VIOLATION",
     "GT-STATE-ROOT",
@@ -119,6 +121,7 @@ def check_chain(
     merkle = MerkleBuilder()
     head = b"\0" * 32
     start: StartRecord | None = None
+    dist: DistCheck | None = None  # GT-DIST-* (verifier/checks_dist.py)
     leaves: dict[str, bytes] = {}
     allowed: dict[str, frozenset[str]] = {}
     heldout: frozenset[int] = frozenset()
@@ -152,6 +155,7 @@ def check_chain(
                     break
                 leaves = dict(start.base_leaves)
                 _check_start(t, tr, start)
+                dist = DistCheck(t, tr.environment, start)
                 if policy is not None:
                     allowed = _check_profiles(t, policy, start)
                 if policy is not None and table is not None:
@@ -177,6 +181,8 @@ def check_chain(
             expect = step.step + 1
             s = step.step
             _check_lr(t, tr, step)
+            if dist is not None:
+                dist.step(step)
             steps += 1
             last_step = s
             curve.add(s, step.loss)
@@ -336,6 +342,7 @@ def check_chain(
             f"profile",
             "GT-STATE-FINAL": final.hex(),
             "GT-STATE-BASE": start.base_state_root.hex(),
+            **(dist.passes() if dist is not None else {}),
         }
     )
     if not all_passed(r, CHAIN_CODES):

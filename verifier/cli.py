@@ -276,6 +276,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=int, default=None, help="optimizer steps (overrides the config's)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    # torchrun's own flags, handed to torch.distributed.run by trainer/launch.py
+    g = p.add_argument_group("distributed training (README 'Distributed training')")
+    g.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=None,
+        metavar="N",
+        help="start N data-parallel workers on this node (torch.distributed.run)",
+    )
+    g.add_argument("--nnodes", default=None, metavar="N[:M]", help="number of nodes (torchrun)")
+    g.add_argument("--node-rank", type=int, default=None, help="this node's rank (torchrun)")
+    g.add_argument("--rdzv-backend", default=None, help="rendezvous backend, e.g. c10d")
+    g.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT", help="rendezvous host")
+    g.add_argument("--rdzv-id", default=None, help="rendezvous job id")
+    g.add_argument("--master-addr", default=None, help="static rendezvous: rank 0's address")
+    g.add_argument("--master-port", type=int, default=None, help="static rendezvous: its port")
     p.set_defaults(func=_trainer_command("train"))
 
     p = sub.add_parser(

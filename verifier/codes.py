@@ -105,6 +105,17 @@ CHECKS: tuple[Check, ...] = (
     Check("GT-BATCH-QUARANTINED", "chain", "quarantined examples are never used again"),
     Check("GT-BATCH-PROFILE", "chain", "each batch example carries its admitted profile"),
     Check("GT-BATCH-ORDER", "chain", "every batch is the one the signed data order draws"),
+    Check(
+        "GT-DIST-WORLD",
+        "chain",
+        "a distributed run's world size and backend agree in the environment and start record",
+    ),
+    Check(
+        "GT-DIST-RANKS",
+        "chain",
+        "each example's rank is in [0, worldSize) and follows the signed split rule",
+    ),
+    Check("GT-DIST-DUPLICATE", "chain", "each example appears once in its global batch"),
     Check("GT-ROUTE-UNKNOWN", "chain", "changed tensors exist in the model"),
     Check(
         "GT-ROUTE-VIOLATION",

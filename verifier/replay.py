@@ -689,9 +689,14 @@ class _Audit:
                 self.inputs.admitted.get(x) or p
                 for x, p in zip(rec.batch, rec.profiles, strict=True)
             ]
-            out = self.engine.step(
-                [Item(texts[x], self.fields.get(x, {})) for x in rec.batch], profiles, rec.lr
-            )
+            items = [Item(texts[x], self.fields.get(x, {})) for x in rec.batch]
+            if rec.ranks is None:
+                out = self.engine.step(items, profiles, rec.lr)
+            else:  # a distributed step: each rank's slice in turn, summed in rank order
+                from trainer.dist import replay_step
+
+                world = int(self.start.extra["distributed"]["worldSize"])  # V4 GT-DIST-WORLD
+                out = replay_step(self.engine, items, profiles, rec.lr, world)
             self.executed.add(s)
             self.bar.advance()
             problem = compare_step(s, rec, out, self.tol)

@@ -786,6 +786,18 @@ def _step_edit(edit: Callable[[list[dict[str, Any]]], None]) -> Hook:
     return hook
 
 
+def _duplicate_on_two_ranks(recs: list[dict[str, Any]]) -> None:
+    """A 2-rank run (records.md §5.2) whose step 1 repeats batch[0] in rank 1's slice."""
+    from attest.ranks import Distributed, ranks_for
+
+    recs[0]["extra"] = {**recs[0]["extra"], "distributed": Distributed(2, "gloo").to_dict()}
+    for r in recs[1:]:
+        r["ranks"] = list(ranks_for(len(r["batch"]), 2))
+    r = recs[1]
+    last = len(r["batch"]) - 1
+    r["batch"][last], r["profiles"][last] = r["batch"][0], r["profiles"][0]
+
+
 def _add_to_batch(step: int, example: int, profile: str) -> Hook:
     def edit(recs: list[dict[str, Any]]) -> None:
         r = recs[step]
@@ -1398,6 +1410,39 @@ def variants() -> list[Variant]:
             "step 3 trains example 0 again instead of example 1, the one the data order draws "
             "(every member admitted, its profile right: the producer chose the batch)",
             {"step_records": _step_edit(_choose_batch)},
+        ),
+        Variant(
+            "dist-world",
+            "GT-DIST-WORLD",
+            "single-process start record, but the signed environment names 2 ranks",
+            {
+                "predicates": _resign(
+                    T,
+                    lambda p: p["environment"].update(
+                        worldSize=2, backend="gloo", deviceTypes=["cpu", "cpu"]
+                    ),
+                )
+            },
+        ),
+        Variant(
+            "dist-ranks",
+            "GT-DIST-RANKS",
+            "single-process run whose step 3 records a rank for each example",
+            {"step_records": _step_edit(lambda r: r[3].update(ranks=[0] * len(r[3]["batch"])))},
+        ),
+        Variant(
+            "dist-duplicate",
+            "GT-DIST-DUPLICATE",
+            "2-rank run whose step 1 lists its first example again, on rank 1",
+            {
+                "step_records": _step_edit(_duplicate_on_two_ranks),
+                "predicates": _resign(
+                    T,
+                    lambda p: p["environment"].update(
+                        worldSize=2, backend="gloo", deviceTypes=["cpu", "cpu"]
+                    ),
+                ),
+            },
         ),
         Variant(
             "route-unknown",
