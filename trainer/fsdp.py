@@ -65,8 +65,8 @@ from attest.tensors import state_root
 
 from . import leaves as lv
 from .engine import OPTIM_KEYS, OptimizerConfig, StepEngine, StepOutcome, finite
-from .overlap import OverlapAdamW
 from .gradnorm import GradNorms
+from .overlap import OverlapAdamW
 from .registry import Built, Item
 from .routing import Router
 
