@@ -28,7 +28,7 @@ from .log import LogSummary
 from .statement import Statement, Subject
 
 NAMESPACE = "https://govtune.dev/attestation"
-FORMAT_VERSION = "v0.2"  # spec/README.md "Version and type URIs"
+FORMAT_VERSION = "v0.3"  # spec/README.md "Version and type URIs"
 POLICY_TYPE = f"{NAMESPACE}/policy/{FORMAT_VERSION}"
 ADMISSIONS_TYPE = f"{NAMESPACE}/admission-log/{FORMAT_VERSION}"
 TRAINING_TYPE = f"{NAMESPACE}/training-run/{FORMAT_VERSION}"

@@ -363,7 +363,7 @@ class StepRecord:
     checkpoint: Mapping[str, Any] | None = None  # exactly {"file", "sha256", "stateRoot"} or None
     rng: bytes | None = None  # sha256 of the RNG state before the step (replay)
     # distributed runs only (records.md §5.3): ranks[j] = the rank that trained batch[j];
-    # None (the key absent) in a single-process run, so v0.2 logs stay byte-identical
+    # None (the key absent) in a single-process run, so single-process logs stay as before
     ranks: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:

@@ -57,7 +57,7 @@ from .provenance import RunFacts, sign_bundle, write_private
 from .registry import Built, Item, texts_loss
 from .resume import Restored, read_run_secret, restore, resumable
 
-BUILDER = "govtune-trainer/0.2.0"
+BUILDER = "govtune-trainer/0.3.0"
 Progress = Callable[[int, int, float], None]  # (step, total steps, mean loss)
 
 

@@ -31,7 +31,7 @@ from .result import Result
 
 VSA_TYPE = "https://slsa.dev/verification_summary/v1"
 VERIFIER_ID = "https://govtune.dev/verifier"
-POLICY_URI = "https://govtune.dev/verification-policy/v0.2"
+POLICY_URI = "https://govtune.dev/verification-policy/v0.3"
 LEVEL_PREFIX = "GOVTUNE_"  # org-specific verifiedLevels (VSA v1: "<ORG>_<PROPERTY>")
 REQUIRED = ("verifier", "timeVerified", "resourceUri", "policy", "verificationResult",
             "verifiedLevels")  # fmt: skip
@@ -43,7 +43,7 @@ def _version() -> str:
 
         return version("govtune")
     except Exception:  # noqa: BLE001 - a frozen binary carries no distribution metadata
-        return "0.2.0"
+        return "0.3.0"
 
 
 def verification_policy(result: Result) -> dict[str, Any]:

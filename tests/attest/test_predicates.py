@@ -146,7 +146,7 @@ def test_constants():
     assert REQUIRED_TYPES == (POLICY_TYPE, ADMISSIONS_TYPE, TRAINING_TYPE, MEMORIZATION_TYPE)
     assert len(set(REQUIRED_TYPES)) == 4
     assert all(
-        t.startswith("https://govtune.dev/attestation/") and t.endswith("/v0.2")
+        t.startswith("https://govtune.dev/attestation/") and t.endswith("/v0.3")
         for t in REQUIRED_TYPES
     )
     assert file_subject("policy.toml", "ab" * 32).to_dict() == {

@@ -50,7 +50,7 @@ def _passes(p: subprocess.CompletedProcess[str], n: int = 4) -> None:
     ok = ("Verified OK", "Signature Verified Successfully")  # openssl dgst, pkeyutl
     assert sum(line in ok for line in out) == n, out
     assert (
-        "https://in-toto.io/Statement/v1 https://govtune.dev/attestation/training-run/v0.2" in out
+        "https://in-toto.io/Statement/v1 https://govtune.dev/attestation/training-run/v0.3" in out
     )
     assert {"model.safetensors: OK", "policy.toml: OK", "admissions.msgpack: OK"} <= set(out)
 
@@ -78,7 +78,7 @@ def test_stock_check_fails_on_a_bad_signature() -> None:
     assert p.returncode != 0
     assert p.stdout.splitlines()[:3] == [
         "Verified OK",
-        "https://in-toto.io/Statement/v1 https://govtune.dev/attestation/policy/v0.2",
+        "https://in-toto.io/Statement/v1 https://govtune.dev/attestation/policy/v0.3",
         "Verification failure",
     ]
 

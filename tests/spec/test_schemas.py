@@ -293,7 +293,7 @@ def test_signed_statement_matches_envelope_statement_and_predicate_schemas(kind:
     env = sign_statement(STATEMENTS[kind], [SIGNER])
     assert errors("envelope.schema.json", env) == []
     payload = json.loads(base64.b64decode(env["payload"]))
-    assert payload["predicateType"] == f"https://govtune.dev/attestation/{kind}/v0.2"
+    assert payload["predicateType"] == f"https://govtune.dev/attestation/{kind}/v0.3"
     assert errors("statement.schema.json", payload) == []
     assert errors(f"{kind}-predicate.schema.json", payload["predicate"]) == []
 
@@ -454,7 +454,7 @@ def test_predicate_doc_example_parses_and_validates(path: Path) -> None:
     blocks = re.findall(r"```json\n(.*?)```", path.read_text(), re.S)
     assert len(blocks) == 1, f"{path.name}: expected one JSON example"
     doc = json.loads(blocks[0])
-    assert doc["predicateType"] == f"https://govtune.dev/attestation/{path.stem}/v0.2"
+    assert doc["predicateType"] == f"https://govtune.dev/attestation/{path.stem}/v0.3"
     assert errors("statement.schema.json", doc) == []
     statement = Statement.from_payload(canonical_json(doc))
     assert parse_predicate(statement) is not None
