@@ -181,14 +181,13 @@ def check_chain(
             expect = step.step + 1
             s = step.step
             _check_lr(t, tr, step)
-            if dist is not None:
-                dist.step(step)
+            duplicates = dist.step(step) if dist is not None else 0
             steps += 1
             last_step = s
             curve.add(s, step.loss)
             # The derived batch, before this step's quarantines count (as in the trainer).
             want = order.next_batch(quarantined) if order is not None else None
-            defects = 0  # batch members failing a check below: one defect, one code
+            defects = duplicates  # batch members failing a check: one defect, one code
             batch_profiles: set[str] = set()
             for i, (x, prof) in enumerate(zip(step.batch, step.profiles, strict=True)):
                 if table is not None:

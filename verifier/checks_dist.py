@@ -72,7 +72,9 @@ class DistCheck:
                 f"({d.world_size}), found {types!r:.80}",
             )
 
-    def step(self, rec: StepRecord) -> None:
+    def step(self, rec: StepRecord) -> int:
+        """Check one step record; returns how many batch examples are duplicates (a batch
+        defect GT-BATCH-ORDER then does not report again: one defect, one code)."""
         s, ranks = rec.step, rec.ranks
         self.steps += 1
         if self.world is None:
@@ -82,7 +84,7 @@ class DistCheck:
                     f"step {s}: expected no ranks (a single-process run), "
                     f"found {list(ranks)!r:.60}",
                 )
-            return
+            return 0
         if ranks is None:
             self.t.fail(
                 "GT-DIST-RANKS",
@@ -103,8 +105,10 @@ class DistCheck:
                     f"step {s}: expected ranks {list(want)} (split contiguous-v1 of "
                     f"{len(rec.batch)} examples over {self.world} ranks), found {list(ranks)}",
                 )
+        dup = 0
         for x, n in Counter(rec.batch).items():
             if n > 1:
+                dup += n - 1
                 on = sorted({ranks[j] for j, y in enumerate(rec.batch) if y == x} if ranks else ())
                 self.t.fail(
                     "GT-DIST-DUPLICATE",
@@ -112,6 +116,7 @@ class DistCheck:
                     + (f" (on ranks {', '.join(map(str, on))})" if on else "")
                     + "; every example of a global batch is trained exactly once",
                 )
+        return dup
 
     def passes(self) -> dict[str, str]:
         if self.world is None:

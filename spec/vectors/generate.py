@@ -787,15 +787,16 @@ def _step_edit(edit: Callable[[list[dict[str, Any]]], None]) -> Hook:
 
 
 def _duplicate_on_two_ranks(recs: list[dict[str, Any]]) -> None:
-    """A 2-rank run (records.md §5.2) whose step 1 repeats batch[0] in rank 1's slice."""
+    """A 2-rank run (records.md §5.3) whose step 1 trains one example on both ranks."""
     from attest.ranks import Distributed, ranks_for
 
     recs[0]["extra"] = {**recs[0]["extra"], "distributed": Distributed(2, "gloo").to_dict()}
     for r in recs[1:]:
         r["ranks"] = list(ranks_for(len(r["batch"]), 2))
-    r = recs[1]
-    last = len(r["batch"]) - 1
-    r["batch"][last], r["profiles"][last] = r["batch"][0], r["profiles"][0]
+    r = recs[1]  # [12 (canary), 0 (deep)]: the deep one on both ranks, so routing still holds
+    deep = r["profiles"].index("deep")
+    other = 1 - deep
+    r["batch"][other], r["profiles"][other] = r["batch"][deep], r["profiles"][deep]
 
 
 def _add_to_batch(step: int, example: int, profile: str) -> Hook:
@@ -1433,7 +1434,7 @@ def variants() -> list[Variant]:
         Variant(
             "dist-duplicate",
             "GT-DIST-DUPLICATE",
-            "2-rank run whose step 1 lists its first example again, on rank 1",
+            "2-rank run whose step 1 trains its deep example on both ranks",
             {
                 "step_records": _step_edit(_duplicate_on_two_ranks),
                 "predicates": _resign(
