@@ -29,7 +29,7 @@ from . import registry
 from .checkpoint import save_weights
 from .config import ModelConfig, TrainConfig, model_kind, model_options
 from .demo import build_corpus
-from .dist import Dist, RankMismatch, World, world_from_env
+from .dist import Dist, LeadStopped, RankMismatch, World, world_from_env
 from .loop import RunResult, run, set_determinism
 from .model import TinyLM
 from .registry import Built
@@ -140,14 +140,10 @@ def _worker(
     Raises GovtuneError naming the rank (a failed collective: a peer died or hung past
     ``config.dist_timeout``) or UsageError; exits quietly (code 2) on the other ranks when
     the lead reports the same cross-rank mismatch."""
-    if config.parallel == "fsdp" and args.resume:
-        # FSDP seam: restore() runs on the lead first, then the others; with sharded
-        # parameters every load gathers, so that order would deadlock (not rebuilt yet).
-        raise UsageError('parallel = "fsdp": --resume is not available yet')
     d = Dist(world, config.device, config.dist_timeout, config.parallel)
     try:
         return _train(config, out, signer, args.quiet, resume=args.resume, dist=d)
-    except RankMismatch:
+    except (RankMismatch, LeadStopped):
         if world.rank != 0:
             raise SystemExit(2) from None  # rank 0 prints the one line naming the ranks
         raise

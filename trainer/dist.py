@@ -49,6 +49,11 @@ class RankMismatch(GovtuneError):
     """Ranks disagree on the state root (or the batch): raised on every rank at once."""
 
 
+class LeadStopped(GovtuneError):
+    """Raised on the other ranks when the lead refused to go on (e.g. a resume it could not
+    match) and said why itself: they stop quietly instead of waiting in a collective."""
+
+
 @dataclass(frozen=True)
 class World:
     """This worker's place in the job, as torchrun's environment says."""
@@ -282,6 +287,7 @@ class Dist:
 
 __all__ = [
     "Dist",
+    "LeadStopped",
     "RankMismatch",
     "World",
     "backend_for",

@@ -4,6 +4,7 @@
     ShardedStepEngine(built, ...)        the StepEngine contract, on sharded parameters
     full_leaves(built) / full_leaf(...)  leaf hashes from full tensors, gathered one at a time
     iter_full_state / save_full_weights  full tensors one at a time (rank 0 writes)
+    save_hf_folder(built, out)           a from_pretrained folder, the same way
 
 Every rank holds 1/N of each parameter, gradient and AdamW moment (DTensor shards).
 The records are those of a non-sharded run: each leaf hash is computed by
@@ -71,6 +72,9 @@ from .registry import Built, Item
 from .routing import Router
 
 TINYLM_WEIGHTS = "model.safetensors"  # trainer.model.WEIGHTS (not imported: keeps kinds lazy)
+HF_KINDS = ("hf-causal-lm", "hf-sequence-classification")  # trainer/hf.py
+HF_WEIGHTS = "model.safetensors"  # transformers' SAFE_WEIGHTS_NAME, one file (hf.save_folder)
+SAVES = ("tinylm", *HF_KINDS)  # the kinds a sharded Built can save (`shard`)
 
 
 def init_mesh(device_type: str = "cpu") -> DeviceMesh:
@@ -104,11 +108,19 @@ def shard(
 
     The returned Built's ``trainable`` maps the same names to the sharded (DTensor)
     parameters (fully_shard replaces the Parameter objects: the old mapping is stale), and
-    its ``save`` refuses (write weights with `save_full_weights`). Collective: every rank
-    calls it. Raises UsageError (no process group, already sharded, a tied parameter split
-    across blocks).
+    its ``save(out)`` is a collective writing the kind's files from full tensors gathered one
+    at a time (tinylm: `save_full_weights`; Hugging Face kinds: `save_hf_folder`).
+    Collective: every rank calls it. Raises UsageError (a kind whose sharded release
+    cannot be written, i.e. peft-lora; no process group; already sharded; a tied parameter
+    split across blocks).
     """
     model = built.model
+    kind = built.spec.kind
+    if kind not in SAVES:  # refused before training, not at the release after it
+        raise UsageError(
+            f"fsdp: expected a model kind whose sharded release is written "
+            f"({', '.join(SAVES)}), got {kind!r} (peft's adapter writer wants full tensors)"
+        )
     if is_sharded(model):
         raise UsageError("fsdp.shard: expected an unsharded model, got one already sharded")
     mesh = mesh if mesh is not None else init_mesh()
@@ -137,13 +149,11 @@ def shard(
     live = dict(model.named_parameters())
     trainable = {n: cast(nn.Parameter, live[n]) for n in built.trainable}
 
-    kind = built.spec.kind
-
     def save(out: Path) -> tuple[str, ...]:
         """Collective: every rank calls it, rank 0 writes (one tensor gathered at a time)."""
-        if kind != "tinylm":  # the other kinds save through their libraries' writers
-            raise UsageError(f"fsdp: saving a sharded {kind} model is not supported (tinylm is)")
-        save_full_weights(result, Path(out) / TINYLM_WEIGHTS)  # `result`: bound below
+        if kind in HF_KINDS:
+            return save_hf_folder(result, Path(out))  # `result`: bound below
+        save_full_weights(result, Path(out) / TINYLM_WEIGHTS)
         return (TINYLM_WEIGHTS,)
 
     result = dataclasses.replace(built, trainable=trainable, save=save)
@@ -285,6 +295,40 @@ def save_full_weights(
 ) -> str | None:
     """The full model state as one safetensors file (rank 0); see `write_full_safetensors`."""
     return write_full_safetensors(path, built.state(), metadata)
+
+
+def save_hf_folder(built: Built, out: Path) -> tuple[str, ...]:
+    """A sharded Hugging Face model as the folder ``from_pretrained`` loads: config.json (and
+    generation_config.json for a model that generates), the tokenizer files and one
+    ``model.safetensors`` holding ``built.state()`` (tied copies once, trainer.hf.released_state);
+    -> the weight file names (on every rank). Collective: every rank calls it, rank 0 writes.
+
+    Not ``save_pretrained`` for the weights: it takes the model's whole state dict, and under
+    FSDP2 transformers' own path (``gather_sharded_state_dict_for_save``) gathers the full
+    state dict on rank 0 at once, or, with no ``distributed_config`` on the model, hands the
+    DTensors to safetensors. Here each tensor is gathered alone (`write_full_safetensors`)
+    with the metadata transformers writes (``format = pt``); the config is written as
+    save_pretrained writes it (class name without FSDP2's ``FSDP`` prefix, dtype). The
+    loop's release check (trainer.loop._release) then compares the file's leaves with the
+    chain's final state root. Raises UsageError when the folder cannot be written.
+    """
+    model: Any = built.model  # a transformers PreTrainedModel (trainer/hf.py)
+    lead = dist.get_rank() == 0
+    if lead:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            cfg = model.config
+            cfg.architectures = [type(model).__name__.removeprefix("FSDP")]  # as transformers
+            cfg.dtype = str(next(iter(built.state().values())).dtype).split(".")[1]
+            cfg.save_pretrained(str(out))
+            if model.can_generate():
+                model.generation_config.save_pretrained(str(out))
+            if built.tokenizer is not None:
+                built.tokenizer.save_pretrained(str(out))
+        except OSError as e:
+            raise UsageError(f"{out}: cannot write the model folder: {e.strerror or e}") from e
+    save_full_weights(built, out / HF_WEIGHTS, {"format": "pt"})  # sync: one gather a tensor
+    return (HF_WEIGHTS,)
 
 
 def save_full_checkpoint(path: Path, engine: ShardedStepEngine) -> str | None:
@@ -563,6 +607,7 @@ __all__ = [
     "load_full_state",
     "save_full_checkpoint",
     "save_full_weights",
+    "save_hf_folder",
     "write_full_safetensors",
     "shard",
 ]

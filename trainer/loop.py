@@ -48,14 +48,14 @@ from .calibration import calibrate_tolerance
 from .checkpoint import checkpoint_name, save_checkpoint, stamp_metadata
 from .config import TrainConfig
 from .data import Admission, admit
-from .dist import Dist
+from .dist import Dist, LeadStopped
 from .engine import OptimizerConfig, StepEngine
 from .engine import finite as engine_finite
 from .memorization import LossFn, Monitor
 from .profiles import resolve_profiles
 from .provenance import RunFacts, sign_bundle, write_private
 from .registry import Built, Item, texts_loss
-from .resume import Restored, read_run_secret, restore, resumable
+from .resume import Restored, load_restored, read_records, read_run_secret, restore, resumable
 
 BUILDER = "govtune-trainer/0.3.0"
 Progress = Callable[[int, int, float], None]  # (step, total steps, mean loss)
@@ -437,18 +437,29 @@ def _restore(
     eval_every: int,
     dist: Dist | None,
 ) -> Restored:
-    """trainer.resume.restore; in a distributed run the lead cuts the log first, then the other
-    ranks read the same checkpoint and records without writing (the run folder must be
-    readable on every node). sync: one barrier."""
+    """trainer.resume.restore. In a distributed run the lead reads, compares and cuts the log
+    first and shares its verdict (so no rank waits in a collective for a lead that stopped),
+    then the other ranks read the same records without writing (the run folder must be
+    readable on every node), then every rank loads the checkpoint and re-measures the
+    reference together: under FSDP both gather (trainer/fsdp.py). sync: one broadcast."""
     if dist is None:
         return restore(out, start, engine, order, monitor, loss_fn, eval_every)
-    got = None
+    got, failed = None, None
     if dist.lead:
-        got = restore(out, start, engine, order, monitor, loss_fn, eval_every)
-    dist.barrier()
+        try:
+            got = read_records(out, start, order, monitor, eval_every)
+        except (GovtuneError, OSError) as e:  # OSError: the CLI names it (commands.py)
+            failed = e
+    if dist.share(failed is not None):  # sync: the lead's decision, on every rank
+        if failed is not None:
+            raise failed  # the lead prints its one line
+        raise LeadStopped("resume: the lead refused it")
     if not dist.lead:
-        got = restore(out, start, engine, order, monitor, loss_fn, eval_every, write=False)
+        got = read_records(out, start, order, monitor, eval_every, write=False)
     assert got is not None
+    load_restored(out, got, engine, monitor, loss_fn)  # FSDP: collective, same order everywhere
+    if dist.lead:
+        got.log = LogWriter(out / "provenance" / STEPS_FILE, resume=True)
     return got
 
 

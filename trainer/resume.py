@@ -25,7 +25,6 @@ from attest.predicates import STEPS_FILE, Checkpoint
 from attest.records import Event, StartRecord, StepRecord, parse_step_log_record
 from attest.tensors import state_root
 
-from . import leaves as lv
 from .checkpoint import load_checkpoint
 from .engine import StepEngine
 from .memorization import LossFn, Monitor
@@ -39,6 +38,7 @@ class Restored:
     current: dict[str, bytes]
     checkpoints: list[Checkpoint]
     events: list[tuple[int, Event]]
+    recorded_root: bytes | None = None  # the last checkpointed step's recorded state root
 
 
 def resumable(out: Path) -> bool:
@@ -84,9 +84,30 @@ def restore(
     *,
     write: bool = True,
 ) -> Restored:
-    """Raises UsageError (nothing to resume, or another world size) or GovtuneError (the run
-    does not match). ``write=False``: read the log and checkpoint only (the other ranks of a
-    distributed run, after the lead cut the log)."""
+    """`read_records` then `load_restored`, in one process. Raises UsageError (nothing to
+    resume, or another world size) or GovtuneError (the run does not match). ``write=False``:
+    read the log and checkpoint only, open no log."""
+    got = read_records(out, fresh, order, monitor, eval_every, write=write)
+    load_restored(out, got, engine, monitor, loss_fn)
+    if write:
+        got.log = LogWriter(Path(out) / "provenance" / STEPS_FILE, resume=True)
+    return got
+
+
+def read_records(
+    out: Path,
+    fresh: StartRecord,
+    order: DataOrder,
+    monitor: Monitor,
+    eval_every: int,
+    *,
+    write: bool = True,
+) -> Restored:
+    """Compare the run's start record with ``fresh``, re-derive the data order, quarantines,
+    flags and leaves up to the last checkpoint, and (``write``) cut the log there; no torch
+    state is touched, so no collective runs here. -> Restored with ``log`` None.
+    Raises UsageError (nothing to resume, or another world size) or GovtuneError (the run
+    does not match)."""
     path = Path(out) / "provenance" / STEPS_FILE
     if not path.exists():
         raise UsageError(f"{out}: cannot resume: no {STEPS_FILE}")
@@ -112,7 +133,11 @@ def restore(
         raise UsageError(
             f"{out}: cannot resume: expected world size {_world(was)} (as the run was started"
             f"{'' if isinstance(was, dict) else ', in one process'}), found {_world(now)}"
-            + ("" if _world(was) != _world(now) else f" with another backend ({now!r:.80})")
+            + (
+                ""
+                if _world(was) != _world(now)
+                else f" with another backend or reduce ({now!r:.80})"
+            )
         )
     steps: list[StepRecord] = [r for r, _ in records[1:]]
     last_cp = max((s.step for s in steps if s.checkpoint is not None), default=0)
@@ -143,14 +168,25 @@ def restore(
         if s.checkpoint is not None:
             cp = s.checkpoint
             checkpoints.append(Checkpoint(s.step, cp["file"], cp["sha256"], cp["stateRoot"]))
-    if last_cp:
-        load_checkpoint(Path(out) / checkpoints[-1].file, engine)
-        root = state_root(lv.leaves(engine.built.state()))
-        if root != steps[last_cp - 1].state_root or root != state_root(current):
-            raise GovtuneError(f"resume: checkpoint of step {last_cp} does not match its record")
+    recorded = steps[last_cp - 1].state_root if last_cp else None
+    run_id = str(start.extra.get("runId", ""))
+    return Restored(None, last_cp, run_id, current, checkpoints, events, recorded)
+
+
+def load_restored(
+    out: Path, got: Restored, engine: StepEngine, monitor: Monitor, loss_fn: LossFn
+) -> None:
+    """Load ``got``'s checkpoint into ``engine``, check its state root against the records and
+    re-measure the held-out reference. Under FSDP (trainer/fsdp.py) both the load's hashing
+    and the reference forward are collectives: every rank calls this, in the same order.
+    Raises GovtuneError when the checkpoint is not the recorded state; UsageError/FormatError
+    for an unreadable checkpoint."""
+    if got.step:
+        load_checkpoint(Path(out) / got.checkpoints[-1].file, engine)
+        root = engine.state_root()  # load_state re-hashed the loaded tensors (full tensors)
+        if root != got.recorded_root or root != state_root(got.current):
+            raise GovtuneError(f"resume: checkpoint of step {got.step} does not match its record")
     monitor.evaluate_reference(engine.model, loss_fn)
-    log = LogWriter(path, resume=True) if write else None
-    return Restored(log, last_cp, str(start.extra.get("runId", "")), current, checkpoints, events)
 
 
 def _world(distributed: object) -> object:

@@ -201,21 +201,76 @@ def test_hung_rank_stops_the_run_within_the_timeout(tmp_path: Path) -> None:
     assert (out / "checkpoints" / "step-000002.safetensors").is_file()
 
 
-def test_fsdp_run_verifies_and_replays(tmp_path: Path) -> None:
-    """parallel = "fsdp": the model sharded per block (trainer/fsdp.py) on 2 ranks; the
-    same records, verified and replayed on one process."""
-    inputs = distrun.prepare(tmp_path / "in")
+@pytest.fixture(scope="module")
+def fsdp_inputs(tmp_path_factory: pytest.TempPathFactory) -> distrun.DistInputs:
+    inputs = distrun.prepare(tmp_path_factory.mktemp("fsdp"))
     cfg = inputs.config.read_text().replace("dist_timeout", 'parallel = "fsdp"\ndist_timeout')
     inputs.config.write_text(cfg)
-    run = tmp_path / "run"
-    proc = distrun.govtune(inputs, run, "--nproc-per-node", "2")
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(fsdp_inputs: distrun.DistInputs) -> Path:
+    run = fsdp_inputs.folder / "run"
+    proc = distrun.govtune(fsdp_inputs, run, "--nproc-per-node", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+def test_fsdp_run_verifies_and_replays(fsdp_run: Path, fsdp_inputs: distrun.DistInputs) -> None:
+    """parallel = "fsdp": the model sharded per block (trainer/fsdp.py) on 2 ranks; the
+    same records, verified and replayed on one process."""
+    run, inputs = fsdp_run, fsdp_inputs
     assert _steps(run)[0]["extra"]["distributed"]["reduce"] == "reducescatter-sum-fsdp2-v1"
     result = verify(
         run, keys=[inputs.pub], base=inputs.base, data=inputs.dataset,
         openings=run / "private", replay=1, replay_top=0, replay_nonce=b"fsdp-test",
     )  # fmt: skip
     assert result, [f"{f.code}: {f.message}" for f in result.failures]
+
+
+def test_fsdp_killed_rank_then_resume_equals_uninterrupted(
+    tmp_path: Path, fsdp_inputs: distrun.DistInputs, fsdp_run: Path
+) -> None:
+    """Every rank loads the checkpoint and re-measures the reference together (each load
+    gathers under FSDP); the resumed run is the uninterrupted one, bitwise (strict CPU)."""
+    inputs, out = fsdp_inputs, tmp_path / "killed"
+    proc = distrun.faulty(inputs, out, "kill", 1, 5)  # checkpoints at 2, 4: durable step 4
+    assert proc.returncode != 0
+    assert (out / "checkpoints" / "step-000004.safetensors").is_file(), proc.stderr[-2000:]
+    assert not (out / "provenance" / "bundle.intoto.jsonl").exists()
+    done = distrun.govtune(inputs, out, "--nproc-per-node", "2", "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming" in done.stderr and "after step 4" in done.stderr
+    result = verify(out, keys=[inputs.pub])
+    assert result, [f"{f.code}: {f.message}" for f in result.failures]
+    assert [r["stateRoot"] for r in _steps(out)[1:]] == [
+        r["stateRoot"] for r in _steps(fsdp_run)[1:]
+    ]
+    wa, wb = _weights(out), _weights(fsdp_run)
+    assert wa.keys() == wb.keys() and all(wa[k].equal(wb[k]) for k in wa)
+
+
+def test_fsdp_resume_of_another_run_stops_every_rank(
+    tmp_path: Path, fsdp_inputs: distrun.DistInputs, ddp: Path
+) -> None:
+    """The lead refuses (the DDP run has another config: `parallel`) and says so in one
+    line; the other rank stops with it instead of waiting in a collective."""
+    import shutil
+
+    out = tmp_path / "other"
+    shutil.copytree(ddp, out)
+    (out / "provenance" / "bundle.intoto.jsonl").unlink()  # unsigned: resumable
+    started = time.monotonic()
+    proc = distrun.govtune(fsdp_inputs, out, "--nproc-per-node", "2", "--resume")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert time.monotonic() - started < 55  # well inside dist_timeout = 60 s plus start-up
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("govtune: error:")]
+    # the lead's one line first; then the launcher's report of the first rank that exited
+    assert errors[0] == (
+        "govtune: error: resume: start record config_digest differs from this config and model"
+    ), proc.stderr[-2000:]
+    assert len(errors) <= 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_minilm_classifier_ddp_verifies(tmp_path: Path) -> None:
@@ -246,3 +301,50 @@ def test_minilm_classifier_ddp_verifies(tmp_path: Path) -> None:
         data=config.parent / "dataset.jsonl", openings=run / "private", replay=1,
     )  # fmt: skip
     assert replayed, [f"{f.code}: {f.message}" for f in replayed.failures]
+
+
+def test_fsdp_minilm_classifier_saves_a_folder_from_pretrained_loads(tmp_path: Path) -> None:
+    """The MiniLM classifier sharded per BertLayer on 2 ranks, 2 steps of 4: the release
+    (each tensor gathered alone, rank 0 writes) verifies, loads with from_pretrained, and
+    is the folder transformers' own save_pretrained writes for the same weights."""
+    import subprocess
+    import sys
+
+    from attest.keys import write_keypair
+    from attest.tensors import hash_safetensors
+
+    example = distrun.ROOT / "examples" / "minilm-classifier"
+    cfg = (example / "config.toml").read_text()
+    for key, value in (("dataset", example / "dataset.jsonl"), ("policy", example / "policy.toml")):
+        cfg = cfg.replace(f'{key} = "{key}.{value.suffix[1:]}"', f'{key} = "{value}"')
+    cfg = cfg.replace("batch_size = 8", 'batch_size = 4\nparallel = "fsdp"').replace(
+        "threads = 2", "threads = 1"
+    )
+    assert 'parallel = "fsdp"' in cfg and str(example / "policy.toml") in cfg
+    config = tmp_path / "config.toml"
+    config.write_text(cfg)
+    key, pub = write_keypair(tmp_path / "producer")
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "verifier.cli", "train", str(config), "--out", str(run),
+         "--key", str(key), "--steps", "2", "--quiet", "--nproc-per-node", "2"],
+        capture_output=True, text=True, env=distrun.env(), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _steps(run)[0]["extra"]["distributed"]["reduce"] == "reducescatter-sum-fsdp2-v1"
+    result = verify(run, keys=[pub])
+    assert result, [f"{f.code}: {f.message}" for f in result.failures]
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(run), local_files_only=True)
+    AutoTokenizer.from_pretrained(str(run), local_files_only=True)
+    assert model.config.architectures == ["BertForSequenceClassification"]
+    again = tmp_path / "again"  # transformers' own writer, one process, the same weights
+    model.save_pretrained(str(again), safe_serialization=True)
+    ours, theirs = (
+        hash_safetensors(run / "model.safetensors"),
+        hash_safetensors(again / "model.safetensors"),
+    )
+    assert ours.leaves == theirs.leaves
+    assert (run / "config.json").read_bytes() == (again / "config.json").read_bytes()
+    assert not (run / "generation_config.json").exists()

@@ -356,6 +356,19 @@ def test_shard_without_process_group_is_refused() -> None:
         fsdp.shard(build())
 
 
+def test_shard_of_a_kind_whose_release_it_cannot_write_is_refused() -> None:
+    """peft-lora: refused before any training (and before any process group is needed),
+    not at the release after the run."""
+    import dataclasses
+
+    from trainer import fsdp
+
+    built = build()
+    lora = dataclasses.replace(built, spec=dataclasses.replace(built.spec, kind="peft-lora"))
+    with pytest.raises(UsageError, match="got 'peft-lora'"):
+        fsdp.shard(lora)
+
+
 def test_full_checkpoint_is_the_single_process_checkpoint(ranks, single) -> None:  # type: ignore[no-untyped-def]
     """Same layout as trainer.checkpoint.save_checkpoint; model and AdamW state bitwise."""
     from safetensors.torch import save
