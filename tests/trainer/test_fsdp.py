@@ -107,6 +107,7 @@ class GatherWatch:
 
 
 def worker(rank: int, port: int, out: str) -> None:
+    torch.set_num_threads(THREADS)  # as the in-process references (bitwise comparisons)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
         timeout=timedelta(seconds=120),
@@ -185,6 +186,20 @@ def worker(rank: int, port: int, out: str) -> None:
     finally:
         Path(out, f"rank{rank}.json").write_text(json.dumps(res))
         dist.destroy_process_group()
+
+
+# One intra-op thread on both sides: the single-process references run in this pytest
+# process, whose thread count earlier in-process runs set (trainer.loop.set_determinism),
+# and a matmul's float sums depend on it.
+THREADS = 1
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads() -> Iterator[None]:
+    was = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(was)
 
 
 def free_port() -> int:
@@ -424,6 +439,7 @@ def minilm_steps(engine: StepEngine, rank: int | None) -> dict[str, Any]:
 
 
 def minilm_worker(rank: int, port: int, out: str) -> None:
+    torch.set_num_threads(THREADS)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=WORLD, timeout=timedelta(seconds=120))  # fmt: skip
     from trainer import fsdp
