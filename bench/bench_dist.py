@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from attest.log import LogWriter  # noqa: E402
 from attest.ranks import positions  # noqa: E402
 from attest.records import StepRecord  # noqa: E402
+from bench import bench_trainer  # noqa: E402
 from trainer import registry  # noqa: E402
 from trainer.config import ModelConfig, TrainConfig  # noqa: E402
 from trainer.dist import Dist, World  # noqa: E402
@@ -42,28 +43,7 @@ from trainer.engine import StepEngine  # noqa: E402
 from trainer.loop import optimizer_config, set_determinism  # noqa: E402
 from trainer.registry import Item  # noqa: E402
 
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "that",
-    "for",
-    "it",
-    "as",
-    "with",
-    "was",
-    "on",
-    "be",
-    "by",
-    "this",
-    "are",
-    "from",
-    "or",
-    "at",
-]
+WORDS = bench_trainer.WORDS  # the same synthetic vocabulary as the single-process rows
 
 
 def _texts(n: int, seed: int) -> list[str]:
