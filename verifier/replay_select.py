@@ -128,7 +128,9 @@ def plan_text(
         + ")"
     )
     if seconds is None or run_steps <= 0:
-        return text + "; no time estimate (the run records no startedOn/finishedOn)"
+        return text + (
+            "; no time estimate (the run records no startedOn..finishedOn span of a second or more)"
+        )
     mean = seconds / run_steps
     return (
         text + f"; estimated {_duration(mean * n)} ({n} x {mean:.2g} s, the producer's mean "
