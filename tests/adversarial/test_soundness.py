@@ -14,13 +14,13 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mutate
 import pytest
 import tinyrun
+from redteam import forge, resign
 
 from attest.canary import canary_text
 from attest.commitment import commit, derive_salt
@@ -53,22 +53,6 @@ def work(tmp_path: Path, tiny_run: tinyrun.TinyRun) -> Path:
     dst = tmp_path / "run"
     shutil.copytree(tiny_run.run, dst)
     return dst
-
-
-def forge(
-    work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None], **kw: Any
-) -> None:
-    """Load, edit, rebuild everything a lazy verifier leans on, re-sign with the producer key."""
-    ev = mutate.Evidence.load(work, t.pub)
-    edit(ev)
-    ev.write(work, mutate.signer(t), **kw)
-
-
-def resign(work: Path, t: tinyrun.TinyRun, edit: Callable[[mutate.Evidence], None]) -> None:
-    """Edit signed predicates/subjects only (no sidecar rewritten) and re-sign."""
-    ev = mutate.Evidence.load(work, t.pub)
-    edit(ev)
-    ev.sign_bundle(work, mutate.signer(t))
 
 
 def test_honest_run_passes(work: Path, tiny_run: tinyrun.TinyRun) -> None:
