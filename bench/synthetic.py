@@ -99,6 +99,9 @@ def big_weight_run(demo: Path, out: Path, extra_mib: int) -> Path:
     start["baseLeaves"] = [[n, leaves[n]] for n in sorted(leaves)]
     start["tensors"] = sorted(start["tensors"] + [[n, *shapes[n]] for n in added])
     start["baseStateRoot"] = state_root(leaves)
+    # The model spec and the training-run predicate sign the base root too (GT-CHAIN-START,
+    # GT-STATE-BASE): the grown base is a base of its own, bound at every place.
+    start["model"]["base"]["stateRoot"] = start["baseStateRoot"].hex()
     roots = {}
     for rec in ev.steps[1:]:
         leaves.update(dict(rec["changed"]) if isinstance(rec["changed"], list) else rec["changed"])
@@ -108,6 +111,10 @@ def big_weight_run(demo: Path, out: Path, extra_mib: int) -> Path:
             rec["checkpoint"]["stateRoot"] = rec["stateRoot"].hex()
     from attest.predicates import TRAINING_TYPE
 
+    tr = ev.predicates[TRAINING_TYPE]
+    if "stateRoot" in tr.get("baseModel", {}):
+        tr["baseModel"]["stateRoot"] = start["baseStateRoot"].hex()
+    tr["baseStateRoot"] = start["baseStateRoot"].hex()
     for c in ev.predicates[TRAINING_TYPE].get("checkpoints", []):
         c["stateRoot"] = roots[c["step"]]
     for w in ev.predicates[TRAINING_TYPE]["weights"]:
