@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from vector_helpers import ROOT
 
-from bench.synthetic import big_weight_run, scale_run
 from attest.layout import ADMISSIONS_FILE
+from bench.synthetic import big_weight_run, scale_run
 from verifier import verify
 
 pytestmark = pytest.mark.slow
