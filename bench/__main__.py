@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         done.append(name)
         flush()
 
+    if args.tmp is not None:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)  # a new folder is what one means
     tmp_root = Path(tempfile.mkdtemp(prefix="govtune-bench-", dir=args.tmp))
     try:
         demo = args.demo

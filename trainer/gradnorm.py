@@ -84,10 +84,22 @@ def rule_for(module: nn.Module) -> Rule | None:
 # --- rules -----------------------------------------------------------------------------
 
 
+def _per_example_weight(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """[B, out, in]: example j's ``Σ_t g_t a_tᵀ``. One bmm; einsum("bno,bni->boi") is the
+    same product but measured 1.2-1.5x slower here (it copies to a contiguous layout)."""
+    return torch.bmm(g.transpose(1, 2), a)
+
+
+def squared_norms(pe: torch.Tensor) -> torch.Tensor:
+    """Per-example squared L2 norms of ``pe`` [B, ...]: one reduction pass, where
+    ``pe.pow(2).sum()`` writes and reads back a [B, ...] temporary first."""
+    return torch.linalg.vector_norm(pe.flatten(1), dim=1).square()
+
+
 def _linear_materialise(m: nn.Module, a: torch.Tensor, g: torch.Tensor, names: set[str]) -> Any:
     out = {}
     if "weight" in names:
-        out["weight"] = torch.einsum("bno,bni->boi", g, a)
+        out["weight"] = _per_example_weight(a, g)
     if "bias" in names:
         out["bias"] = g.sum(1)
     return out
@@ -105,7 +117,7 @@ def _linear_squared(m: nn.Module, a: torch.Tensor, g: torch.Tensor, names: set[s
         if ghost_cheaper(a.shape[1], a.shape[2], g.shape[2]):  # cost: the cheaper form
             out["weight"] = (a @ a.transpose(1, 2) * (g @ g.transpose(1, 2))).sum((1, 2))
         else:
-            out["weight"] = torch.einsum("bno,bni->boi", g, a).pow(2).sum((1, 2))
+            out["weight"] = squared_norms(_per_example_weight(a, g))
     if "bias" in names:
         out["bias"] = g.sum(1).pow(2).sum(1)
     return out
@@ -132,6 +144,16 @@ def _embedding_materialise(m: nn.Module, x: torch.Tensor, g: torch.Tensor, names
 
 def _embedding_squared(m: nn.Module, x: torch.Tensor, g: torch.Tensor, names: set[str]) -> Any:
     ids, g = _ids(m, x, g)
+    b, n, d = g.shape
+    rows = cast(Any, m).weight.shape[0]
+    if 16 * rows < n * n:
+        # cost: a small table (TinyLM's 256 bytes, its positions): sum each example's rows
+        # into its own [V, d] table (B·V·d) instead of the pairwise products (B·N²·d);
+        # measured 3x faster at V = 256, N = 128, and slower from about 16·V = N² on.
+        table = torch.zeros((b * rows, d), dtype=g.dtype, device=g.device)
+        offsets = torch.arange(b, device=ids.device).unsqueeze(1) * rows
+        table.index_add_(0, (ids + offsets).reshape(-1), g.reshape(-1, d))
+        return {"weight": squared_norms(table.view(b, -1))}
     same = (ids.unsqueeze(2) == ids.unsqueeze(1)).to(g.dtype)  # [B, N, N]
     return {"weight": (same * (g @ g.transpose(1, 2))).sum((1, 2))}
 
@@ -310,7 +332,7 @@ class GradNorms:
         gw = gb = None
         for loc, pe in _linear_materialise(mod, a3, g3, names).items():  # cost: one bmm
             if single:
-                self._add_sq(pe.flatten(1).pow(2).sum(1))
+                self._add_sq(squared_norms(pe))
             else:  # several calls: sum per-example gradients before squaring
                 full = locals_[loc]
                 self._mat[full] = pe if full not in self._mat else self._mat[full] + pe
@@ -378,7 +400,7 @@ class GradNorms:
                 for loc, pe in rule.materialise(mod, xx, g, names).items():
                     full = locals_[loc]
                     if single:
-                        self._add_sq(pe.flatten(1).pow(2).sum(1))
+                        self._add_sq(squared_norms(pe))
                     elif full in self._mat:
                         self._mat[full] = self._mat[full] + pe
                     else:

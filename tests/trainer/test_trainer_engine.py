@@ -171,6 +171,23 @@ def test_linear_norm_forms_agree() -> None:
         assert torch.allclose(got["bias"], g.sum(1).pow(2).sum(1), rtol=1e-5)
 
 
+def test_embedding_norm_forms_agree() -> None:
+    """Both forms of an Embedding's per-example norm (per-example row table for a small
+    vocabulary, pairwise products for a large one) equal the materialised per-example
+    gradient, repeated ids and the padding row included."""
+    from trainer.gradnorm import _embedding_materialise, _embedding_squared
+
+    torch.manual_seed(0)
+    for vocab, n in ((6, 40), (500, 5)):  # 16·V < N²: table; else pairwise
+        emb = nn.Embedding(vocab, 7, padding_idx=1)
+        ids = torch.randint(vocab, (3, n))
+        ids[0, :3] = 1  # padding rows never get a gradient
+        g = torch.randn(3, n, 7)
+        want = _embedding_materialise(emb, ids, g, {"weight"})["weight"].pow(2).sum((1, 2))
+        got = _embedding_squared(emb, ids, g, {"weight"})["weight"]
+        assert torch.allclose(got, want, rtol=1e-5), (vocab, got, want)
+
+
 def test_grad_norms_of_a_hugging_face_model_equal_naive_per_example() -> None:
     """BERT: Linear, Embedding (incl. position embeddings shared by the batch), LayerNorm."""
     transformers = pytest.importorskip("transformers")
