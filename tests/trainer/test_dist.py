@@ -124,6 +124,30 @@ def test_ddp_replay_of_one_interval_is_bitwise(ddp: Path, inputs: distrun.DistIn
     assert replay["mode"] == "bitwise" and replay["steps"]
 
 
+def test_three_ranks_verify_and_replay_within_the_auditors_tolerance(
+    tmp_path: Path, inputs: distrun.DistInputs
+) -> None:
+    """More ranks than two: the contiguous split leaves ranks of unequal size, and gloo's
+    sum of three is not replay's rank-order sum, so replay is not bitwise (spec/records.md
+    §5.3); the auditor's tolerance admits it and bitwise replay refuses it, naming a tensor."""
+    out = tmp_path / "ddp3"
+    proc = distrun.govtune(inputs, out, "--nproc-per-node", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = _steps(out)
+    assert steps[0]["extra"]["distributed"]["worldSize"] == 3
+    assert all(tuple(r["ranks"]) == ranks_for(len(r["batch"]), 3) for r in steps[1:])
+    audit = {
+        "keys": [inputs.pub], "base": inputs.base, "data": inputs.dataset,
+        "openings": out / "private", "replay": 1, "replay_top": 1, "replay_nonce": b"three",
+    }  # fmt: skip
+    tolerant = verify(out, replay_tolerance=1e-3, **audit)
+    assert tolerant, [f"{f.code}: {f.message}" for f in tolerant.failures]
+    assert tolerant.verified["replay"]["mode"] != "bitwise"
+    assert {"GT-DIST-WORLD", "GT-DIST-RANKS", "GT-REPLAY-STEP"} <= _codes(tolerant, "pass")
+    bitwise = verify(out, **audit)
+    assert _codes(bitwise, "fail") == {"GT-REPLAY-STEP"}
+
+
 def test_world_of_one_is_bitwise_the_single_process_run(
     tmp_path: Path, inputs: distrun.DistInputs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
