@@ -216,8 +216,10 @@ def read_only(path: Path) -> Iterator[None]:
                 p.chmod(p.stat().st_mode | 0o200)
         return
     if not shutil.which("chattr") or subprocess.run(["chattr", "-R", "+i", str(path)]).returncode:
-        pytest.skip(
-            "running as root and cannot set the immutable attribute here: no read-only folder"
+        pytest.fail(
+            "running as root and cannot set the immutable attribute here (chattr, from "
+            "e2fsprogs): no read-only folder to test against",
+            pytrace=False,
         )
     try:
         yield

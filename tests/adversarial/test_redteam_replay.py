@@ -18,6 +18,7 @@ import mutate
 import pytest
 import tinyrun
 from redteam import audit, failing, forge, full
+from support import need
 
 from attest.predicates import TRAINING_TYPE
 from verifier.result import Result
@@ -33,7 +34,7 @@ def test_honest_run_passes(work: Path, honest: tinyrun.TinyRun) -> None:
     assert full(work, honest)
 
 
-pytest.importorskip("torch")
+need("torch")
 
 NONCE = "00112233445566778899aabbccddeeff"
 

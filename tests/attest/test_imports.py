@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from support import need
 
 import attest
 
@@ -85,7 +86,7 @@ def test_verifier_imports_neither_torch_nor_numpy(block):
 
 def test_probe_detects_a_heavy_submodule(tmp_path):
     """The probe can fail: a submodule importing numpy is caught (no vacuous check)."""
-    pytest.importorskip("numpy")
+    need("numpy")
     pkg = tmp_path / "heavypkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")

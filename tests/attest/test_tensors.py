@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import need
 
 from attest.digest import CHUNK
 from attest.errors import FormatError
@@ -362,8 +363,8 @@ def _raw(t) -> bytes:
 
 
 def test_torch_save_file_leaves_match(tmp_path):
-    torch = pytest.importorskip("torch")
-    st_torch = pytest.importorskip("safetensors.torch")
+    torch = need("torch")
+    st_torch = need("safetensors.torch")
     g = torch.Generator().manual_seed(0)
     tensors = {
         "h.0.mlp.w": torch.randn(4, 3, generator=g),
@@ -404,8 +405,8 @@ def test_torch_save_file_leaves_match(tmp_path):
 
 
 def test_torch_file_with_lying_header_is_refused(tmp_path):
-    torch = pytest.importorskip("torch")
-    st_torch = pytest.importorskip("safetensors.torch")
+    torch = need("torch")
+    st_torch = need("safetensors.torch")
     path = tmp_path / "real.safetensors"
     st_torch.save_file({"a": torch.ones(4), "b": torch.zeros(2)}, str(path))
     data = path.read_bytes()

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import need
 
 
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    pytest.importorskip("torch")  # training needs torch; the tests on the spec vectors do not
+    need("torch")  # training needs torch; the tests on the spec vectors do not
     from support.runs import licenses, producer_key, profiles, train_in_process, write_inputs
 
     from trainer.config import ModelConfig, TrainConfig

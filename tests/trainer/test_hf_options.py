@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 
 import pytest
+from support import need
 
-torch = pytest.importorskip("torch")
+torch = need("torch")
 
 from attest.errors import FormatError  # noqa: E402
 from attest.schedule import lr_at  # noqa: E402

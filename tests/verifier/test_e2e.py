@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import need
 from vector_helpers import ROOT, VECTORS, verify_kwargs
 
 from attest import keys
@@ -32,7 +33,7 @@ STEPS = 20
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
+    need("torch")
     out = tmp_path_factory.mktemp("demo") / "out"
     p = subprocess.run(
         [

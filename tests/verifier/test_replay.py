@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import need
 
-pytest.importorskip("torch")
+need("torch")
 
 import forge  # noqa: E402
 
