@@ -1,7 +1,7 @@
 """Governed 2-process DDP step vs plain PyTorch DDP: same model, data, AdamW, gloo on CPU.
 
-    python bench/bench_dist.py                    # d=64, 2 layers, seq 64, global batch 16
-    python bench/bench_dist.py --steps 30 --d-model 96
+    python bench/bench_dist.py                    # d=128, 4 layers, seq 128, global batch 16
+    python bench/bench_dist.py --d-model 64 --layers 2 --seq 64   # a 9 ms step: overheads only
 
 Two worker processes (torch.multiprocessing, gloo, one thread each) each hold both sides,
 started from the same weights, and run them interleaved (one governed step, one plain,
@@ -112,9 +112,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--d-model", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--seq", type=int, default=64)
+    # The single-process TinyLM figure's model (bench_trainer.py), so the two compare.
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16, help="global batch (8 per rank)")
     args = ap.parse_args()
     with socket.socket() as s:

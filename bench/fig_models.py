@@ -117,11 +117,32 @@ def dist_figures(steps: int, command: str) -> list[Figure]:
     if r.rc != 0 or line is None:
         raise RuntimeError(f"bench_dist.py exited {r.rc}: {r.output[-600:]}")
     data = json.loads(line)
+    # The same per-rank work in one process (1 thread, 8 examples): what of the DDP ratio is
+    # the governed step's own cost, and what the distributed part adds.
+    one = [sys.executable, str(ROOT / "bench" / "bench_trainer.py"), "--steps", str(max(steps, 8)),
+           "--threads", "1", "--batch", "8", "--mix", "two", "--json"]  # fmt: skip
+    r1 = run_child(one, env=env_for_children())
+    line1 = next((x for x in reversed(r1.output.splitlines()) if x.startswith("{")), None)
+    if r1.rc != 0 or line1 is None:
+        raise RuntimeError(f"bench_trainer.py exited {r1.rc}: {r1.output[-600:]}")
+    single = json.loads(line1)
     return [
         Figure(
             SECTION_DIST,
-            f"built-in model, 2 ranks x 8 examples, two mixed profiles ({len(data['plain_ms'])} "
-            "interleaved steps, rank 0's times)",
+            "reference: one process, 1 thread, 8 examples (one rank's share), two mixed "
+            f"profiles ({len(single['plain_s'])} interleaved steps)",
+            "ms",
+            tuple(x * 1000 for x in single["governed_s"]),
+            tuple(x * 1000 for x in single["plain_s"]),
+            baseline="plain PyTorch step, same process",
+            command=command,
+            note="no target: the governed step's own cost at one rank's size, against which "
+            "the DDP row shows what the distributed part adds",
+        ),
+        Figure(
+            SECTION_DIST,
+            f"built-in model (d=128, 4 layers, seq 128), 2 ranks x 8 examples, two mixed "
+            f"profiles ({len(data['plain_ms'])} interleaved steps, rank 0's times)",
             "ms",
             tuple(data["governed_ms"]),
             tuple(data["plain_ms"]),
@@ -131,7 +152,7 @@ def dist_figures(steps: int, command: str) -> list[Figure]:
             command=command,
             note="governed: Dist.step (routing, gradient norms, one all-reduce per gradient "
             "group, AdamW, leaf hashes, gathers) + rank 0's step record",
-        )
+        ),
     ]
 
 
