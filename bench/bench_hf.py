@@ -18,7 +18,7 @@ of the changed tensors and the state root. The plain step is forward, mean loss,
 backward, AdamW on an identical copy of the model. After one warm-up pair, each timed
 pair runs plain and governed in alternating order (so load changes and cache warmth bias
 neither side); the ratio is taken pair by pair: median (min-max). ``--reference`` also
-times the pre-optimisation governed path (every Linear book-kept, hashing after AdamW)
+times the pre-optimisation governed path (every Linear book-kept, no ghost norms)
 in the same interleaving. Targets: <= 1.15 for one profile per batch, <= 1.25 for two.
 """
 
@@ -106,7 +106,7 @@ def bench(model: str, mix: str, steps: int, reference: bool = False) -> dict[str
     ref = None
     if reference:  # the pre-optimisation path, on its own copy of the model
         rb = registry.build(spec, base)
-        ref = StepEngine(rb, optim, profiles, grad_norms=True, overlap_hashing=False)
+        ref = StepEngine(rb, optim, profiles, grad_norms=True)
         ref.norms = GradNorms(rb.model, ref.params, ghost=False)
     plain_model = copy.deepcopy(built.model)
     plain_params = [p for p in plain_model.parameters() if p.requires_grad]

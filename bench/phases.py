@@ -5,8 +5,8 @@
     python bench/phases.py --mix two             # two mixed profiles in every batch
 
 The governed step is taken apart as `StepEngine.step` runs it (forward with the norm
-hooks armed and the routing masks set, routed backward, AdamW with overlapped hashing,
-the hashes left after AdamW); the plain step as forward, backward, AdamW. Steps are
+hooks armed and the routing masks set, routed backward, AdamW, hashing
+the changed tensors after it); the plain step as forward, backward, AdamW. Steps are
 interleaved, the first four dropped; the medians are printed in ms. A profiling aid for
 bench/PERFORMANCE-notes.md, not a figure of `python -m bench`.
 """
@@ -100,8 +100,8 @@ def main() -> None:
             norms.result()
 
         timed([("forward", forward), ("backward + norms", backward),
-               ("AdamW (+ overlapped hashing)", engine.optimizer.step),
-               ("hashing left after AdamW", engine._hash_changed)])  # fmt: skip
+               ("AdamW", engine.optimizer.step),
+               ("hashing after AdamW", engine._hash_changed)])  # fmt: skip
 
     def plain(items: list[Item]) -> None:
         got: dict[str, torch.Tensor] = {}

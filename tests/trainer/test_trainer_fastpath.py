@@ -51,9 +51,10 @@ def test_overlapped_hashing_equals_plain_adamw_then_hash_bitwise(
     fast_b, ref_b = _built(options), _built(options)
     allowed = _profiles(fast_b, 2)
     opt = OptimizerConfig(lr=0.02, weight_decay=0.1)
-    fast = StepEngine(fast_b, opt, allowed)
-    ref = StepEngine(ref_b, opt, allowed, overlap_hashing=False)
+    fast = StepEngine(fast_b, opt, allowed, overlap_hashing=True)
+    ref = StepEngine(ref_b, opt, allowed)  # the default: hash after AdamW
     assert type(ref.optimizer).step is overlap.OverlapAdamW.step and ref.optimizer.on_chunk is None
+    assert fast.optimizer.on_chunk is not None
     parts = overlap.chunks_by_bytes(list(fast.params.values()))
     assert len(parts) > 2  # the chunked update is what runs
     items = [Item(t) for t in TEXTS[:4]]
@@ -66,6 +67,19 @@ def test_overlapped_hashing_equals_plain_adamw_then_hash_bitwise(
     assert all(torch.equal(sa[n], sb[n]) for n in sa)
     oa, ob = fast.optimizer_tensors(), ref.optimizer_tensors()
     assert oa.keys() == ob.keys() and all(torch.equal(oa[k], ob[k]) for k in oa)
+
+
+def test_hashing_on_every_core_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The byte-balanced bins over the hashing threads give each tensor's own leaf."""
+    from trainer import engine as engine_mod
+    from trainer import leaves as lv
+
+    built = _built({"d_model": 16, "n_layers": 3, "n_heads": 2, "seq_len": 24})
+    state = built.state()
+    names = sorted(state)
+    monkeypatch.setattr(engine_mod, "PARALLEL_HASH_BYTES", 0)  # bins even for a tiny model
+    assert engine_mod._hash_on_every_core(state, names) == lv.leaves(state, names)
+    assert engine_mod._hash_on_every_core(state, []) == {}
 
 
 def test_chunks_by_bytes_keeps_order_and_every_parameter() -> None:
