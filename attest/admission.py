@@ -235,12 +235,7 @@ class Outcome:
         if self.outcome == "masked" and self.rule != "pii":
             raise FormatError(f"outcome: only the pii rule masks, got {self.rule!r}")
         _check_detail(self.rule, self.outcome, self.detail, "outcome")
-        # a private copy: the caller's dict (or list) can no longer change a decision
-        object.__setattr__(
-            self,
-            "detail",
-            {k: list(v) if isinstance(v, list) else v for k, v in self.detail.items()},
-        )
+        object.__setattr__(self, "detail", _own(self.detail))
 
     @property
     def reason(self) -> str:
@@ -260,7 +255,45 @@ class Outcome:
         if rule not in RULES or outcome not in OUTCOMES:
             raise FormatError(f"{where}: unknown rule/outcome {rule!r}/{outcome!r}")
         _check_detail(rule, outcome, d["detail"], where)
-        return cls(rule, outcome, d["detail"])
+        if outcome == "pass":  # most outcomes of most records: one shared instance a rule
+            return passed(rule)
+        # Checked just above, with the record's path in the messages: not a second time
+        # (the per-value checks were 40% of the verifier's admissions layer).
+        o = object.__new__(cls)
+        object.__setattr__(o, "rule", rule)
+        object.__setattr__(o, "outcome", outcome)
+        object.__setattr__(o, "detail", _own(d["detail"]))
+        return o
+
+
+_PASSED: dict[str, Outcome] = {}
+
+
+def pass_outcome_of(d: object) -> Outcome | None:
+    """The shared `passed` outcome when ``d`` is exactly a valid pass outcome's dict
+    (``{"rule": R, "outcome": "pass", "detail": {}}``), else None: the common case of a
+    record's outcomes, decided without building an error path. Anything else goes
+    through `Outcome.from_dict`, which names what is wrong."""
+    if type(d) is not dict or len(d) != 3 or d.get("outcome") != "pass":
+        return None
+    rule, detail = d.get("rule"), d.get("detail")
+    if type(rule) is not str or rule not in RULES or type(detail) is not dict or detail:
+        return None
+    return passed(rule)
+
+
+def passed(rule: str) -> Outcome:
+    """``Outcome(rule, "pass")``, one shared instance per rule (an Outcome is never mutated:
+    its detail is a private copy, {} on pass)."""
+    o = _PASSED.get(rule)
+    if o is None:
+        o = _PASSED[rule] = Outcome(rule, "pass")
+    return o
+
+
+def _own(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A private copy: the caller's dict (or list) can no longer change a decision."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in detail.items()}
 
 
 @dataclass(frozen=True)
@@ -314,7 +347,7 @@ def decide(policy: Policy, meta: Metadata, findings: Findings) -> Decision:
 
     def rule(name: str, ok: bool, detail: dict[str, Arg], masked: bool = False) -> None:
         outcome = "masked" if ok and masked else ("pass" if ok else "fail")
-        out.append(Outcome(name, outcome, detail if outcome != "pass" else {}))
+        out.append(passed(name) if outcome == "pass" else Outcome(name, outcome, detail))
 
     if meta.canary:
         # Canaries are planted by the policy itself; only their number is checked

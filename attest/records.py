@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .admission import Findings, Metadata, Outcome
+from .admission import Findings, Metadata, Outcome, pass_outcome_of
 from .digest import check_hex32
 from .errors import FormatError
 from .modelspec import ModelSpec
@@ -189,7 +189,8 @@ class AdmissionRecord:
             Metadata.from_dict(d["metadata"], f"{where}.metadata"),
             Findings.from_dict(d["findings"], f"{where}.findings"),
             tuple(
-                Outcome.from_dict(o, f"{where}.outcomes[{i}]") for i, o in enumerate(d["outcomes"])
+                pass_outcome_of(o) or Outcome.from_dict(o, f"{where}.outcomes[{i}]")
+                for i, o in enumerate(d["outcomes"])
             ),
             d["decision"] == "admit",
             d["profile"],

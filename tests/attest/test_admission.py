@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from attest.admission import (
     RULES,
@@ -538,3 +540,32 @@ DETAIL_BAD = [
 def test_outcome_detail_errors(doc, match):
     with pytest.raises(FormatError, match=match):
         Outcome.from_dict(doc)
+
+
+_OUTCOME_PARTS = st.one_of(
+    st.sampled_from(["canary", "license", "pii", "nope", ""]), st.integers(), st.none(),
+    st.just({}), st.just({"reason": "no-canaries"}), st.just([]),
+    st.sampled_from(["pass", "fail", "masked"]),
+)  # fmt: skip
+
+
+@given(st.dictionaries(st.sampled_from(["rule", "outcome", "detail", "x"]), _OUTCOME_PARTS))
+@example({"rule": "pii", "outcome": "pass", "detail": {}})
+@example({"rule": "license", "outcome": "pass", "detail": {"reason": "no-canaries"}})
+@example({"rule": "canary", "outcome": "fail", "detail": {"reason": "no-canaries"}})
+def test_pass_fast_path_agrees_with_from_dict(d: dict) -> None:
+    """`pass_outcome_of` answers only for a dict that `Outcome.from_dict` accepts as the
+    very same pass outcome; for everything else it defers (None)."""
+    from attest.admission import Outcome, pass_outcome_of
+
+    fast = pass_outcome_of(d)
+    try:
+        slow = Outcome.from_dict(d)
+    except FormatError:
+        assert fast is None
+        return
+    assert fast is None or fast == slow
+    if slow.outcome == "pass":
+        assert fast is slow or fast == slow
+    else:
+        assert fast is None
