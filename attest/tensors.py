@@ -359,15 +359,20 @@ def _hash_tensors_apart(
 
 
 def _balance(tensors: Sequence[TensorInfo], n: int) -> dict[str, int]:
-    """Assign each tensor to one of ``n`` lanes, largest first to the least loaded lane."""
+    return balance({t.name: t.nbytes for t in tensors}, n)
+
+
+def balance(sizes: Mapping[str, int], n: int) -> dict[str, int]:
+    """Assign each name to one of ``n`` lanes, largest first to the least loaded lane (the
+    hashing threads here and the trainer's, trainer/engine.py)."""
     if n <= 1:
-        return {t.name: 0 for t in tensors}
+        return dict.fromkeys(sizes, 0)
     load = [0] * n
     out: dict[str, int] = {}
-    for t in sorted(tensors, key=lambda t: -t.nbytes):
+    for name in sorted(sizes, key=lambda k: -sizes[k]):
         i = load.index(min(load))
-        out[t.name] = i
-        load[i] += t.nbytes
+        out[name] = i
+        load[i] += sizes[name]
     return out
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from attest.errors import FormatError
-from attest.tensors import state_root
+from attest.tensors import balance, state_root
 
 from . import leaves as lv
 from .gradnorm import GradNorms
@@ -316,14 +316,11 @@ def _hash_on_every_core(
     and one for this thread. One tensor's SHA-256 is one sequential stream, so the largest
     tensor bounds the time. cost: the changed bytes / (cores x SHA-256 rate)."""
     size = {a: state[a].numel() * state[a].element_size() for a in names}
-    pool = hash_pool()
     n_bins = 1 + hash_workers() if sum(size.values()) >= PARALLEL_HASH_BYTES else 1
     bins: list[list[str]] = [[] for _ in range(n_bins)]
-    load = [0] * n_bins
-    for a in sorted(names, key=lambda a: -size[a]):
-        i = load.index(min(load))
+    for a, i in balance(size, n_bins).items():
         bins[i].append(a)
-        load[i] += size[a]
+    pool = hash_pool()
     futures = [pool.submit(lv.leaves, state, b) for b in bins[1:] if b]
     out = lv.leaves(state, bins[0])
     for f in futures:

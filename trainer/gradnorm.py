@@ -267,7 +267,7 @@ class GradNorms:
         self._handles: list[Any] = []
         self._calls: dict[int, int] = {}
         self._active: set[str] = set()
-        self._sq: torch.Tensor | None = None
+        self._sq: list[torch.Tensor] = []  # per-example squared norms, one tensor a rule call
         self._mat: dict[str, torch.Tensor] = {}
         self._seen: set[str] = set()  # names whose per-example grads were measured
         self._b = 0
@@ -280,7 +280,7 @@ class GradNorms:
         """Install the hooks for one step's forward and backward."""
         if not self.enabled:
             return
-        self._b, self._calls, self._mat, self._sq = batch_size, {}, {}, None
+        self._b, self._calls, self._mat, self._sq = batch_size, {}, {}, []
         self._seen = set()
         for mod, locals_ in self.modules:
             if id(mod) in self.bookkept:
@@ -409,8 +409,7 @@ class GradNorms:
         return hook
 
     def _add_sq(self, sq: torch.Tensor) -> None:
-        sq = sq.to(torch.float64)
-        self._sq = sq if self._sq is None else self._sq + sq
+        self._sq.append(sq)  # summed once, in float64, by `result`
 
     def result(self) -> tuple[float, ...] | None:
         """Per-example norms of the step just taken (None when not computable)."""
@@ -427,11 +426,16 @@ class GradNorms:
                 "measured (used outside its module?); register a rule (trainer.gradnorm) or "
                 "set grad_norms = false"
             )
-        total = torch.zeros(self._b, dtype=torch.float64) if self._sq is None else self._sq
+        total = torch.zeros(self._b, dtype=torch.float64)
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for sq in self._sq:
+            by_dtype.setdefault(sq.dtype, []).append(sq)
+        for part in by_dtype.values():  # cost: one stack and one sum a dtype, not one a call
+            total = total + torch.stack(part).to(torch.float64).sum(0)
         for pe in self._mat.values():
             total = total + pe.flatten(1).to(torch.float64).pow(2).sum(1)
         self._mat = {}
-        self._sq = None
+        self._sq = []
         return tuple(float(v) for v in total.sqrt().tolist())  # sync: tensor -> Python
 
 
